@@ -1,0 +1,296 @@
+package membership
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Config configures a Store. The zero value of every field but JetStream is
+// a usable default.
+type Config struct {
+	// JetStream is the connection to the JetStream domain holding the bucket.
+	JetStream jetstream.JetStream
+	// Bucket is the KV bucket name (default DefaultBucket).
+	Bucket string
+	// Replicas is the bucket's replication factor (default 1).
+	Replicas int
+	// Logger receives load and decode problems (default: no logging).
+	Logger *zap.Logger
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// Store owns the membership bucket: every write goes through it and returns
+// only after JetStream acknowledged it and the local Index applied it, so a
+// caller reads its own writes.
+type Store struct {
+	cfg   Config
+	kv    jetstream.KeyValue
+	index *Index
+	log   *zap.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu sync.Mutex
+	// mu guards the following fields.
+	applied chan struct{} // closed and replaced after each applied entry
+	subs    map[int]func(Change)
+	nextSub int
+	err     error // why the watch stopped, if it did
+}
+
+// Open creates or binds the bucket, loads it into the index and keeps the
+// index current until Close.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.JetStream == nil {
+		return nil, fmt.Errorf("%w: config: JetStream is required", ErrInvalid)
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	kv, err := cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "presenced membership: users, groups, members, roles, tokens",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("membership: open bucket %s: %w", cfg.Bucket, err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		kv:      kv,
+		index:   newIndex(),
+		log:     cfg.Logger.Named("membership"),
+		done:    make(chan struct{}),
+		applied: make(chan struct{}),
+		subs:    map[int]func(Change){},
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	w, err := kv.WatchAll(wctx, jetstream.IncludeHistory())
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("membership: watch: %w", err)
+	}
+	loaded := make(chan struct{})
+	go s.watch(w, loaded)
+	select {
+	case <-loaded:
+	case <-s.done:
+		cancel()
+		return nil, s.watchErr()
+	case <-ctx.Done():
+		cancel()
+		<-s.done
+		return nil, ctx.Err()
+	}
+	if err := s.ensureBuiltinRoles(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Index returns the in-memory view of the bucket.
+func (s *Store) Index() *Index { return s.index }
+
+// KV returns the bucket, for health checks.
+func (s *Store) KV() jetstream.KeyValue { return s.kv }
+
+// Close stops the watch. Reads keep answering from the last state.
+func (s *Store) Close() {
+	s.cancel()
+	<-s.done
+}
+
+// Subscribe registers fn to be called, in bucket order, with every change
+// applied to the index after this call. fn runs on the store's watch
+// goroutine: it must return quickly and must not write to the store. The
+// returned function unregisters fn.
+func (s *Store) Subscribe(fn func(Change)) (cancel func()) {
+	s.mu.Lock()
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.subs, id)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Store) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
+	defer close(s.done)
+	defer w.Stop()
+	initial := true
+	for e := range w.Updates() {
+		if e == nil {
+			if initial {
+				initial = false
+				close(loaded)
+			}
+			continue
+		}
+		deleted := e.Operation() != jetstream.KeyValuePut
+		c, changed, err := s.index.apply(e.Key(), e.Value(), e.Revision(), deleted)
+		if err != nil {
+			s.log.Warn("skipping undecodable record", zap.String("key", e.Key()), zap.Error(err))
+		}
+		s.mu.Lock()
+		close(s.applied)
+		s.applied = make(chan struct{})
+		var subs []func(Change)
+		if changed && !initial {
+			for _, fn := range s.subs {
+				subs = append(subs, fn)
+			}
+		}
+		s.mu.Unlock()
+		for _, fn := range subs {
+			fn(c)
+		}
+	}
+	s.mu.Lock()
+	s.err = errors.New("membership: watch stopped")
+	s.mu.Unlock()
+}
+
+func (s *Store) watchErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		return errors.New("membership: watch stopped")
+	}
+	return s.err
+}
+
+// waitApplied blocks until the index has applied revision rev.
+func (s *Store) waitApplied(ctx context.Context, rev uint64) error {
+	for {
+		s.mu.Lock()
+		ch := s.applied
+		s.mu.Unlock()
+		if s.index.Rev() >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.done:
+			return s.watchErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// put writes value under key, with CAS when lastRev is not nil (0 means the
+// key must not exist), and waits until the index has it.
+func (s *Store) put(ctx context.Context, key string, value any, lastRev *uint64) (uint64, error) {
+	b, err := json.Marshal(value)
+	if err != nil {
+		return 0, fmt.Errorf("membership: encode %s: %w", key, err)
+	}
+	var rev uint64
+	switch {
+	case lastRev == nil:
+		rev, err = s.kv.Put(ctx, key, b)
+	case *lastRev == 0:
+		rev, err = s.kv.Create(ctx, key, b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, ErrExists
+		}
+	default:
+		rev, err = s.kv.Update(ctx, key, b, *lastRev)
+		if isWrongSequence(err) {
+			return 0, ErrConflict
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("membership: write %s: %w", key, err)
+	}
+	return rev, s.waitApplied(ctx, rev)
+}
+
+// del deletes key and waits until the index has applied the deletion. It
+// publishes the KV delete marker itself to learn its revision.
+func (s *Store) del(ctx context.Context, key string) error {
+	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + key)
+	msg.Header.Set("KV-Operation", "DEL")
+	ack, err := s.cfg.JetStream.PublishMsg(ctx, msg)
+	if err != nil {
+		return fmt.Errorf("membership: delete %s: %w", key, err)
+	}
+	return s.waitApplied(ctx, ack.Sequence)
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// reserveSeq reserves n consecutive numbers of a numeric alias sequence and
+// returns the first.
+func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, error) {
+	key := prefixSeq + kind
+	for range 100 {
+		var cur int64
+		var rev uint64
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("membership: read %s: %w", key, err)
+		default:
+			if err := json.Unmarshal(e.Value(), &cur); err != nil {
+				return 0, fmt.Errorf("membership: decode %s: %w", key, err)
+			}
+			rev = e.Revision()
+		}
+		b, _ := json.Marshal(cur + n)
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, key, b)
+		} else {
+			_, err = s.kv.Update(ctx, key, b, rev)
+		}
+		if err == nil {
+			return cur + 1, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return 0, fmt.Errorf("membership: write %s: %w", key, err)
+		}
+	}
+	return 0, fmt.Errorf("%w: sequence %s", ErrConflict, kind)
+}
+
+func (s *Store) ensureBuiltinRoles(ctx context.Context) error {
+	for _, r := range BuiltinRoles {
+		if old, ok := s.index.Role(r.ID); ok && old == r {
+			continue
+		}
+		if _, err := s.put(ctx, roleKey(r.ID), r, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package membership
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// TokenPrefix starts every token the store generates, so that leaked tokens
+// are easy to recognise and scan for.
+const TokenPrefix = "pd_"
+
+// TokenSpec describes a token to issue.
+type TokenSpec struct {
+	Name      string
+	UserID    string // the user the token acts as; "" for a service token
+	Scopes    []string
+	ExpiresAt *time.Time
+	// Secret, when set, is used instead of a generated one (an operator's
+	// --admin-token). It must be at least 16 bytes.
+	Secret string
+	// ID, when set, names the token instead of a generated id; an existing
+	// token with this id is replaced.
+	ID string
+}
+
+// HashToken returns the stored form of a token secret.
+func HashToken(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateToken issues a token and returns its secret, which is shown once and
+// never stored: only its hash is.
+func (s *Store) CreateToken(ctx context.Context, spec TokenSpec) (secret string, tok Token, err error) {
+	if err := validateScopes(spec.Scopes); err != nil {
+		return "", Token{}, err
+	}
+	if err := checkText("name", spec.Name, 128); err != nil {
+		return "", Token{}, err
+	}
+	if spec.UserID != "" {
+		if _, ok := s.index.User(spec.UserID); !ok {
+			return "", Token{}, fmt.Errorf("user %s: %w", spec.UserID, ErrNotFound)
+		}
+	}
+	now := s.cfg.Now().UTC()
+	if spec.ExpiresAt != nil && !spec.ExpiresAt.After(now) {
+		return "", Token{}, invalid("expiresAt", "must be in the future")
+	}
+	secret = spec.Secret
+	if secret == "" {
+		secret = TokenPrefix + randomString(32)
+	} else if len(secret) < 16 {
+		return "", Token{}, invalid("secret", "must be at least 16 bytes")
+	}
+	id := spec.ID
+	if id == "" {
+		id = hex.EncodeToString(randomBytes(8))
+	} else if err := checkID("id", id); err != nil {
+		return "", Token{}, err
+	}
+	tok = Token{
+		ID:        id,
+		Name:      spec.Name,
+		UserID:    spec.UserID,
+		Scopes:    spec.Scopes,
+		Hash:      HashToken(secret),
+		CreatedAt: now,
+		ExpiresAt: spec.ExpiresAt,
+	}
+	if _, err := s.put(ctx, tokenKey(id), tok, nil); err != nil {
+		return "", Token{}, err
+	}
+	return secret, tok, nil
+}
+
+// RevokeToken deletes a token; it stops working at once on this node and as
+// soon as other nodes apply the deletion.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	if _, ok := s.index.Token(id); !ok {
+		return fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	return s.del(ctx, tokenKey(id))
+}
+
+// Authenticate resolves a token secret. It fails with ErrUnauthorized for an
+// unknown secret and ErrTokenExpired for an expired token.
+func (s *Store) Authenticate(_ context.Context, secret string) (Token, error) {
+	if secret == "" {
+		return Token{}, ErrUnauthorized
+	}
+	tok, ok := s.index.TokenByHash(HashToken(secret))
+	if !ok {
+		return Token{}, ErrUnauthorized
+	}
+	if tok.Expired(s.cfg.Now()) {
+		return Token{}, ErrTokenExpired
+	}
+	return tok, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return b
+}
+
+func randomString(n int) string {
+	return base64.RawURLEncoding.EncodeToString(randomBytes(n))
+}

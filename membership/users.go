@@ -1,0 +1,110 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// CreateUser stores a new user; ErrExists if the id is taken. Zero Type is
+// "user"; a new user is active unless the caller set Seq to mark an import
+// (Active is taken as given then).
+func (s *Store) CreateUser(ctx context.Context, u User) (User, error) {
+	if _, ok := s.index.User(u.ID); ok {
+		return User{}, fmt.Errorf("user %s: %w", u.ID, ErrExists)
+	}
+	return s.writeUser(ctx, u, true)
+}
+
+// PutUser creates or replaces a user. Seq and CreatedAt of an existing user
+// are kept.
+func (s *Store) PutUser(ctx context.Context, u User) (User, error) {
+	return s.writeUser(ctx, u, false)
+}
+
+// UpdateUser applies fn to the current user and stores the result with a
+// compare-and-set, retrying on concurrent updates.
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error) {
+	for range 10 {
+		cur, rev, ok := s.index.userRev(id)
+		if !ok {
+			return User{}, fmt.Errorf("user %s: %w", id, ErrNotFound)
+		}
+		cur.Roles = slices.Clone(cur.Roles)
+		next := cur
+		if err := fn(&next); err != nil {
+			return User{}, err
+		}
+		next.ID, next.Seq, next.CreatedAt = cur.ID, cur.Seq, cur.CreatedAt
+		next.UpdatedAt = s.cfg.Now().UTC()
+		if err := s.index.validateUser(next); err != nil {
+			return User{}, err
+		}
+		_, err := s.put(ctx, userKey(id), next, &rev)
+		if err == ErrConflict {
+			continue
+		}
+		return next, err
+	}
+	return User{}, fmt.Errorf("user %s: %w", id, ErrConflict)
+}
+
+func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error) {
+	if u.Type == "" {
+		u.Type = UserTypeUser
+	}
+	if err := s.index.validateUser(u); err != nil {
+		return User{}, err
+	}
+	now := s.cfg.Now().UTC()
+	old, rev, exists := s.index.userRev(u.ID)
+	if exists {
+		u.Seq, u.CreatedAt = old.Seq, old.CreatedAt
+	} else {
+		if u.Seq == 0 {
+			seq, err := s.reserveSeq(ctx, "users", 1)
+			if err != nil {
+				return User{}, err
+			}
+			u.Seq = seq
+		}
+		if u.CreatedAt.IsZero() {
+			u.CreatedAt = now
+		}
+	}
+	u.UpdatedAt = now
+	var last *uint64
+	if create {
+		var zero uint64
+		last = &zero
+	} else if exists {
+		last = &rev
+	}
+	if _, err := s.put(ctx, userKey(u.ID), u, last); err != nil {
+		if err == ErrExists {
+			return User{}, fmt.Errorf("user %s: %w", u.ID, ErrExists)
+		}
+		return User{}, err
+	}
+	return u, nil
+}
+
+// DeleteUser removes a user with their memberships and tokens.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	if _, ok := s.index.User(id); !ok {
+		return fmt.Errorf("user %s: %w", id, ErrNotFound)
+	}
+	for _, m := range s.index.GroupsOf(id) {
+		if err := s.del(ctx, MemberKey(m.GroupID, id)); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.index.Tokens() {
+		if t.UserID == id {
+			if err := s.del(ctx, tokenKey(t.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	return s.del(ctx, userKey(id))
+}
