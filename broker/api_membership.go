@@ -1,0 +1,308 @@
+package broker
+
+import (
+	"net/http"
+
+	"github.com/presenced/presenced/membership"
+)
+
+// userBody is the JSON of a user in requests. Pointer fields distinguish
+// "absent" from "zero" for PATCH.
+type userBody struct {
+	ID        string               `json:"id"`
+	Username  *string              `json:"username"`
+	Name      *string              `json:"name"`
+	AvatarURL *string              `json:"avatarUrl"`
+	UTCOffset *float64             `json:"utcOffset"`
+	Type      *membership.UserType `json:"type"`
+	Active    *bool                `json:"active"`
+	Roles     *[]string            `json:"roles"`
+}
+
+func (b userBody) applyTo(u *membership.User) {
+	if b.Username != nil {
+		u.Username = *b.Username
+	}
+	if b.Name != nil {
+		u.Name = *b.Name
+	}
+	if b.AvatarURL != nil {
+		u.AvatarURL = *b.AvatarURL
+	}
+	if b.UTCOffset != nil {
+		u.UTCOffset = *b.UTCOffset
+	}
+	if b.Type != nil {
+		u.Type = *b.Type
+	}
+	if b.Active != nil {
+		u.Active = *b.Active
+	}
+	if b.Roles != nil {
+		u.Roles = *b.Roles
+	}
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
+	var b userBody
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	u := membership.User{ID: b.ID, Active: true}
+	b.applyTo(&u)
+	u, err := s.store.CreateUser(r.Context(), u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, u)
+	return nil
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
+	u, ok := s.store.Index().User(r.PathValue("id"))
+	if !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + r.PathValue("id") + " not found"}
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	users := s.store.Index().ListUsers(after, limit)
+	writeJSON(w, http.StatusOK, newPage(users, limit, func(u membership.User) string { return u.ID }))
+	return nil
+}
+
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
+	var b userBody
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	if b.ID != "" && b.ID != r.PathValue("id") {
+		return badRequest("id in the body differs from the path")
+	}
+	u, err := s.store.UpdateUser(r.Context(), r.PathValue("id"), func(u *membership.User) error {
+		b.applyTo(u)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.DeleteUser(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// setUserRole adds (PUT) or removes (DELETE) a global role of a user.
+func (s *Server) setUserRole(add bool) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		role := r.PathValue("role")
+		u, err := s.store.UpdateUser(r.Context(), r.PathValue("id"), func(u *membership.User) error {
+			roles := u.Roles[:0:0]
+			for _, x := range u.Roles {
+				if x != role {
+					roles = append(roles, x)
+				}
+			}
+			if add {
+				roles = append(roles, role)
+			}
+			u.Roles = roles
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, u)
+		return nil
+	}
+}
+
+type groupBody struct {
+	ID   string                `json:"id"`
+	Name *string               `json:"name"`
+	Type *membership.GroupType `json:"type"`
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
+	var b groupBody
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	g := membership.Group{ID: b.ID}
+	if b.Name != nil {
+		g.Name = *b.Name
+	}
+	if b.Type != nil {
+		g.Type = *b.Type
+	}
+	g, err := s.store.CreateGroup(r.Context(), g)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, g)
+	return nil
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
+	g, ok := s.store.Index().Group(r.PathValue("id"))
+	if !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "group " + r.PathValue("id") + " not found"}
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	gs := s.store.Index().ListGroups(after, limit)
+	writeJSON(w, http.StatusOK, newPage(gs, limit, func(g membership.Group) string { return g.ID }))
+	return nil
+}
+
+func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request) error {
+	var b groupBody
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	if b.ID != "" && b.ID != r.PathValue("id") {
+		return badRequest("id in the body differs from the path")
+	}
+	g, err := s.store.UpdateGroup(r.Context(), r.PathValue("id"), func(g *membership.Group) error {
+		if b.Name != nil {
+			g.Name = *b.Name
+		}
+		if b.Type != nil {
+			g.Type = *b.Type
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, g)
+	return nil
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.DeleteGroup(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// listMembers pages through a group's members in join order; the cursor is
+// the last user id of the previous page.
+func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) error {
+	gid := r.PathValue("id")
+	if _, ok := s.store.Index().Group(gid); !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "group " + gid + " not found"}
+	}
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	ms := s.store.Index().Members(gid)
+	if after != "" {
+		i := 0
+		for i < len(ms) && ms[i].UserID != after {
+			i++
+		}
+		if i == len(ms) {
+			return badRequest("cursor is not one this API returned")
+		}
+		ms = ms[i+1:]
+	}
+	if len(ms) > limit {
+		ms = ms[:limit]
+	}
+	writeJSON(w, http.StatusOK, newPage(ms, limit, func(m membership.Member) string { return m.UserID }))
+	return nil
+}
+
+func (s *Server) listUserGroups(w http.ResponseWriter, r *http.Request) error {
+	uid := r.PathValue("id")
+	if _, ok := s.store.Index().User(uid); !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + uid + " not found"}
+	}
+	ms := s.store.Index().GroupsOf(uid)
+	writeJSON(w, http.StatusOK, listResponse[membership.Member]{Items: ms})
+	return nil
+}
+
+type memberBody struct {
+	Role  membership.MemberRole `json:"role"`
+	Roles []string              `json:"roles"`
+}
+
+func (s *Server) putMember(w http.ResponseWriter, r *http.Request) error {
+	var b memberBody
+	if r.ContentLength != 0 {
+		if err := s.decodeJSON(w, r, &b); err != nil {
+			return err
+		}
+	}
+	m, err := s.store.PutMember(r.Context(), membership.Member{
+		GroupID: r.PathValue("id"), UserID: r.PathValue("user"), Role: b.Role, Roles: b.Roles,
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}
+
+func (s *Server) deleteMember(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.DeleteMember(r.Context(), r.PathValue("id"), r.PathValue("user")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, listResponse[membership.Role]{Items: s.store.Index().Roles()})
+	return nil
+}
+
+func (s *Server) putRole(w http.ResponseWriter, r *http.Request) error {
+	var role membership.Role
+	if err := s.decodeJSON(w, r, &role); err != nil {
+		return err
+	}
+	if role.ID == "" {
+		role.ID = r.PathValue("id")
+	}
+	if role.ID != r.PathValue("id") {
+		return badRequest("id in the body differs from the path")
+	}
+	if err := s.store.PutRole(r.Context(), role); err != nil {
+		return err
+	}
+	role, _ = s.store.Index().Role(role.ID)
+	writeJSON(w, http.StatusOK, role)
+	return nil
+}
+
+func (s *Server) deleteRole(w http.ResponseWriter, r *http.Request) error {
+	if err := s.store.DeleteRole(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

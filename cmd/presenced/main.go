@@ -1,0 +1,103 @@
+// Command presenced runs a presenced node. With no flags it embeds a
+// nats-server with JetStream under ./data and serves HTTP on :8080.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/presenced/presenced/broker"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "presenced:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
+	build := broker.Flags(fs)
+	// Precedence: flags, then PRESENCED_* environment, then the config file.
+	if err := ff.Parse(fs, args,
+		ff.WithEnvVarPrefix("PRESENCED"),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(ff.PlainParser),
+	); err != nil {
+		return err
+	}
+	cfg, err := build()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(fs.Lookup("log-level").Value.String(), fs.Lookup("log-json").Value.String() == "true")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	cfg.Logger = log
+
+	srv, err := broker.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	printWelcome(srv)
+	<-ctx.Done()
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func printWelcome(srv *broker.Server) {
+	base := broker.BaseURL(srv.Addr())
+	fmt.Printf("presenced is running\n  API:       %s/v1/\n  WebSocket: %s/v1/ws\n  Dashboard: %s/dashboard\n", base, wsURL(base), base)
+	if u := srv.NATSClientURL(); u != "" {
+		fmt.Printf("  NATS:      %s\n", u)
+	}
+	if tok := srv.FirstRunToken(); tok != "" {
+		fmt.Printf("\nFirst run: an admin API token was created. It is shown only now; only its hash is stored.\n  %s\n\nTry: curl -H 'Authorization: Bearer %s' %s/v1/users\n\n", tok, tok, base)
+	}
+}
+
+func wsURL(base string) string {
+	if len(base) > 4 && base[:5] == "https" {
+		return "wss" + base[5:]
+	}
+	return "ws" + base[4:]
+}
+
+// newLogger logs readable lines on a terminal and JSON otherwise.
+func newLogger(level string, forceJSON bool) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	var cfg zap.Config
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !forceJSON {
+		cfg = zap.NewDevelopmentConfig()
+		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+	} else {
+		cfg = zap.NewProductionConfig()
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	return cfg.Build()
+}
