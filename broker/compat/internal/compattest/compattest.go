@@ -22,8 +22,9 @@ import (
 	"github.com/presenced/presenced/protocol"
 )
 
-// Now is the fixed time of every Env: the vendor page's example instant.
-var Now = time.Date(2026, 3, 18, 19, 15, 53, 0, time.FixedZone("EET", 2*3600))
+// Now is the fixed time of every Env: the instant of the Bitrix24 page's
+// example (its time.start), in the +02:00 zone its date_start shows.
+var Now = time.Unix(1773850553, 0).In(time.FixedZone("EET", 2*3600))
 
 // Env is one test's membership store and statuses.
 type Env struct {

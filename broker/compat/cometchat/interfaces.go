@@ -1,0 +1,36 @@
+package cometchat
+
+import (
+	"context"
+	"time"
+
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/protocol"
+)
+
+// Directory reads groups, members and users. *membership.Index implements
+// it.
+type Directory interface {
+	User(id string) (membership.User, bool)
+	Group(id string) (membership.Group, bool)
+	// Members returns a group's members sorted by Seq.
+	Members(group string) []membership.Member
+}
+
+// StatusReader reads presence. Calls come from request goroutines
+// concurrently and must not block on the network.
+type StatusReader interface {
+	// UserStatus returns a user's aggregate status, status text and the time
+	// the status last changed. Unknown users are offline.
+	UserStatus(user string) (status protocol.Status, text string, changed time.Time)
+}
+
+// Authenticator resolves the apikey header.
+type Authenticator interface {
+	// AuthenticateToken returns the API token whose secret is token. A bad
+	// or expired token wraps membership.ErrUnauthorized or
+	// membership.ErrTokenExpired; any other error is a server failure.
+	AuthenticateToken(ctx context.Context, token string) (membership.Token, error)
+}
+
+var _ Directory = (*membership.Index)(nil)
