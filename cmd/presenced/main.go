@@ -29,17 +29,7 @@ func main() {
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
-	build := broker.Flags(fs)
-	// Precedence: flags, then PRESENCED_* environment, then the config file.
-	if err := ff.Parse(fs, args,
-		ff.WithEnvVarPrefix("PRESENCED"),
-		ff.WithConfigFileFlag("config"),
-		ff.WithConfigFileParser(ff.PlainParser),
-	); err != nil {
-		return err
-	}
-	cfg, err := build()
+	cfg, fs, err := loadConfig(args)
 	if err != nil {
 		return err
 	}
@@ -65,6 +55,22 @@ func run(args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// loadConfig reads options from flags, then PRESENCED_* environment
+// variables, then the --config file, in that order of precedence.
+func loadConfig(args []string) (broker.Config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
+	build := broker.Flags(fs)
+	if err := ff.Parse(fs, args,
+		ff.WithEnvVarPrefix("PRESENCED"),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(ff.PlainParser),
+	); err != nil {
+		return broker.Config{}, nil, err
+	}
+	cfg, err := build()
+	return cfg, fs, err
 }
 
 func printWelcome(srv *broker.Server) {
