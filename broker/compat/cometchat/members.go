@@ -171,8 +171,10 @@ func (h *Handler) members(guid string, q query.Values) (any, *apiError) {
 	}
 	var body membersBody
 	body.Data = []member{}
-	if start := (lq.page - 1) * lq.perPage; start < len(all) && lq.page <= len(all) {
-		body.Data = all[start:min(start+lq.perPage, len(all))]
+	if lq.page <= len(all) { // bounds (page-1)*perPage before it can overflow
+		if start := (lq.page - 1) * lq.perPage; start < len(all) {
+			body.Data = all[start:min(start+lq.perPage, len(all))]
+		}
 	}
 	body.Meta.Pagination = pagination{
 		Total: len(all), Count: len(body.Data), PerPage: lq.perPage, CurrentPage: lq.page,

@@ -2,7 +2,6 @@ package cometchat_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -81,9 +80,7 @@ func serve(t *testing.T, cfg cometchat.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return compattest.Serve(t, h)
 }
 
 type req struct {

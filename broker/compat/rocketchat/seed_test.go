@@ -17,26 +17,19 @@ import (
 // seed401 is the pages' 401 example; the answer adds success and error.
 const seed401 = `{"status": "error", "message": "You must be logged in to do this."}`
 
-func TestSeedGroupsOnline(t *testing.T) {
-	w := newWorld(t)
-	tests := []struct {
-		name  string
-		r     req
-		code  int
-		want  string
-		exact bool
-	}{
-		{"success", req{path: "groups.online?_id=" + groupID, as: callerID}, 200, `{
-			"online": [{"_id": "47cRd58HnWwpqxhaZ", "username": "test"},
-			           {"_id": "BsxzC22xQ43taWdff", "username": "uniqueusername"}],
-			"success": true}`, true},
-		{"not_member", req{path: "groups.online?_id=" + groupID, as: outsiderID}, 400,
-			`{"success": false, "error": "Not Allowed [error-not-allowed]", "errorType": "error-not-allowed"}`, true},
-		{"invalid_query", req{path: "groups.online", as: callerID}, 400,
-			`{"success": false, "error": "Invalid query"}`, true},
-		{"unauthorized", req{path: "groups.online?_id=" + groupID}, 401, seed401, false},
-	}
-	for _, tt := range tests {
+// seedCase is one vendor example: a request, its status and the example
+// body; exact means the answer holds nothing more.
+type seedCase struct {
+	name  string
+	r     req
+	code  int
+	want  string
+	exact bool
+}
+
+func runSeedCases(t *testing.T, w *world, prefix string, cases []seedCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			res := w.do(t, tt.r)
 			if res.Status != tt.code {
@@ -47,20 +40,27 @@ func TestSeedGroupsOnline(t *testing.T) {
 			if tt.exact {
 				compattest.Subset(t, got, want)
 			}
-			compattest.Golden(t, "seed000_"+tt.name, res)
+			compattest.Golden(t, prefix+tt.name, res)
 		})
 	}
 }
 
+func TestSeedGroupsOnline(t *testing.T) {
+	runSeedCases(t, newWorld(t), "seed000_", []seedCase{
+		{"success", req{path: "groups.online?_id=" + groupID, as: callerID}, 200, `{
+			"online": [{"_id": "47cRd58HnWwpqxhaZ", "username": "test"},
+			           {"_id": "BsxzC22xQ43taWdff", "username": "uniqueusername"}],
+			"success": true}`, true},
+		{"not_member", req{path: "groups.online?_id=" + groupID, as: outsiderID}, 400,
+			`{"success": false, "error": "Not Allowed [error-not-allowed]", "errorType": "error-not-allowed"}`, true},
+		{"invalid_query", req{path: "groups.online", as: callerID}, 400,
+			`{"success": false, "error": "Invalid query"}`, true},
+		{"unauthorized", req{path: "groups.online?_id=" + groupID}, 401, seed401, false},
+	})
+}
+
 func TestSeedUsersInRole(t *testing.T) {
-	w := newWorld(t)
-	tests := []struct {
-		name  string
-		r     req
-		code  int
-		want  string
-		exact bool
-	}{
+	runSeedCases(t, newWorld(t), "seed001_", []seedCase{
 		{"success", req{path: "roles.getUsersInRole?role=" + customRole, as: adminID}, 200, `{
 			"users": [
 			  {"_id": "voakrL3cHjYBwwRPq", "username": "a", "type": "user", "status": "offline", "active": true, "name": "a"},
@@ -71,21 +71,7 @@ func TestSeedUsersInRole(t *testing.T) {
 		{"invalid_role", req{path: "roles.getUsersInRole?role=nope", as: adminID}, 400,
 			`{"success": false, "error": "[error-invalid-roleId]", "errorType": "error-invalid-roleId"}`, true},
 		{"unauthorized", req{path: "roles.getUsersInRole?role=admin"}, 401, seed401, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			res := w.do(t, tt.r)
-			if res.Status != tt.code {
-				t.Fatalf("status %d, want %d: %s", res.Status, tt.code, res.Body)
-			}
-			want, got := compattest.Decode(t, tt.want), compattest.Decode(t, string(res.Body))
-			compattest.Subset(t, want, got)
-			if tt.exact {
-				compattest.Subset(t, got, want)
-			}
-			compattest.Golden(t, "seed001_"+tt.name, res)
-		})
-	}
+	})
 }
 
 // TestSeedUsersPresence reproduces seed 003's example in a world holding only

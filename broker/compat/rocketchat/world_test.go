@@ -3,7 +3,6 @@ package rocketchat_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -117,9 +116,7 @@ func serve(t *testing.T, cfg rocketchat.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return compattest.Serve(t, h)
 }
 
 // req is one request of a test table.

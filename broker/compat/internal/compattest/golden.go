@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,6 +22,14 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+}
+
+// Serve runs h on 127.0.0.1 until the test ends and returns its base URL.
+func Serve(t testing.TB, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // Do sends req and reads the answer.
