@@ -23,12 +23,12 @@ func TestAggregate(t *testing.T) {
 		return &manualStatus{status: st, text: text, since: at(since)}
 	}
 	tests := []struct {
-		name      string
-		sessions  []contribution
-		manual    *manualStatus
-		status    protocol.Status
-		text      string
-		since     time.Time
+		name     string
+		sessions []contribution
+		manual   *manualStatus
+		status   protocol.Status
+		text     string
+		since    time.Time
 	}{
 		{"no sessions", nil, nil, off, "", time.Time{}},
 		{"no sessions keeps manual text", nil, m("", "lunch", 1), off, "lunch", time.Time{}},

@@ -12,6 +12,8 @@ type expiryItem struct {
 	at  time.Time
 	key string
 	rev uint64
+	// backup marks an item that already waited for the leader, or a retry.
+	backup bool
 }
 
 // expiryHeap is a min-heap of expiryItems by time.

@@ -5,8 +5,9 @@ import "sync/atomic"
 // fanout is the index's delivery state: dirty groups waiting for the end of
 // the coalescing window, and counters.
 type fanout struct {
-	dirty []*group
-	stats counters
+	dirty       []*group
+	stats       counters
+	subscribers int
 }
 
 type counters struct {

@@ -118,7 +118,8 @@ type index struct {
 	nodeSessions map[string]map[*sessionEntry]struct{}
 	markers      map[string]marker
 	expiry       expiryHeap
-	expiryKick   func(at time.Time) // told when an item may be the earliest
+	expiryKick   func() // told when an item is due before sweepArmed
+	sweepArmed   time.Time
 	touched      []*userState
 	scratch      []contribution
 	changes      []Change
@@ -335,8 +336,9 @@ func (x *index) touchNode(node string) {
 
 func (x *index) addExpiry(at time.Time, key string, rev uint64) {
 	x.expiry.add(expiryItem{at: at, key: key, rev: rev})
-	if x.expiryKick != nil {
-		x.expiryKick(at)
+	if x.expiryKick != nil && (x.sweepArmed.IsZero() || at.Before(x.sweepArmed)) {
+		x.sweepArmed = at
+		x.expiryKick()
 	}
 }
 

@@ -185,3 +185,29 @@ func (x *index) currentRev() uint64 {
 	defer x.mu.RUnlock()
 	return x.rev
 }
+
+// Status returns one user's presence.
+func (e *Engine) Status(user string) UserStatus { return e.x.status(user) }
+
+// Statuses returns the presence of many users, in the order asked.
+func (e *Engine) Statuses(users []string) []UserStatus { return e.x.statuses(users) }
+
+// ChangedSince returns every user whose status (offline included) last
+// changed at or after t, oldest change first.
+func (e *Engine) ChangedSince(t time.Time) []UserStatus { return e.x.changedSince(t) }
+
+// WhereNow returns the groups in which user is present (not offline).
+func (e *Engine) WhereNow(user string) []string { return e.x.whereNow(user) }
+
+// Counts returns the online and total counts of every group with members.
+func (e *Engine) Counts() []GroupCount { return e.x.counts() }
+
+// GroupCount returns one group's counts; false if it has no members.
+func (e *Engine) GroupCount(group string) (GroupCount, bool) { return e.x.groupCount(group) }
+
+// Snapshot returns the present members of group, consistent with the
+// revision it names.
+func (e *Engine) Snapshot(group string) Snapshot { return e.x.snapshot(group) }
+
+// Rev is the revision of the last entry the index applied.
+func (e *Engine) Rev() uint64 { return e.x.currentRev() }

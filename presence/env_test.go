@@ -1,0 +1,201 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/presenced/presenced/internal/natstest"
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/protocol"
+)
+
+// env is one NATS server with a membership bucket and a fake clock shared
+// by the engines of a test.
+type env struct {
+	t     *testing.T
+	srv   *server.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	mkv   jetstream.KeyValue
+	clock *fakeClock
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The membership bucket as the membership package lays it out.
+	mkv, err := js.CreateOrUpdateKeyValue(ctxT(t), jetstream.KeyValueConfig{
+		Bucket: membership.DefaultBucket, Storage: jetstream.FileStorage, History: 5,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, srv: srv, nc: nc, js: js, mkv: mkv, clock: newFakeClock()}
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// config is an engine config on its own connection, as another process
+// would have.
+func (v *env) config(node string) Config {
+	nc := natstest.Connect(v.t, v.srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return Config{
+		JetStream: js, Conn: nc, NodeID: node, Storage: jetstream.MemoryStorage,
+		Coalesce: -1, Clock: v.clock, Logger: zaptest.NewLogger(v.t).Named(node),
+	}
+}
+
+func (v *env) start(cfg Config) *Engine {
+	v.t.Helper()
+	e, err := New(cfg)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	v.t.Cleanup(e.Kill)
+	if err := e.Start(ctxT(v.t)); err != nil {
+		v.t.Fatal(err)
+	}
+	return e
+}
+
+func (v *env) engine(node string) *Engine { return v.start(v.config(node)) }
+
+func (v *env) addMember(g, u string) uint64 {
+	v.t.Helper()
+	b, _ := json.Marshal(membership.Member{GroupID: g, UserID: u, Role: membership.RoleMember})
+	rev, err := v.mkv.Put(ctxT(v.t), membership.MemberKey(g, u), b)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return rev
+}
+
+func (v *env) removeMember(g, u string) {
+	v.t.Helper()
+	if err := v.mkv.Delete(ctxT(v.t), membership.MemberKey(g, u)); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// lastRev is the presence stream's last revision.
+func (v *env) lastRev(e *Engine) uint64 {
+	v.t.Helper()
+	st, err := v.js.Stream(ctxT(v.t), streamName(e.cfg.Bucket))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	info, err := st.Info(ctxT(v.t))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// sync waits until every engine applied everything stored so far.
+func (v *env) sync(es ...*Engine) {
+	v.t.Helper()
+	rev := v.lastRev(es[0])
+	for _, e := range es {
+		if err := e.WaitRev(ctxT(v.t), rev); err != nil {
+			v.t.Fatalf("%s: wait for rev %d: %v", e.NodeID(), rev, err)
+		}
+	}
+}
+
+// waitUntil waits, applied entry by applied entry, until cond holds.
+func waitUntil(t *testing.T, e *Engine, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		ch := e.x.waitCh(e.Rev() + 1)
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("%s: timed out waiting for %s", e.NodeID(), what)
+		}
+	}
+}
+
+func waitStatus(t *testing.T, e *Engine, user string, want protocol.Status) {
+	t.Helper()
+	waitUntil(t, e, user+" "+string(want), func() bool { return e.Status(user).Status == want })
+}
+
+// feed collects the change feed.
+type feed struct {
+	ch  chan Change
+	nc  *nats.Conn
+	sub *nats.Subscription
+}
+
+func (v *env) feed() *feed {
+	f := &feed{ch: make(chan Change, 1024), nc: v.nc}
+	sub, err := v.nc.Subscribe(SubjectChanges+">", func(m *nats.Msg) {
+		var c Change
+		if err := json.Unmarshal(m.Data, &c); err == nil {
+			f.ch <- c
+		}
+	})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if err := v.nc.Flush(); err != nil {
+		v.t.Fatal(err)
+	}
+	f.sub = sub
+	v.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return f
+}
+
+// drain returns what arrived so far, after a round trip to the server.
+func (f *feed) drain(t *testing.T) []Change {
+	t.Helper()
+	if err := f.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var out []Change
+	for {
+		select {
+		case c := <-f.ch:
+			out = append(out, c)
+		default:
+			return out
+		}
+	}
+}
+
+// groupDeltas returns the deltas a group's history holds.
+func groupDeltas(e *Engine, g string) []Delta {
+	e.x.mu.RLock()
+	defer e.x.mu.RUnlock()
+	gr := e.x.groups[g]
+	if gr == nil {
+		return nil
+	}
+	d, _ := gr.hist.after(gr.hist.floor)
+	return d
+}

@@ -1,0 +1,24 @@
+package presence
+
+import (
+	"encoding/json"
+
+	"go.uber.org/zap"
+)
+
+// publishChanges publishes status changes on the change feed. The index
+// hands them only to the leader of the revision that caused them (the live
+// node with the smallest id among the leases), so exactly one node publishes
+// each change while leases are current.
+func (e *Engine) publishChanges(cs []Change) {
+	for _, c := range cs {
+		b, err := json.Marshal(c)
+		if err != nil {
+			continue
+		}
+		if err := e.cfg.Conn.Publish(SubjectChanges+c.User, b); err != nil {
+			e.log.Warn("presence: change feed publish failed", zap.Error(err))
+			return
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/protocol"
+)
+
+// Manual is a status set by hand.
+type Manual struct {
+	// Status is busy, away or offline (invisible), which win while the user
+	// has any session; empty or online clears the manual status (the text
+	// may stay).
+	Status protocol.Status
+	Text   string
+	// Expires, if set, ends the manual status (and its text) at that time.
+	Expires time.Time
+}
+
+// SetManual sets or clears a user's manual status. Any node may set any
+// user's.
+func (e *Engine) SetManual(ctx context.Context, user string, m Manual) error {
+	if err := e.running(); err != nil {
+		return err
+	}
+	if !membership.ValidID(user) {
+		return invalid("user id %q", user)
+	}
+	if m.Status == protocol.StatusOnline {
+		m.Status = ""
+	}
+	if m.Status != "" && !manualApplies(m.Status) {
+		return invalid("manual status %q", m.Status)
+	}
+	if len(m.Text) > protocol.MaxStatusText {
+		return invalid("status text longer than %d bytes", protocol.MaxStatusText)
+	}
+	if !m.Expires.IsZero() && !m.Expires.After(e.clock.Now()) {
+		return invalid("manual status expires in the past")
+	}
+	key := manualKey(user)
+	if m.Status == "" && m.Text == "" {
+		if _, err := e.deleteKey(ctx, key, 0); err != nil {
+			return fmt.Errorf("presence: clear manual status: %w", err)
+		}
+		return nil
+	}
+	rec := manualRecord{Status: m.Status, Text: m.Text, Expires: m.Expires, Since: e.x.manualSince(user, m.Status)}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := e.kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("presence: set manual status: %w", err)
+	}
+	return nil
+}
+
+// manualSince keeps the since of an unchanged manual status.
+func (x *index) manualSince(user string, status protocol.Status) time.Time {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if u := x.users[user]; u != nil && u.manual != nil && u.manual.rec.Status == status {
+		return u.manual.since()
+	}
+	return time.Time{}
+}

@@ -1,0 +1,306 @@
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/protocol"
+)
+
+// MaxDeviceLen bounds SessionInfo.Device and SessionInfo.Client.
+const MaxDeviceLen = 128
+
+// SessionInfo describes a new session.
+type SessionInfo struct {
+	User   string
+	Device string
+	Client string
+	// Status is online (the default), away or busy.
+	Status protocol.Status
+}
+
+// Session is one connection of one user on this node. Its methods are safe
+// for concurrent use; its writes are applied in call order.
+type Session struct {
+	e    *Engine
+	id   string
+	user string
+	key  string
+	info SessionInfo
+
+	// write serializes this session's KV writes (a one-slot semaphore that
+	// a caller can give up waiting for).
+	write chan struct{}
+
+	mu sync.Mutex
+	// mu guards the following fields.
+	status     protocol.Status // requested: online, away or busy
+	text       string
+	auto       bool      // away for inactivity (AutoAway)
+	since      time.Time // Since as last written; zero: that entry's time
+	rev        uint64    // revision of the last write
+	lastActive time.Time
+	closed     bool
+}
+
+func validSessionStatus(s protocol.Status) bool {
+	return s == protocol.StatusOnline || s == protocol.StatusAway || s == protocol.StatusBusy
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// Connect stores a new session of info.User on this node and returns once
+// JetStream has acknowledged it.
+func (e *Engine) Connect(ctx context.Context, info SessionInfo) (*Session, error) {
+	if err := e.running(); err != nil {
+		return nil, err
+	}
+	if !membership.ValidID(info.User) {
+		return nil, invalid("user id %q", info.User)
+	}
+	if info.Status == "" {
+		info.Status = protocol.StatusOnline
+	}
+	if !validSessionStatus(info.Status) {
+		return nil, invalid("session status %q (online, away or busy)", info.Status)
+	}
+	if len(info.Device) > MaxDeviceLen || len(info.Client) > MaxDeviceLen {
+		return nil, invalid("device or client longer than %d bytes", MaxDeviceLen)
+	}
+	id := newID()
+	s := &Session{
+		e: e, id: id, user: info.User, key: sessionKey(info.User, id), info: info,
+		write:  make(chan struct{}, 1),
+		status: info.Status, lastActive: e.clock.Now(),
+	}
+	// A reconnecting user keeps the time their status began.
+	s.since = e.x.inheritSince(info.User, info.Status)
+	e.ownMu.Lock()
+	e.own[id] = s
+	e.ownMu.Unlock()
+	if err := s.put(ctx, nil); err != nil {
+		e.ownMu.Lock()
+		delete(e.own, id)
+		e.ownMu.Unlock()
+		return nil, err
+	}
+	return s, nil
+}
+
+// ID is the session id, unique across nodes.
+func (s *Session) ID() string { return s.id }
+
+// User is the session's user id.
+func (s *Session) User() string { return s.user }
+
+// SetStatus changes the session's status (online, away or busy) and text.
+// It counts as activity.
+func (s *Session) SetStatus(ctx context.Context, status protocol.Status, text string) error {
+	if !validSessionStatus(status) {
+		return invalid("session status %q (online, away or busy)", status)
+	}
+	if len(text) > protocol.MaxStatusText {
+		return invalid("status text longer than %d bytes", protocol.MaxStatusText)
+	}
+	return s.put(ctx, func() {
+		s.status, s.text, s.auto = status, text, false
+		s.lastActive = s.e.clock.Now()
+	})
+}
+
+// Touch records activity. A session that AutoAway turned away comes back
+// shortly after (the owning node rewrites it).
+func (s *Session) Touch() {
+	s.mu.Lock()
+	s.lastActive = s.e.clock.Now()
+	auto := s.auto
+	s.mu.Unlock()
+	if auto {
+		kick(s.e.kicks.autoAway)
+	}
+}
+
+// Close ends the session. It keeps counting for the grace period, so a
+// reconnect in time shows no offline/online pair; then a sweeper deletes
+// it.
+func (s *Session) Close(ctx context.Context) error {
+	s.e.ownMu.Lock()
+	delete(s.e.own, s.id)
+	s.e.ownMu.Unlock()
+	if s.e.cfg.Grace < 0 {
+		if err := s.acquire(ctx); err != nil {
+			return err
+		}
+		defer s.release()
+		s.mu.Lock()
+		already := s.closed
+		s.closed = true
+		s.mu.Unlock()
+		if already {
+			return nil
+		}
+		_, err := s.e.deleteKey(ctx, s.key, 0)
+		return err
+	}
+	return s.linger(ctx, s.e.clock.Now().Add(s.e.cfg.Grace))
+}
+
+// linger rewrites the session with an expiry, unchanged otherwise.
+func (s *Session) linger(ctx context.Context, until time.Time) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	eff := s.effective()
+	s.mu.Unlock()
+	// Keep the since, so that lingering changes nothing but the expiry.
+	since, err := s.e.nextSince(ctx, s, eff, eff)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.since = since
+	s.mu.Unlock()
+	return s.store(ctx, until)
+}
+
+// rewrite stores the session again as it is (after the lease was lost).
+func (s *Session) rewrite(ctx context.Context) error {
+	return s.put(ctx, func() {})
+}
+
+func (s *Session) acquire(ctx context.Context) error {
+	select {
+	case s.write <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Session) release() { <-s.write }
+
+// put applies change (nil: none, for the first write) and stores the
+// session. Writes of one session are serialized.
+func (s *Session) put(ctx context.Context, change func()) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrSessionClosed
+	}
+	before := s.effective()
+	if change != nil {
+		change()
+	}
+	after := s.effective()
+	s.mu.Unlock()
+	if change != nil {
+		since, err := s.e.nextSince(ctx, s, before, after)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.since = since
+		s.mu.Unlock()
+	}
+	return s.store(ctx, time.Time{})
+}
+
+// effective is the status other nodes see. s.mu must be held.
+func (s *Session) effective() protocol.Status {
+	if s.auto {
+		return protocol.StatusAway
+	}
+	return s.status
+}
+
+// store writes the session's current record. The caller holds the write
+// slot.
+func (s *Session) store(ctx context.Context, expires time.Time) error {
+	s.mu.Lock()
+	rec := sessionRecord{
+		User: s.user, Session: s.id, Node: s.e.cfg.NodeID, Inst: s.e.inst,
+		Status: s.effective(), Text: s.text, Device: s.info.Device, Client: s.info.Client,
+		Since: s.since, Expires: expires, Auto: s.auto,
+	}
+	s.mu.Unlock()
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	rev, err := s.e.kv.Put(ctx, s.key, b)
+	if err != nil {
+		return fmt.Errorf("presence: store session: %w", err)
+	}
+	s.mu.Lock()
+	s.rev = rev
+	s.mu.Unlock()
+	return nil
+}
+
+// nextSince is the Since to write after a change of s from status before
+// to after: kept if the status stays, else carried over from the user when
+// the user already shows that status (another session), else zero (the new
+// entry's time).
+func (e *Engine) nextSince(ctx context.Context, s *Session, before, after protocol.Status) (time.Time, error) {
+	if before != after {
+		return e.x.inheritSince(s.user, after), nil
+	}
+	s.mu.Lock()
+	since, rev := s.since, s.rev
+	s.mu.Unlock()
+	if !since.IsZero() || rev == 0 {
+		return since, nil
+	}
+	// The previous entry's time is its since: learn it from the index,
+	// which may not have applied it yet.
+	if t := e.x.entrySince(s.key, rev); !t.IsZero() {
+		return t, nil
+	}
+	if err := e.WaitRev(ctx, rev); err != nil {
+		if err == ErrClosed {
+			return time.Time{}, nil
+		}
+		return time.Time{}, err
+	}
+	return e.x.entrySince(s.key, rev), nil
+}
+
+// inheritSince is the user's since if the user currently shows status
+// through their sessions, zero otherwise.
+func (x *index) inheritSince(user string, status protocol.Status) time.Time {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	u := x.users[user]
+	if u == nil || u.status != status || (u.manual != nil && manualApplies(u.manual.rec.Status)) {
+		return time.Time{}
+	}
+	return u.since
+}
+
+// entrySince is the since of the session entry key at rev, zero if the
+// index holds another revision.
+func (x *index) entrySince(key string, rev uint64) time.Time {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if s := x.sessions[key]; s != nil && s.rev == rev {
+		return s.since()
+	}
+	return time.Time{}
+}
