@@ -79,6 +79,11 @@
 //     "disconnected"       {code, reason}             the connection was lost
 //     "closed"             {code, reason, error}      the client stopped for good
 //   Views are updated before the event is dispatched.
+//
+//   Reconnects: after close codes 4002 and 1008, and 4001 unless
+//   options.token is a function, the client stops ("closed"). Browsers do
+//   not tell a refused handshake (HTTP 401) from a network failure, so such
+//   attempts are retried with backoff until close() is called.
 
 export const SUBPROTOCOL = "presence.v1.json";
 export const VERSION = 1;
