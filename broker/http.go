@@ -13,10 +13,11 @@ import (
 )
 
 // routes builds the HTTP routing table.
-func (s *Server) routes() *http.ServeMux {
+func (s *Server) routes() (*http.ServeMux, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metricsHandler())
 
 	read, write := membership.ScopeMembershipRead, membership.ScopeMembershipWrite
 	mux.Handle("GET /v1/users", s.api(read, s.listUsers))
@@ -43,21 +44,28 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("DELETE /v1/tokens/{id}", s.api(membership.ScopeTokens, s.revokeToken))
 	mux.Handle("POST /v1/import", s.api(write, s.importNDJSON))
 	s.presenceRoutes(mux)
+	if err := s.compatRoutes(mux); err != nil {
+		return nil, err
+	}
 
 	mux.Handle("/v1/", s.api("", func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + r.Method + " " + r.URL.Path}
 	}))
-	return mux
+	return mux, nil
 }
 
 func (s *Server) startHTTP() error {
+	mux, err := s.routes()
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
 	s.ln = ln
 	s.httpSrv = &http.Server{
-		Handler:           s.routes(),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    s.cfg.Limits.MaxHeaderBytes,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),

@@ -17,21 +17,25 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/presence"
 	"go.uber.org/zap"
 )
 
 // Server is one presenced node: NATS (embedded or external), the membership
 // store, the presence engine, and the HTTP and WebSocket APIs.
 type Server struct {
-	cfg    Config
-	log    *zap.Logger
-	auth   *authenticator
-	limits *rateLimits
+	cfg     Config
+	log     *zap.Logger
+	auth    *authenticator
+	limits  *rateLimits
+	metrics *metrics
 
-	ns    *server.Server // nil with an external NATS
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	store *membership.Store
+	ns     *server.Server // nil with an external NATS
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	store  *membership.Store
+	engine *presence.Engine
+	conns  *wsConns
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -63,6 +67,8 @@ func New(cfg Config) (*Server, error) {
 		ready:    make(chan struct{}),
 		serveErr: make(chan error, 1),
 		limits:   newRateLimits(cfg.Limits),
+		metrics:  newMetrics(),
+		conns:    &wsConns{},
 	}, nil
 }
 
@@ -101,6 +107,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startPresence(ctx, replicas); err != nil {
 		return err
 	}
+	s.registerMetrics()
 	if err := s.startHTTP(); err != nil {
 		return err
 	}

@@ -1,0 +1,61 @@
+package broker
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/presenced/presenced/broker/compat/bitrix24"
+	"github.com/presenced/presenced/broker/compat/cometchat"
+	"github.com/presenced/presenced/broker/compat/rocketchat"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
+)
+
+// compatStatus adapts the presence engine to the vendor packages' status
+// interfaces.
+type compatStatus struct{ e *presence.Engine }
+
+func (c compatStatus) UserStatus(user string) (protocol.Status, string, time.Time) {
+	us := c.e.Status(user)
+	return us.Status, us.Text, us.Changed
+}
+
+func (c compatStatus) ChangedSince(t time.Time) []string {
+	changed := c.e.ChangedSince(t)
+	ids := make([]string, len(changed))
+	for i, us := range changed {
+		ids[i] = us.User
+	}
+	return ids
+}
+
+// SetManualStatus stores a manual status; "online" clears it.
+func (c compatStatus) SetManualStatus(ctx context.Context, user string, status protocol.Status, text string) error {
+	return c.e.SetManual(ctx, user, presence.Manual{Status: status, Text: text})
+}
+
+// compatRoutes mounts the Rocket.Chat, CometChat and Bitrix24 endpoints.
+func (s *Server) compatRoutes(mux *http.ServeMux) error {
+	st := compatStatus{s.engine}
+	ix := s.store.Index()
+	auth := compatAuth{s.auth}
+	rc, err := rocketchat.New(rocketchat.Config{
+		Directory: ix, Presence: st, StatusWriter: st, Auth: auth, Logger: s.log.Named("rocketchat"),
+	})
+	if err != nil {
+		return err
+	}
+	cc, err := cometchat.New(cometchat.Config{Directory: ix, Presence: st, Auth: auth, Logger: s.log.Named("cometchat")})
+	if err != nil {
+		return err
+	}
+	bx, err := bitrix24.New(bitrix24.Config{Directory: ix, Auth: auth, Logger: s.log.Named("bitrix24")})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/api/v1/", rc)
+	mux.Handle("/v3/", cc)
+	mux.Handle("/rest/", bx)
+	return nil
+}

@@ -1,0 +1,222 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
+	"github.com/presenced/presenced/protocol/jsclient"
+)
+
+// startPresence starts the presence engine on the node's JetStream.
+func (s *Server) startPresence(ctx context.Context, replicas int) error {
+	storage := jetstream.MemoryStorage
+	if s.cfg.PresenceFileStorage {
+		storage = jetstream.FileStorage
+	}
+	e, err := presence.New(presence.Config{
+		JetStream:    s.js,
+		Conn:         s.nc,
+		Storage:      storage,
+		Replicas:     replicas,
+		NodeID:       s.cfg.NodeName,
+		LeaseTTL:     s.cfg.LeaseTTL,
+		LeaseRefresh: s.cfg.LeaseRefresh,
+		Grace:        s.cfg.Grace,
+		AutoAway:     s.cfg.AutoAway,
+		Coalesce:     s.cfg.Coalesce,
+		Logger:       s.log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	s.engine = e
+	return nil
+}
+
+// stopPresence shuts the engine down: gracefully (sessions enter their
+// grace period, the lease is released) or, for Kill, with no cleanup.
+func (s *Server) stopPresence(ctx context.Context, graceful bool) error {
+	if s.engine == nil {
+		return nil
+	}
+	if !graceful {
+		s.engine.Kill()
+		return nil
+	}
+	return s.engine.Shutdown(ctx)
+}
+
+// Engine returns the presence engine (for tests and commands in-process).
+func (s *Server) Engine() *presence.Engine { return s.engine }
+
+func (s *Server) presenceRoutes(mux *http.ServeMux) {
+	read := membership.ScopePresenceRead
+	mux.Handle("POST /v1/presence/status", s.api(membership.ScopePresencePublish, s.publishStatus))
+	mux.Handle("GET /v1/presence/users", s.api(read, s.presenceOfUsers))
+	mux.Handle("GET /v1/presence/users/{id}", s.api(read, s.presenceOfUser))
+	mux.Handle("GET /v1/presence/users/{id}/groups", s.api(read, s.whereNow))
+	mux.Handle("GET /v1/presence/groups/{id}", s.api(read, s.groupSnapshot))
+	mux.Handle("GET /v1/presence/counts", s.api(read, s.groupCounts))
+	mux.Handle("GET /v1/presence/changes", s.api(read, s.changedSince))
+	mux.HandleFunc("GET /v1/ws", s.serveWS)
+	mux.HandleFunc("GET /v1/client.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", jsclient.ContentType)
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(jsclient.Source)
+	})
+}
+
+// statusBody is a backend status event, as POST /v1/presence/status and the
+// NATS subject take it.
+type statusBody struct {
+	User   string          `json:"user"`
+	Status protocol.Status `json:"status"`
+	Text   string          `json:"text"`
+	Source string          `json:"source"`
+	TTL    float64         `json:"ttl"` // seconds; 0: until offline is published
+}
+
+func (s *Server) publishStatus(w http.ResponseWriter, r *http.Request) error {
+	var b statusBody
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	if _, ok := s.store.Index().User(b.User); !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + b.User + " not found"}
+	}
+	rev, err := s.engine.Publish(r.Context(), presence.Event{
+		User: b.User, Status: b.Status, Text: b.Text, Source: b.Source,
+		TTL: time.Duration(b.TTL * float64(time.Second)),
+	})
+	if err != nil {
+		return presenceError(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "rev": rev})
+	return nil
+}
+
+// presenceError maps the engine's validation errors to 400.
+func presenceError(err error) error {
+	if errors.Is(err, presence.ErrInvalid) {
+		return badRequest("%s", strings.TrimPrefix(err.Error(), "presence: "))
+	}
+	return err
+}
+
+// userView is one user's presence in the native API.
+type userView struct {
+	User     string          `json:"user"`
+	Status   protocol.Status `json:"status"`
+	Text     string          `json:"text,omitempty"`
+	Since    *time.Time      `json:"since,omitempty"`
+	LastSeen *time.Time      `json:"lastSeen,omitempty"`
+	Changed  *time.Time      `json:"changed,omitempty"`
+	Rev      uint64          `json:"rev"`
+}
+
+func viewStatus(us presence.UserStatus) userView {
+	t := func(x time.Time) *time.Time {
+		if x.IsZero() {
+			return nil
+		}
+		return &x
+	}
+	return userView{User: us.User, Status: us.Status, Text: us.Text, Since: t(us.Since),
+		LastSeen: t(us.LastSeen), Changed: t(us.Changed), Rev: us.Rev}
+}
+
+// presenceOfUsers answers the status of many users: ?ids=a,b or ?ids=a&ids=b.
+func (s *Server) presenceOfUsers(w http.ResponseWriter, r *http.Request) error {
+	var ids []string
+	for _, v := range r.URL.Query()["ids"] {
+		ids = append(ids, splitList(v)...)
+	}
+	if len(ids) == 0 || len(ids) > protocol.MaxQueryUsers {
+		return badRequest("ids must name 1 to %d users", protocol.MaxQueryUsers)
+	}
+	out := make([]userView, 0, len(ids))
+	for _, us := range s.engine.Statuses(ids) {
+		out = append(out, viewStatus(us))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out, "rev": s.engine.Rev()})
+	return nil
+}
+
+func (s *Server) presenceOfUser(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, ok := s.store.Index().User(id); !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + id + " not found"}
+	}
+	writeJSON(w, http.StatusOK, viewStatus(s.engine.Status(id)))
+	return nil
+}
+
+// whereNow lists the groups in which a user is present.
+func (s *Server) whereNow(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, ok := s.store.Index().User(id); !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + id + " not found"}
+	}
+	groups := s.engine.WhereNow(id)
+	if groups == nil {
+		groups = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": id, "groups": groups})
+	return nil
+}
+
+func (s *Server) groupSnapshot(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, ok := s.store.Index().Group(id); !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "group " + id + " not found"}
+	}
+	snap := s.engine.Snapshot(id)
+	members := make([]protocol.Member, len(snap.Members))
+	for i, m := range snap.Members {
+		members[i] = protocol.Member{User: m.User, Status: m.Status, Text: m.Text, Since: m.Since.UnixMilli()}
+	}
+	buf := protocol.AppendSnapshot(nil, protocol.SnapshotHeader{Group: id, Rev: snap.Rev, Epoch: snap.Epoch,
+		Online: snap.Online, Total: snap.Total}, members)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf)
+	return nil
+}
+
+func (s *Server) groupCounts(w http.ResponseWriter, r *http.Request) error {
+	counts := s.engine.Counts()
+	out := make([]protocol.GroupCount, len(counts))
+	for i, c := range counts {
+		out[i] = protocol.GroupCount{Group: c.Group, Online: c.Online, Total: c.Total, Rev: c.Rev}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"groups": out, "rev": s.engine.Rev()})
+	return nil
+}
+
+// changedSince lists users whose status changed at or after ?since=
+// (RFC 3339), offline included.
+func (s *Server) changedSince(w http.ResponseWriter, r *http.Request) error {
+	since, err := time.Parse(time.RFC3339Nano, r.URL.Query().Get("since"))
+	if err != nil {
+		return badRequest("since must be an RFC 3339 time")
+	}
+	var out []userView
+	for _, us := range s.engine.ChangedSince(since) {
+		out = append(out, viewStatus(us))
+	}
+	if out == nil {
+		out = []userView{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out, "rev": s.engine.Rev()})
+	return nil
+}

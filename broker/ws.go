@@ -1,0 +1,610 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// wsConns tracks open WebSockets so that a graceful shutdown can close them
+// with "going away".
+type wsConns struct {
+	mu sync.Mutex
+	// mu guards the following fields.
+	m      map[*wsConn]struct{}
+	closed bool
+}
+
+func (cs *wsConns) add(c *wsConn) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return false
+	}
+	if cs.m == nil {
+		cs.m = map[*wsConn]struct{}{}
+	}
+	cs.m[c] = struct{}{}
+	return true
+}
+
+func (cs *wsConns) remove(c *wsConn) {
+	cs.mu.Lock()
+	delete(cs.m, c)
+	cs.mu.Unlock()
+}
+
+func (cs *wsConns) len() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.m)
+}
+
+func (s *Server) closeWebSockets() {
+	cs := s.conns
+	cs.mu.Lock()
+	cs.closed = true
+	all := make([]*wsConn, 0, len(cs.m))
+	for c := range cs.m {
+		all = append(all, c)
+	}
+	cs.mu.Unlock()
+	for _, c := range all {
+		c.close(protocol.CloseGoingAway)
+	}
+}
+
+// wsCredential finds the token of a WebSocket handshake: the Authorization
+// header, a "bearer.<token>" subprotocol (browsers cannot set headers), or
+// the ?token= query parameter (least safe: URLs end up in logs).
+func wsCredential(r *http.Request) string {
+	if t := bearer(r); t != "" {
+		return t
+	}
+	if t, ok := protocol.TokenFromSubprotocols(offeredSubprotocols(r)); ok {
+		return t
+	}
+	return r.URL.Query().Get("token")
+}
+
+func offeredSubprotocols(r *http.Request) []string {
+	var offered []string
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			offered = append(offered, strings.TrimSpace(p))
+		}
+	}
+	return offered
+}
+
+// originPatterns turns configured origins into coder/websocket host patterns.
+func originPatterns(origins []string) (patterns []string, any bool) {
+	for _, o := range origins {
+		if o == "*" {
+			return nil, true
+		}
+		if u, err := url.Parse(o); err == nil && u.Host != "" {
+			o = u.Host
+		}
+		patterns = append(patterns, o)
+	}
+	return patterns, false
+}
+
+// serveWS authenticates, upgrades and runs one WebSocket session.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !s.isReady.Load() {
+		s.writeError(w, r, ErrNotReady)
+		return
+	}
+	p, err := s.auth.authenticate(r.Context(), wsCredential(r))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if p.UserID == "" || !p.Allows(membership.ScopeConnect) {
+		s.writeError(w, r, &apiError{http.StatusForbidden, codeForbidden, "a WebSocket needs a user token with the connect scope"})
+		return
+	}
+	if !slices.Contains(offeredSubprotocols(r), protocol.Subprotocol) {
+		s.writeError(w, r, badRequest("the WebSocket subprotocol %s is required", protocol.Subprotocol))
+		return
+	}
+	patterns, anyOrigin := originPatterns(s.cfg.AllowedOrigins)
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{protocol.Subprotocol},
+		OriginPatterns:     patterns,
+		InsecureSkipVerify: anyOrigin,
+		CompressionMode:    websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return // Accept has answered the client
+	}
+	c.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
+	q := r.URL.Query()
+	sess, err := s.engine.Connect(r.Context(), presence.SessionInfo{
+		User: p.UserID, Device: clip(q.Get("device"), 64), Client: clip(q.Get("client"), 64),
+	})
+	if err != nil {
+		s.log.Warn("session not created", zap.Error(err))
+		_ = c.Close(websocket.StatusInternalError, "session not created")
+		return
+	}
+	wc := &wsConn{
+		s:       s,
+		c:       c,
+		p:       p,
+		sess:    sess,
+		sub:     s.engine.NewSubscriber(presence.SubscriberConfig{Queue: s.cfg.Limits.WriteQueue}),
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
+		groups:  map[string]bool{},
+	}
+	if !s.conns.add(wc) {
+		wc.cleanup()
+		_ = c.Close(protocol.CloseGoingAway, protocol.CloseText(protocol.CloseGoingAway))
+		return
+	}
+	s.metrics.connections.Inc()
+	wc.run()
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// wsConn is one WebSocket session. The handler goroutine reads and answers
+// ops; one writer goroutine drains the subscriber's queue.
+type wsConn struct {
+	s       *Server
+	c       *websocket.Conn
+	sess    *presence.Session
+	sub     *presence.Subscriber
+	limiter *rate.Limiter
+
+	// wmu serialises frames so that a subscription's snapshot reaches the
+	// client before any delta of that group. It is held while writing one
+	// frame, never while waiting for the queue.
+	wmu sync.Mutex
+
+	mu sync.Mutex
+	// mu guards the following fields.
+	p          Principal       // replaced by refresh
+	groups     map[string]bool // subscribed group → counts only
+	expiry     *time.Timer
+	closing    bool
+	violations int
+}
+
+const writeTimeout = 10 * time.Second
+
+func (wc *wsConn) run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wc.armExpiry()
+	hello := protocol.AppendHello(nil, protocol.Hello{
+		Session: wc.sess.ID(), User: wc.p.UserID, Node: wc.s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),
+	})
+	if err := wc.write(ctx, hello); err != nil {
+		wc.cleanup()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wc.writeLoop(ctx)
+	}()
+	wc.readLoop(ctx)
+	cancel()
+	wc.sub.Close()
+	<-done
+	wc.cleanup()
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// cleanup ends the session: the user's presence enters its grace period.
+func (wc *wsConn) cleanup() {
+	wc.mu.Lock()
+	if wc.expiry != nil {
+		wc.expiry.Stop()
+	}
+	wc.mu.Unlock()
+	wc.sub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := wc.sess.Close(ctx); err != nil && !errors.Is(err, presence.ErrClosed) {
+		wc.s.log.Debug("session close", zap.Error(err))
+	}
+	wc.s.conns.remove(wc)
+	wc.s.metrics.connections.Dec()
+}
+
+// close closes the WebSocket with a protocol close code, once.
+func (wc *wsConn) close(code int) {
+	wc.mu.Lock()
+	if wc.closing {
+		wc.mu.Unlock()
+		return
+	}
+	wc.closing = true
+	wc.mu.Unlock()
+	go func() { _ = wc.c.Close(websocket.StatusCode(code), protocol.CloseText(code)) }()
+}
+
+// armExpiry closes the connection when its credential expires, unless a
+// refresh op replaced it first.
+func (wc *wsConn) armExpiry() {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	if wc.expiry != nil {
+		wc.expiry.Stop()
+		wc.expiry = nil
+	}
+	if wc.p.Expires.IsZero() {
+		return
+	}
+	wc.expiry = time.AfterFunc(time.Until(wc.p.Expires), func() { wc.close(protocol.CloseTokenExpired) })
+}
+
+func (wc *wsConn) write(ctx context.Context, frame []byte) error {
+	wc.wmu.Lock()
+	defer wc.wmu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	err := wc.c.Write(ctx, websocket.MessageText, frame)
+	if err == nil {
+		wc.s.metrics.framesOut.Inc()
+	}
+	return err
+}
+
+// writeLoop sends batches as they come and pings the client when idle.
+func (wc *wsConn) writeLoop(ctx context.Context) {
+	idle := wc.s.cfg.Limits.IdleTimeout
+	var buf []byte
+	for {
+		wctx, cancel := context.WithTimeout(ctx, idle/3)
+		batches, err := wc.sub.Next(wctx)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, presence.ErrSlowConsumer):
+			wc.s.metrics.slowConsumers.Inc()
+			wc.close(protocol.CloseSlowConsumer)
+			return
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			pctx, cancel := context.WithTimeout(ctx, idle*2/3)
+			err := wc.c.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				wc.close(protocol.CloseIdleTimeout)
+				return
+			}
+			continue
+		default:
+			return
+		}
+		for _, b := range batches {
+			buf = wc.appendBatch(buf[:0], b)
+			if len(buf) == 0 {
+				continue
+			}
+			if err := wc.write(ctx, buf); err != nil {
+				return
+			}
+			wc.s.metrics.deltasOut.Add(float64(len(b.Changes)))
+			wc.s.metrics.observeFanout(b)
+		}
+	}
+}
+
+// appendBatch encodes a batch as a delta or counts frame; batches of groups
+// the client has since left encode to nothing.
+func (wc *wsConn) appendBatch(dst []byte, b presence.Batch) []byte {
+	if b.CountsOnly {
+		return protocol.AppendCounts(dst, 0, []protocol.GroupCount{{Group: b.Group, Online: b.Online, Total: b.Total, Rev: b.Rev}})
+	}
+	wc.mu.Lock()
+	_, subscribed := wc.groups[b.Group]
+	wc.mu.Unlock()
+	if !subscribed {
+		return dst
+	}
+	changes := make([]protocol.Member, len(b.Changes))
+	for i, d := range b.Changes {
+		changes[i] = memberOf(d)
+	}
+	return protocol.AppendDelta(dst, protocol.Delta{Group: b.Group, Rev: b.Rev, Online: b.Online, Total: b.Total, Changes: changes})
+}
+
+func memberOf(d presence.Delta) protocol.Member {
+	m := protocol.Member{User: d.User, Status: d.Status, Text: d.Text, Rev: d.Rev, Removed: d.Removed}
+	if !d.Since.IsZero() {
+		m.Since = d.Since.UnixMilli()
+	}
+	return m
+}
+
+// readLoop reads and answers ops until the connection ends.
+func (wc *wsConn) readLoop(ctx context.Context) {
+	for {
+		typ, data, err := wc.c.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == -1 && errors.Is(err, websocket.ErrMessageTooBig) {
+				wc.close(protocol.CloseFrameTooBig)
+			}
+			return
+		}
+		wc.sess.Touch()
+		if typ != websocket.MessageText {
+			wc.close(protocol.CloseProtocolError)
+			return
+		}
+		if !wc.limiter.Allow() {
+			wc.mu.Lock()
+			wc.violations++
+			v := wc.violations
+			wc.mu.Unlock()
+			if v > 20 {
+				wc.close(protocol.CloseRateLimited)
+				return
+			}
+			if wc.write(ctx, protocol.AppendError(nil, 0, protocol.CodeRateLimited, "too many ops, slow down")) != nil {
+				return
+			}
+			continue
+		}
+		f, err := protocol.DecodeClientFrame(data)
+		if err != nil {
+			if wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeOf(err), err.Error())) != nil {
+				return
+			}
+			continue
+		}
+		if err := wc.handle(ctx, f); err != nil {
+			return
+		}
+	}
+}
+
+// handle runs one op and writes its reply. It returns an error only when
+// the connection is unusable.
+func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
+	reply := func(frame []byte) error { return wc.write(ctx, frame) }
+	fail := func(code protocol.ErrorCode, msg string) error {
+		return reply(protocol.AppendError(nil, f.ID, code, msg))
+	}
+	switch f.Op {
+	case protocol.OpPing:
+		return reply(protocol.AppendPong(nil, f.ID))
+	case protocol.OpSubscribe:
+		return wc.subscribe(ctx, f)
+	case protocol.OpUnsubscribe:
+		wc.mu.Lock()
+		_, ok := wc.groups[f.Group]
+		delete(wc.groups, f.Group)
+		wc.mu.Unlock()
+		if !ok {
+			return fail(protocol.CodeNotFound, "not subscribed to "+f.Group)
+		}
+		wc.sub.Unsubscribe(f.Group)
+		return reply(protocol.AppendOK(nil, f.ID))
+	case protocol.OpSetStatus:
+		m := presence.Manual{Status: f.Status, Text: f.Text}
+		if f.ExpiresIn > 0 {
+			m.Expires = time.Now().Add(time.Duration(f.ExpiresIn) * time.Second)
+		}
+		if err := wc.s.engine.SetManual(ctx, wc.userID(), m); err != nil {
+			if errors.Is(err, presence.ErrInvalid) {
+				return fail(protocol.CodeBadRequest, err.Error())
+			}
+			return fail(protocol.CodeInternal, "status not stored")
+		}
+		return reply(protocol.AppendOK(nil, f.ID))
+	case protocol.OpQuery:
+		return reply(protocol.AppendStatuses(nil, f.ID, wc.query(f.Users)))
+	case protocol.OpWatchCounts:
+		groups, ok := wc.visibleGroups(f.Groups)
+		if !ok {
+			return fail(protocol.CodeForbidden, "not a member of every group asked for")
+		}
+		counts, err := wc.sub.WatchCounts(groups)
+		if err != nil {
+			return fail(protocol.CodeBadRequest, err.Error())
+		}
+		out := make([]protocol.GroupCount, len(counts))
+		for i, c := range counts {
+			out[i] = protocol.GroupCount{Group: c.Group, Online: c.Online, Total: c.Total, Rev: c.Rev}
+		}
+		wc.wmu.Lock() // the reply must precede pushes of these counts
+		defer wc.wmu.Unlock()
+		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, out))
+	case protocol.OpUnwatchCounts:
+		wc.sub.UnwatchCounts()
+		return reply(protocol.AppendOK(nil, f.ID))
+	case protocol.OpRefresh:
+		p, err := wc.s.auth.authenticate(ctx, f.Token)
+		if err != nil {
+			return fail(protocol.CodeUnauthorized, "token not accepted")
+		}
+		if p.UserID != wc.userID() {
+			return fail(protocol.CodeForbidden, "token is for another user")
+		}
+		wc.mu.Lock()
+		wc.p = p
+		wc.mu.Unlock()
+		wc.armExpiry()
+		return reply(protocol.AppendOK(nil, f.ID))
+	default:
+		return fail(protocol.CodeUnknownOp, "unknown op")
+	}
+}
+
+func (wc *wsConn) writeLocked(ctx context.Context, frame []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	err := wc.c.Write(ctx, websocket.MessageText, frame)
+	if err == nil {
+		wc.s.metrics.framesOut.Inc()
+	}
+	return err
+}
+
+func (wc *wsConn) userID() string {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	return wc.p.UserID
+}
+
+// mayWatch reports whether the caller may see group: members and admins.
+// Callers that may not get the same answer whether the group exists or not.
+func (wc *wsConn) mayWatch(group string) bool {
+	ix := wc.s.store.Index()
+	uid := wc.userID()
+	if ix.IsMember(group, uid) {
+		return true
+	}
+	u, ok := ix.User(uid)
+	return ok && u.HasRole("admin")
+}
+
+func (wc *wsConn) isAdmin() bool {
+	u, ok := wc.s.store.Index().User(wc.userID())
+	return ok && u.HasRole("admin")
+}
+
+// visibleGroups resolves the groups of a counts watch: the asked ones if
+// all are visible, else every group the caller may see.
+func (wc *wsConn) visibleGroups(asked []string) ([]string, bool) {
+	if len(asked) > 0 {
+		for _, g := range asked {
+			if !wc.mayWatch(g) {
+				return nil, false
+			}
+		}
+		return asked, true
+	}
+	if wc.isAdmin() {
+		return nil, true // nil: every group
+	}
+	ms := wc.s.store.Index().GroupsOf(wc.userID())
+	groups := make([]string, len(ms))
+	for i, m := range ms {
+		groups[i] = m.GroupID
+	}
+	return groups, true
+}
+
+func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
+	if !wc.mayWatch(f.Group) {
+		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeForbidden, "not a member of this group"))
+	}
+	wc.mu.Lock()
+	_, already := wc.groups[f.Group]
+	full := !already && len(wc.groups) >= wc.s.cfg.Limits.MaxSubscriptions
+	wc.mu.Unlock()
+	if full {
+		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeTooManySubscriptions, "subscription limit reached"))
+	}
+	// Hold the write lock from registration until the initial frame is
+	// written, so no delta of the group can overtake it.
+	wc.wmu.Lock()
+	defer wc.wmu.Unlock()
+	init, err := wc.sub.Subscribe(f.Group, presence.SubscribeOptions{CountsOnly: f.CountsOnly, FromRev: f.Rev, Epoch: f.Epoch})
+	if err != nil {
+		return wc.writeLocked(ctx, protocol.AppendError(nil, f.ID, protocol.CodeInternal, "subscription failed"))
+	}
+	wc.mu.Lock()
+	wc.groups[f.Group] = f.CountsOnly
+	wc.mu.Unlock()
+	wc.s.metrics.subscriptions.Inc()
+	if snap, ok := init.(presence.Snapshot); ok && f.CountsOnly {
+		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, []protocol.GroupCount{
+			{Group: f.Group, Online: snap.Online, Total: snap.Total, Rev: snap.Rev}}))
+	}
+	return wc.writeLocked(ctx, encodeInitial(f.ID, f.Group, init))
+}
+
+// encodeInitial encodes a subscription's first frame: a snapshot, or the
+// changes a resuming client missed.
+func encodeInitial(id uint64, group string, init presence.Initial) []byte {
+	switch r := init.(type) {
+	case presence.Resumed:
+		changes := make([]protocol.Member, len(r.Changes))
+		for i, d := range r.Changes {
+			changes[i] = memberOf(d)
+		}
+		return protocol.AppendResumed(nil, protocol.Resumed{ID: id, Group: group, Rev: r.Rev, Epoch: r.Epoch,
+			Online: r.Online, Total: r.Total, Changes: changes})
+	case presence.Snapshot:
+		return encodeSnapshot(id, group, r)
+	}
+	return protocol.AppendError(nil, id, protocol.CodeInternal, "unexpected subscription start")
+}
+
+func encodeSnapshot(id uint64, group string, snap presence.Snapshot) []byte {
+	buf := protocol.AppendSnapshotStart(make([]byte, 0, 128+64*len(snap.Members)), protocol.SnapshotHeader{
+		ID: id, Group: group, Rev: snap.Rev, Epoch: snap.Epoch, Fresh: snap.Fresh, Online: snap.Online, Total: snap.Total,
+	})
+	for i, m := range snap.Members {
+		buf = protocol.AppendMember(buf, protocol.Member{User: m.User, Status: m.Status, Text: m.Text, Since: m.Since.UnixMilli()}, i == 0)
+	}
+	return protocol.AppendSnapshotEnd(buf)
+}
+
+// query answers the status of users; users who share no group with the
+// caller (and a caller who is not admin) read as offline.
+func (wc *wsConn) query(users []string) []protocol.Member {
+	admin := wc.isAdmin()
+	ix := wc.s.store.Index()
+	mine := map[string]bool{}
+	if !admin {
+		for _, m := range ix.GroupsOf(wc.userID()) {
+			mine[m.GroupID] = true
+		}
+	}
+	out := make([]protocol.Member, 0, len(users))
+	for _, us := range wc.s.engine.Statuses(users) {
+		visible := admin || us.User == wc.userID()
+		if !visible {
+			for _, m := range ix.GroupsOf(us.User) {
+				if mine[m.GroupID] {
+					visible = true
+					break
+				}
+			}
+		}
+		m := protocol.Member{User: us.User, Status: protocol.StatusOffline}
+		if visible {
+			m.Status, m.Text = us.Status, us.Text
+			if !us.Since.IsZero() {
+				m.Since = us.Since.UnixMilli()
+			}
+			if !us.LastSeen.IsZero() && us.Status == protocol.StatusOffline {
+				m.LastSeen = us.LastSeen.UnixMilli()
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
