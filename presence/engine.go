@@ -25,16 +25,16 @@ type Engine struct {
 	ready chan struct{}
 
 	// Set by Start before any goroutine runs, read-only afterwards.
-	kv     jetstream.KeyValue
-	epoch  string
-	cancel context.CancelFunc // ends the engine's background context
-	quit     chan struct{} // closed to stop the workers (lease, sweeper, auto-away)
+	kv       jetstream.KeyValue
+	epoch    string
+	cancel   context.CancelFunc // ends the engine's background context
+	quit     chan struct{}      // closed to stop the workers (lease, sweeper, auto-away)
 	quitOnce sync.Once
 	wg       sync.WaitGroup // the workers
 	stop     chan struct{}  // closed to stop the watch as well
 	stopOnce sync.Once
 	watchWG  sync.WaitGroup
-	kicks  kicks
+	kicks    kicks
 
 	lifeMu sync.Mutex
 	// lifeMu guards the following fields.

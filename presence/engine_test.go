@@ -136,6 +136,11 @@ func TestEngineLeaseExpiry(t *testing.T) {
 	a := v.engine("a")
 	b := v.engine("b")
 	f := v.feed()
+	sub := a.NewSubscriber(SubscriberConfig{})
+	defer sub.Close()
+	if _, err := sub.Subscribe("g", SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	ctx := ctxT(t)
 	for _, u := range []string{"u1", "u2"} {
 		if _, err := b.Connect(ctx, SessionInfo{User: u}); err != nil {
@@ -179,6 +184,20 @@ func TestEngineLeaseExpiry(t *testing.T) {
 	}
 	if offline["u1"] != 1 || offline["u2"] != 1 || offline["u3"] != 0 {
 		t.Fatalf("offline deltas per user = %v, want u1 and u2 once", offline)
+	}
+	// The subscriber saw the same, in one batch at the lease's revision.
+	clear(offline)
+	var at []uint64
+	for _, bt := range next(t, sub) {
+		for _, d := range bt.Changes {
+			if d.Status == protocol.StatusOffline {
+				offline[d.User]++
+				at = append(at, d.Rev)
+			}
+		}
+	}
+	if offline["u1"] != 1 || offline["u2"] != 1 || len(at) != 2 || at[0] != at[1] {
+		t.Fatalf("subscriber offline deltas = %v at %v, want u1 and u2 once at one revision", offline, at)
 	}
 	changes := f.expect(t, 2, a)
 	for _, c := range changes {

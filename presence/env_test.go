@@ -98,9 +98,9 @@ func (v *env) removeMember(g, u string) {
 }
 
 // lastRev is the presence stream's last revision.
-func (v *env) lastRev(e *Engine) uint64 {
+func (v *env) lastRev() uint64 {
 	v.t.Helper()
-	st, err := v.js.Stream(ctxT(v.t), streamName(e.cfg.Bucket))
+	st, err := v.js.Stream(ctxT(v.t), streamName(DefaultBucket))
 	if err != nil {
 		v.t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func (v *env) lastRev(e *Engine) uint64 {
 // sync waits until every engine applied everything stored so far.
 func (v *env) sync(es ...*Engine) {
 	v.t.Helper()
-	rev := v.lastRev(es[0])
+	rev := v.lastRev()
 	for _, e := range es {
 		if err := e.WaitRev(ctxT(v.t), rev); err != nil {
 			v.t.Fatalf("%s: wait for rev %d: %v", e.NodeID(), rev, err)

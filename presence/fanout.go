@@ -1,40 +1,183 @@
 package presence
 
-import "sync/atomic"
+import (
+	"slices"
+	"sync/atomic"
+)
 
-// fanout is the index's delivery state: dirty groups waiting for the end of
-// the coalescing window, and counters.
+// Fan-out: a change of one user touches only the groups that user is in.
+// Each touched group collects its deltas until the coalescing window ends;
+// then every dirty group builds one Batch (last change per user wins),
+// shared by all its subscribers, and one counts batch if its counts changed.
+// Groups are flushed in revision order, so the batches a subscriber receives
+// never go back in revision, across groups too.
+
+// fanout is the index's delivery state. It is guarded by index.mu.
 type fanout struct {
 	dirty       []*group
-	stats       counters
+	armed       bool  // a flush timer is set
+	timer       Timer // the flush timer
+	closed      bool
+	watchAll    []*Subscriber // count watchers of every group
+	all         map[*Subscriber]struct{}
+	dead        []*Subscriber // cut during the current flush
 	subscribers int
+	seen        map[string]struct{} // scratch for coalescing
+	picks       []int               // scratch for coalescing
+	stats       counters
 }
 
 type counters struct {
 	events, deltas, batches, slow atomic.Uint64
 }
 
-func (f *fanout) init() {}
+func (f *fanout) init() {
+	f.all = make(map[*Subscriber]struct{})
+	f.seen = make(map[string]struct{})
+}
 
-// markDirty queues g for the next flush.
+// markDirty queues g for the next flush if anyone listens to it.
 func (x *index) markDirty(g *group) {
 	if !x.loaded || g.dirty {
+		return
+	}
+	if len(g.subs) == 0 && len(g.countSubs) == 0 && len(x.fan.watchAll) == 0 {
+		g.pending = g.pending[:0]
 		return
 	}
 	g.dirty = true
 	x.fan.dirty = append(x.fan.dirty, g)
 }
 
-// afterApplyLocked runs once per applied entry.
+// afterApplyLocked runs once per applied entry: it flushes at once without
+// a coalescing window, or makes sure a flush is scheduled.
 func (x *index) afterApplyLocked() {
-	for _, g := range x.fan.dirty {
-		g.dirty, g.pending, g.countsChanged = false, g.pending[:0], false
-		x.maybeDropGroup(g)
+	if len(x.fan.dirty) == 0 || x.fan.closed {
+		return
 	}
-	x.fan.dirty = x.fan.dirty[:0]
+	if x.coalesce < 0 {
+		x.flushLocked()
+		return
+	}
+	if !x.fan.armed {
+		x.fan.armed = true
+		x.fan.timer = x.clock.AfterFunc(x.coalesce, x.flushTimer)
+	}
 }
 
-// Subscriber receives the batches of the groups it subscribes to.
-type Subscriber struct{}
+func (x *index) flushTimer() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.fan.armed = false
+	if !x.fan.closed {
+		x.flushLocked()
+	}
+}
 
-func (x *index) close() {}
+// flushLocked delivers every dirty group's batch.
+func (x *index) flushLocked() {
+	dirty := x.fan.dirty
+	slices.SortStableFunc(dirty, func(a, b *group) int {
+		switch {
+		case a.rev < b.rev:
+			return -1
+		case a.rev > b.rev:
+			return 1
+		}
+		return 0
+	})
+	for _, g := range dirty {
+		g.dirty = false
+		if len(g.subs) > 0 && (len(g.pending) > 0 || g.countsChanged) {
+			b := Batch{Group: g.id, Rev: g.rev, Online: g.online, Total: len(g.members), Changes: x.coalesced(g.pending)}
+			for _, s := range g.subs {
+				x.push(s, b)
+			}
+		}
+		if g.countsChanged {
+			b := Batch{Group: g.id, Rev: g.rev, Online: g.online, Total: len(g.members), CountsOnly: true}
+			for _, s := range g.countSubs {
+				x.push(s, b)
+			}
+			for _, s := range x.fan.watchAll {
+				if s.countRefs[g.id] == 0 { // not already a count subscriber of g
+					x.push(s, b)
+				}
+			}
+		}
+		clear(g.pending)
+		g.pending = g.pending[:0]
+		g.countsChanged = false
+		x.maybeDropGroup(g)
+	}
+	clear(dirty)
+	x.fan.dirty = dirty[:0]
+	for _, s := range x.fan.dead {
+		x.detachLocked(s)
+	}
+	clear(x.fan.dead)
+	x.fan.dead = x.fan.dead[:0]
+}
+
+// coalesced returns the last delta of each user in p, in the order of
+// those last deltas: the batch's one allocation.
+func (x *index) coalesced(p []Delta) []Delta {
+	if len(p) == 0 {
+		return nil
+	}
+	if len(p) == 1 {
+		return []Delta{p[0]}
+	}
+	seen, picks := x.fan.seen, x.fan.picks[:0]
+	for i := len(p) - 1; i >= 0; i-- {
+		if _, ok := seen[p[i].User]; !ok {
+			seen[p[i].User] = struct{}{}
+			picks = append(picks, i)
+		}
+	}
+	out := make([]Delta, len(picks))
+	for j, i := range picks {
+		out[len(picks)-1-j] = p[i]
+	}
+	clear(seen)
+	x.fan.picks = picks[:0]
+	return out
+}
+
+// push queues b for s, or cuts s if its queue is full.
+func (x *index) push(s *Subscriber, b Batch) {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.max {
+		s.err = ErrSlowConsumer
+		s.queue = s.queue[:0]
+		s.mu.Unlock()
+		x.fan.stats.slow.Add(1)
+		x.fan.dead = append(x.fan.dead, s)
+		s.wake()
+		return
+	}
+	s.queue = append(s.queue, b)
+	s.mu.Unlock()
+	x.fan.stats.batches.Add(1)
+	s.wake()
+}
+
+// close ends every subscription: the engine stopped.
+func (x *index) close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.fan.closed {
+		return
+	}
+	x.fan.closed = true
+	if x.fan.timer != nil {
+		x.fan.timer.Stop()
+	}
+	for s := range x.fan.all {
+		s.fail(ErrClosed)
+	}
+}

@@ -138,9 +138,11 @@ func (x *index) counts() []GroupCount {
 		}
 	}
 	x.mu.RUnlock()
-	slices.SortFunc(out, func(a, b GroupCount) int { return strings.Compare(a.Group, b.Group) })
+	slices.SortFunc(out, compareCounts)
 	return out
 }
+
+func compareCounts(a, b GroupCount) int { return strings.Compare(a.Group, b.Group) }
 
 // groupCount returns one group's counts, false if it has no members.
 func (x *index) groupCount(id string) (GroupCount, bool) {

@@ -1,0 +1,326 @@
+package presence
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/presenced/presenced/membership"
+)
+
+// DefaultQueue is the default bound of a subscriber's queue, in batches.
+const DefaultQueue = 256
+
+// SubscriberConfig configures a Subscriber.
+type SubscriberConfig struct {
+	// Queue is how many batches may wait for Next (default DefaultQueue).
+	// A subscriber whose queue overflows is cut: see ErrSlowConsumer.
+	Queue int
+}
+
+// SubscribeOptions tune one group subscription.
+type SubscribeOptions struct {
+	// CountsOnly delivers only the group's counts, for very large groups.
+	CountsOnly bool
+	// FromRev and Epoch ask to resume after revision FromRev of the
+	// presence stream Epoch (both from an earlier Snapshot, Resumed or
+	// Batch). Call Engine.WaitRev(ctx, FromRev) first when the client comes
+	// from another node, which may be slightly ahead.
+	FromRev uint64
+	Epoch   string
+}
+
+// Initial is what a subscription starts with: a Snapshot, or Resumed when
+// a resume was possible.
+type Initial interface{ initial() }
+
+// Resumed is the start of a resumed subscription: exactly the deltas after
+// the requested revision, oldest first (not coalesced), up to Rev.
+type Resumed struct {
+	Group         string
+	Rev           uint64
+	Epoch         string
+	Online, Total int
+	Changes       []Delta
+}
+
+func (Snapshot) initial() {}
+func (Resumed) initial()  {}
+
+// Subscriber is one consumer of presence batches, typically one WebSocket
+// connection. Its methods are safe for concurrent use. It must be closed.
+type Subscriber struct {
+	x      *index
+	max    int
+	notify chan struct{}
+
+	// index.mu guards the following fields.
+	groups    map[string]bool  // subscribed groups: counts only?
+	countRefs map[string]uint8 // why s is in a group's countSubs: refSub|refWatch
+	watchAll  bool
+
+	mu sync.Mutex
+	// mu guards the following fields. Lock order: index.mu before mu.
+	queue []Batch
+	spare []Batch
+	err   error
+}
+
+const (
+	refSub   uint8 = 1 // a counts-only subscription
+	refWatch uint8 = 2 // WatchCounts of this group
+)
+
+// NewSubscriber returns a subscriber with no subscriptions.
+func (e *Engine) NewSubscriber(cfg SubscriberConfig) *Subscriber { return e.x.newSubscriber(cfg) }
+
+func (x *index) newSubscriber(cfg SubscriberConfig) *Subscriber {
+	if cfg.Queue <= 0 {
+		cfg.Queue = DefaultQueue
+	}
+	s := &Subscriber{
+		x: x, max: cfg.Queue, notify: make(chan struct{}, 1),
+		groups: make(map[string]bool), countRefs: make(map[string]uint8),
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.fan.closed {
+		s.err = ErrClosed
+		return s
+	}
+	x.fan.all[s] = struct{}{}
+	x.fan.subscribers++
+	return s
+}
+
+func (s *Subscriber) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscriber) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+		s.queue = s.queue[:0]
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *Subscriber) errNow() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Subscribe starts delivering group's batches and returns where they start
+// from: a Snapshot at the current revision, or, when o asks to resume and
+// the group's history still holds every delta after o.FromRev, Resumed with
+// exactly those deltas. Nothing between the initial state and the first
+// batch is lost or repeated. Subscribing again to a group replaces the
+// earlier subscription.
+func (s *Subscriber) Subscribe(group string, o SubscribeOptions) (Initial, error) {
+	if !membership.ValidID(group) {
+		return nil, invalid("group id %q", group)
+	}
+	x := s.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.loaded {
+		return nil, ErrNotReady
+	}
+	// Deliver what is pending first: all of it is older than the initial
+	// state returned here, and all that follows is newer.
+	x.flushLocked()
+	if err := s.errNow(); err != nil {
+		return nil, err
+	}
+	g := x.groupLocked(group)
+	s.leaveLocked(g)
+	s.groups[group] = o.CountsOnly
+	if o.CountsOnly {
+		s.addCountRef(g, refSub)
+		return x.snapshotLocked(group, true), nil
+	}
+	g.subs = append(g.subs, s)
+	if o.FromRev > 0 && o.Epoch == x.epoch && o.FromRev <= x.rev {
+		if ds, ok := g.hist.after(o.FromRev); ok {
+			return Resumed{Group: group, Rev: x.rev, Epoch: x.epoch, Online: g.online, Total: len(g.members), Changes: ds}, nil
+		}
+	}
+	snap := x.snapshotLocked(group, false)
+	snap.Fresh = o.FromRev > 0
+	return snap, nil
+}
+
+// Unsubscribe stops delivering group's batches. Batches already queued
+// stay queued.
+func (s *Subscriber) Unsubscribe(group string) {
+	x := s.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if g := x.groups[group]; g != nil {
+		s.leaveLocked(g)
+		x.maybeDropGroup(g)
+	}
+}
+
+// leaveLocked removes s's subscription (not its count watch) of g.
+func (s *Subscriber) leaveLocked(g *group) {
+	if _, ok := s.groups[g.id]; !ok {
+		return
+	}
+	delete(s.groups, g.id)
+	if i := slices.Index(g.subs, s); i >= 0 {
+		g.subs = slices.Delete(g.subs, i, i+1)
+	}
+	s.dropCountRef(g, refSub)
+}
+
+func (s *Subscriber) addCountRef(g *group, ref uint8) {
+	old := s.countRefs[g.id]
+	s.countRefs[g.id] = old | ref
+	if old == 0 {
+		g.countSubs = append(g.countSubs, s)
+	}
+}
+
+func (s *Subscriber) dropCountRef(g *group, ref uint8) {
+	old, ok := s.countRefs[g.id]
+	if !ok || old&ref == 0 {
+		return
+	}
+	if n := old &^ ref; n != 0 {
+		s.countRefs[g.id] = n
+		return
+	}
+	delete(s.countRefs, g.id)
+	if i := slices.Index(g.countSubs, s); i >= 0 {
+		g.countSubs = slices.Delete(g.countSubs, i, i+1)
+	}
+}
+
+// WatchCounts delivers counts batches whenever the counts of one of groups
+// (nil: of every group) change, and returns the current counts. It adds to
+// the groups watched so far.
+func (s *Subscriber) WatchCounts(groups []string) ([]GroupCount, error) {
+	for _, g := range groups {
+		if !membership.ValidID(g) {
+			return nil, invalid("group id %q", g)
+		}
+	}
+	x := s.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.loaded {
+		return nil, ErrNotReady
+	}
+	x.flushLocked()
+	if err := s.errNow(); err != nil {
+		return nil, err
+	}
+	if groups == nil {
+		if !s.watchAll {
+			s.watchAll = true
+			x.fan.watchAll = append(x.fan.watchAll, s)
+		}
+		out := make([]GroupCount, 0, len(x.groups))
+		for _, g := range x.groups {
+			if len(g.members) > 0 {
+				out = append(out, countOf(g))
+			}
+		}
+		slices.SortFunc(out, compareCounts)
+		return out, nil
+	}
+	out := make([]GroupCount, 0, len(groups))
+	for _, id := range groups {
+		g := x.groupLocked(id)
+		s.addCountRef(g, refWatch)
+		out = append(out, countOf(g))
+	}
+	return out, nil
+}
+
+// UnwatchCounts ends every WatchCounts.
+func (s *Subscriber) UnwatchCounts() {
+	x := s.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s.unwatchLocked()
+}
+
+func (s *Subscriber) unwatchLocked() {
+	x := s.x
+	if s.watchAll {
+		s.watchAll = false
+		if i := slices.Index(x.fan.watchAll, s); i >= 0 {
+			x.fan.watchAll = slices.Delete(x.fan.watchAll, i, i+1)
+		}
+	}
+	for id, ref := range s.countRefs {
+		if ref&refWatch != 0 {
+			if g := x.groups[id]; g != nil {
+				s.dropCountRef(g, refWatch)
+				x.maybeDropGroup(g)
+			}
+		}
+	}
+}
+
+// Next blocks until batches are queued and returns them, oldest first.
+// The returned slice is valid until the next call of Next; the batches'
+// Changes are shared with other subscribers and must not be modified.
+// Once the queue has overflowed, Next returns ErrSlowConsumer and the
+// subscriber is dead (all its subscriptions are gone); after Close or the
+// engine's shutdown it returns ErrClosed.
+func (s *Subscriber) Next(ctx context.Context) ([]Batch, error) {
+	for {
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return nil, err
+		}
+		if len(s.queue) > 0 {
+			out := s.queue
+			s.queue, s.spare = s.spare[:0], out
+			s.mu.Unlock()
+			return out, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close ends every subscription of s.
+func (s *Subscriber) Close() {
+	x := s.x
+	x.mu.Lock()
+	x.detachLocked(s)
+	x.mu.Unlock()
+	s.fail(ErrClosed)
+}
+
+// detachLocked removes s from every group and list.
+func (x *index) detachLocked(s *Subscriber) {
+	if _, ok := x.fan.all[s]; !ok {
+		return
+	}
+	delete(x.fan.all, s)
+	x.fan.subscribers--
+	for id := range s.groups {
+		if g := x.groups[id]; g != nil {
+			s.leaveLocked(g)
+			x.maybeDropGroup(g)
+		}
+	}
+	s.unwatchLocked()
+}

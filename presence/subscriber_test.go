@@ -1,0 +1,360 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/protocol"
+)
+
+// next returns what is queued for s without waiting.
+func next(t *testing.T, s *Subscriber) []Batch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.mu.Lock()
+	n := len(s.queue)
+	s.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	b, err := s.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return slices.Clone(b)
+}
+
+func users(ds []Delta) []string {
+	var out []string
+	for _, d := range ds {
+		out = append(out, d.User+":"+string(d.Status))
+	}
+	return out
+}
+
+func TestSubscriberCoalescesWithinWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFeeder(t, 25*time.Millisecond, 100)
+		f.lease("n", "i")
+		f.member("g", "u1")
+		f.member("g", "u2")
+		f.x.markLoaded()
+		s := f.x.newSubscriber(SubscriberConfig{})
+		defer s.Close()
+		if _, err := s.Subscribe("g", SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.session("u1", "s", "n", "i", protocol.StatusOnline)
+		f.session("u2", "s", "n", "i", protocol.StatusOnline)
+		f.session("u1", "s", "n", "i", protocol.StatusAway)
+		time.Sleep(20 * time.Millisecond)
+		if b := next(t, s); len(b) != 0 {
+			t.Fatalf("batch before the window ended: %+v", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+		b := next(t, s)
+		if len(b) != 1 {
+			t.Fatalf("batches = %+v, want one", b)
+		}
+		if got := users(b[0].Changes); !slices.Equal(got, []string{"u2:online", "u1:away"}) {
+			t.Fatalf("changes = %v, want last change per user in revision order", got)
+		}
+		if b[0].Rev != f.rev || b[0].Online != 2 || b[0].Total != 2 {
+			t.Fatalf("batch = %+v", b[0])
+		}
+		// A later change opens a new window.
+		f.session("u2", "s", "n", "i", protocol.StatusBusy)
+		time.Sleep(30 * time.Millisecond)
+		if b := next(t, s); len(b) != 1 || len(b[0].Changes) != 1 {
+			t.Fatalf("second window = %+v", b)
+		}
+	})
+}
+
+func TestSubscribeIsAtomic(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFeeder(t, 25*time.Millisecond, 100)
+		f.lease("n", "i")
+		f.member("g", "u1")
+		f.member("g", "u2")
+		f.x.markLoaded()
+		old := f.x.newSubscriber(SubscriberConfig{})
+		defer old.Close()
+		if _, err := old.Subscribe("g", SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r1 := f.session("u1", "s", "n", "i", protocol.StatusOnline)
+		// Inside the window, a new subscriber arrives.
+		s := f.x.newSubscriber(SubscriberConfig{})
+		defer s.Close()
+		in, err := s.Subscribe("g", SubscribeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap := in.(Snapshot)
+		if snap.Rev != r1 || len(snap.Members) != 1 {
+			t.Fatalf("snapshot = %+v, want u1 at %d", snap, r1)
+		}
+		// The pending delta went to the old subscriber at once, not to the
+		// new one (its snapshot has it).
+		if b := next(t, old); len(b) != 1 || b[0].Rev != r1 {
+			t.Fatalf("old subscriber = %+v", b)
+		}
+		r2 := f.session("u2", "s", "n", "i", protocol.StatusOnline)
+		time.Sleep(30 * time.Millisecond)
+		b := next(t, s)
+		if len(b) != 1 || len(b[0].Changes) != 1 || b[0].Changes[0].Rev != r2 {
+			t.Fatalf("new subscriber = %+v, want only the delta after its snapshot", b)
+		}
+		if b2 := next(t, old); len(b2) != 1 || &b2[0].Changes[0] != &b[0].Changes[0] {
+			t.Fatalf("old subscriber after = %+v, want the batch the new one got", b2)
+		}
+	})
+}
+
+func TestBatchesShareChanges(t *testing.T) {
+	f := newFeeder(t, -1, 100)
+	f.lease("n", "i")
+	f.member("g", "u")
+	f.x.markLoaded()
+	var subs []*Subscriber
+	for range 3 {
+		s := f.x.newSubscriber(SubscriberConfig{})
+		defer s.Close()
+		if _, err := s.Subscribe("g", SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	f.session("u", "s", "n", "i", protocol.StatusOnline)
+	var first *Delta
+	for _, s := range subs {
+		b := next(t, s)
+		if len(b) != 1 || len(b[0].Changes) != 1 {
+			t.Fatalf("batches = %+v", b)
+		}
+		if first == nil {
+			first = &b[0].Changes[0]
+		} else if &b[0].Changes[0] != first {
+			t.Fatal("subscribers got separate copies of one batch")
+		}
+	}
+}
+
+func TestResumeGivesExactlyTheMissedDeltas(t *testing.T) {
+	f := newFeeder(t, -1, 8)
+	f.lease("n", "i")
+	for _, u := range []string{"a", "b", "c"} {
+		f.member("g", u)
+		f.member("h", u)
+	}
+	f.x.markLoaded()
+	f.x.mu.Lock()
+	f.x.epoch = "e1"
+	f.x.mu.Unlock()
+
+	// ref sees every delta of g (no coalescing in this index).
+	ref := f.x.newSubscriber(SubscriberConfig{Queue: 1000})
+	defer ref.Close()
+	if _, err := ref.Subscribe("g", SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := f.x.newSubscriber(SubscriberConfig{})
+	defer s.Close()
+	in, err := s.Subscribe("g", SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := in.(Snapshot).Rev
+	s.Unsubscribe("g")
+
+	statuses := []protocol.Status{protocol.StatusOnline, protocol.StatusAway, protocol.StatusBusy}
+	for i := range 5 {
+		f.session([]string{"a", "b", "c"}[i%3], "s", "n", "i", statuses[i%3])
+	}
+	f.lease("m", "j") // a revision that touches no group
+	var want []Delta
+	for _, b := range next(t, ref) {
+		want = append(want, b.Changes...)
+	}
+
+	in, err = s.Subscribe("g", SubscribeOptions{FromRev: from, Epoch: "e1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, ok := in.(Resumed)
+	if !ok {
+		t.Fatalf("resume = %T %+v, want Resumed", in, in)
+	}
+	if !slices.Equal(res.Changes, want) || res.Rev != f.rev || res.Online != 3 {
+		t.Fatalf("resumed = %+v\nwant changes %+v", res, want)
+	}
+	// And it continues without gap.
+	r := f.session("a", "s", "n", "i", protocol.StatusAway)
+	if b := next(t, s); len(b) != 1 || b[0].Changes[0].Rev != r {
+		t.Fatalf("after resume = %+v", b)
+	}
+
+	// Fresh snapshots: wrong epoch, and a revision the window no longer has.
+	s.Unsubscribe("g")
+	in, _ = s.Subscribe("g", SubscribeOptions{FromRev: from, Epoch: "e0"})
+	if snap, ok := in.(Snapshot); !ok || !snap.Fresh || snap.Rev != f.rev {
+		t.Fatalf("resume with another epoch = %+v", in)
+	}
+	for i := range 10 {
+		f.session("b", "s", "n", "i", statuses[i%3])
+	}
+	s.Unsubscribe("g")
+	in, _ = s.Subscribe("g", SubscribeOptions{FromRev: r, Epoch: "e1"})
+	if snap, ok := in.(Snapshot); !ok || !snap.Fresh || len(snap.Members) != 3 {
+		t.Fatalf("resume past the window = %+v", in)
+	}
+	// A revision from the future (another node ahead) is not resumed here.
+	s.Unsubscribe("g")
+	in, _ = s.Subscribe("g", SubscribeOptions{FromRev: f.rev + 5, Epoch: "e1"})
+	if snap, ok := in.(Snapshot); !ok || !snap.Fresh {
+		t.Fatalf("resume from the future = %+v", in)
+	}
+}
+
+func TestSlowConsumerIsCut(t *testing.T) {
+	f := newFeeder(t, -1, 100)
+	f.lease("n", "i")
+	f.member("g", "u")
+	f.member("h", "u")
+	f.x.markLoaded()
+	s := f.x.newSubscriber(SubscriberConfig{Queue: 2})
+	defer s.Close()
+	for _, g := range []string{"g", "h"} {
+		if _, err := s.Subscribe(g, SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fast := f.x.newSubscriber(SubscriberConfig{Queue: 100})
+	defer fast.Close()
+	if _, err := fast.Subscribe("g", SubscribeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.session("u", "s", "n", "i", protocol.StatusOnline) // 2 batches: g, h
+	f.session("u", "s", "n", "i", protocol.StatusAway)   // overflow
+	if _, err := s.Next(context.Background()); !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf("Next = %v, want ErrSlowConsumer", err)
+	}
+	if _, err := s.Subscribe("g", SubscribeOptions{}); !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf("Subscribe on a dead subscriber = %v", err)
+	}
+	st := f.x.stats()
+	if st.SlowConsumers != 1 || st.Subscribers != 1 {
+		t.Fatalf("stats = %+v, want 1 slow, 1 left", st)
+	}
+	f.x.mu.RLock()
+	n := len(f.x.groups["h"].subs) + len(f.x.groups["g"].subs)
+	f.x.mu.RUnlock()
+	if n != 1 {
+		t.Fatalf("dead subscriber still attached: %d subscriptions", n)
+	}
+	if b := next(t, fast); len(b) != 2 {
+		t.Fatalf("fast subscriber = %+v", b)
+	}
+}
+
+func TestCountsOnlyAndWatchCounts(t *testing.T) {
+	f := newFeeder(t, -1, 100)
+	f.lease("n", "i")
+	f.member("big", "u1")
+	f.member("other", "u1")
+	f.x.markLoaded()
+	s := f.x.newSubscriber(SubscriberConfig{})
+	defer s.Close()
+	in, err := s.Subscribe("big", SubscribeOptions{CountsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap := in.(Snapshot); snap.Members != nil || snap.Total != 1 {
+		t.Fatalf("counts-only snapshot = %+v", snap)
+	}
+	w := f.x.newSubscriber(SubscriberConfig{})
+	defer w.Close()
+	counts, err := w.WatchCounts(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 2 || counts[0].Group != "big" || counts[1].Group != "other" {
+		t.Fatalf("counts = %+v", counts)
+	}
+	f.session("u1", "s", "n", "i", protocol.StatusOnline)
+	f.session("u1", "s", "n", "i", protocol.StatusAway) // counts unchanged: nothing
+	f.member("big", "u2")                               // total changes
+	b := next(t, s)
+	if len(b) != 2 || !b[0].CountsOnly || b[0].Online != 1 || b[1].Total != 2 || b[0].Changes != nil {
+		t.Fatalf("counts-only batches = %+v", b)
+	}
+	if b := next(t, w); len(b) != 3 { // big, other, big
+		t.Fatalf("watcher batches = %+v", b)
+	}
+	w.UnwatchCounts()
+	if _, err := w.WatchCounts([]string{"other"}); err != nil {
+		t.Fatal(err)
+	}
+	f.del(membership.MemberKey("big", "u2"))
+	f.del(membership.MemberKey("other", "u1"))
+	if b := next(t, w); len(b) != 1 || b[0].Group != "other" || b[0].Total != 0 {
+		t.Fatalf("watcher of one group = %+v", b)
+	}
+}
+
+func TestBatchesOrderedAcrossGroups(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFeeder(t, 25*time.Millisecond, 100)
+		f.lease("n", "i")
+		groups := []string{"g1", "g2", "g3"}
+		for i, u := range []string{"u1", "u2", "u3"} {
+			f.member(groups[i], u)
+			f.member("all", u)
+		}
+		f.x.markLoaded()
+		s := f.x.newSubscriber(SubscriberConfig{Queue: 1000})
+		defer s.Close()
+		for _, g := range append(groups, "all") {
+			if _, err := s.Subscribe(g, SubscribeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []Batch
+		for i := range 30 {
+			u := []string{"u3", "u1", "u2"}[i%3]
+			f.session(u, "s", "n", "i", []protocol.Status{protocol.StatusOnline, protocol.StatusAway}[i%2])
+			if i%7 == 0 {
+				time.Sleep(25 * time.Millisecond)
+				synctest.Wait()
+				got = append(got, next(t, s)...)
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+		synctest.Wait()
+		got = append(got, next(t, s)...)
+		last := map[string]uint64{}
+		var prev uint64
+		for _, b := range got {
+			if b.Rev < prev {
+				t.Fatalf("batch rev %d after %d", b.Rev, prev)
+			}
+			prev = b.Rev
+			for _, d := range b.Changes {
+				if d.Rev <= last[b.Group] || d.Rev > b.Rev {
+					t.Fatalf("group %s: delta rev %d after %d (batch %d)", b.Group, d.Rev, last[b.Group], b.Rev)
+				}
+				last[b.Group] = d.Rev
+			}
+		}
+		if prev != f.rev {
+			t.Fatalf("last batch rev %d, want %d", prev, f.rev)
+		}
+	})
+}
