@@ -256,3 +256,13 @@ func TestHistoryWindow(t *testing.T) {
 		t.Fatalf("after(15) = %+v %v", d, ok)
 	}
 }
+
+func TestValidIDMatchesMembership(t *testing.T) {
+	for _, id := range []string{"", "a", "A-z_0", "a.b", "a b", "ä", "a>", "*", string(make([]byte, 64)),
+		"x123456789012345678901234567890123456789012345678901234567890123",
+		"x1234567890123456789012345678901234567890123456789012345678901234"} {
+		if validID(id) != membership.ValidID(id) {
+			t.Errorf("validID(%q) = %v, membership.ValidID says %v", id, validID(id), membership.ValidID(id))
+		}
+	}
+}

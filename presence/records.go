@@ -70,11 +70,11 @@ func parseKey(key string) (kind keyKind, a, b string) {
 			return kindSource, a, b
 		}
 	case strings.HasPrefix(key, prefixManual):
-		if a := key[len(prefixManual):]; membership.ValidID(a) {
+		if a := key[len(prefixManual):]; validID(a) {
 			return kindManual, a, ""
 		}
 	case strings.HasPrefix(key, prefixLease):
-		if a := key[len(prefixLease):]; membership.ValidID(a) {
+		if a := key[len(prefixLease):]; validID(a) {
 			return kindLease, a, ""
 		}
 	default:
@@ -87,10 +87,25 @@ func parseKey(key string) (kind keyKind, a, b string) {
 
 func splitPair(s string) (a, b string, ok bool) {
 	a, b, ok = strings.Cut(s, ".")
-	if !ok || !membership.ValidID(a) || !membership.ValidID(b) {
+	if !ok || !validID(a) || !validID(b) {
 		return "", "", false
 	}
 	return a, b, true
+}
+
+// validID is membership.ValidID without a regular expression: every entry
+// of the stream passes through it.
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > membership.MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // sessionRecord is the value of an s. (session) or b. (backend source) key.

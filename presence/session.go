@@ -114,6 +114,14 @@ func (s *Session) SetStatus(ctx context.Context, status protocol.Status, text st
 	})
 }
 
+// Rev returns the revision of the session's last write. Engine.WaitRev
+// with it waits until this node's index reflects the session.
+func (s *Session) Rev() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev
+}
+
 // Touch records activity. A session that AutoAway turned away comes back
 // shortly after (the owning node rewrites it).
 func (s *Session) Touch() {

@@ -1,0 +1,150 @@
+package presence
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/protocol"
+)
+
+// benchIndex is a loaded index with one lease, for benchmarks.
+func benchIndex(b *testing.B, history int) (*index, func(key string, v any)) {
+	x := newIndex("n", SystemClock{}, zap.NewNop(), -1, history)
+	b.Cleanup(x.close)
+	var rev uint64
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	put := func(key string, v any) {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rev++
+		now = now.Add(time.Millisecond)
+		x.apply(entry{op: opPut, key: key, value: raw, rev: rev, created: now})
+	}
+	put(leaseKey("n"), leaseRecord{Node: "n", Inst: "i", Expires: now.Add(time.Hour)})
+	return x, put
+}
+
+func sessionValue(b *testing.B, user string, st protocol.Status) []byte {
+	raw, err := json.Marshal(sessionRecord{User: user, Session: "s", Node: "n", Inst: "i", Status: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkApplyEvent applies one session write (a status change of a user
+// in 5 groups of 1000 members, each with 10 subscribers), JSON decoding,
+// aggregation, deltas and batches included.
+func BenchmarkApplyEvent(b *testing.B) {
+	x, put := benchIndex(b, DefaultHistory)
+	for g := range 5 {
+		for u := range 1000 {
+			put(membership.MemberKey(fmt.Sprintf("g%d", g), fmt.Sprintf("u%d", u)), membership.Member{})
+		}
+	}
+	x.markLoaded()
+	var subs []*Subscriber
+	for g := range 5 {
+		for range 10 {
+			s := x.newSubscriber(SubscriberConfig{Queue: 1 << 30})
+			if _, err := s.Subscribe(fmt.Sprintf("g%d", g), SubscribeOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			subs = append(subs, s)
+		}
+	}
+	vals := [2][]byte{sessionValue(b, "u1", protocol.StatusOnline), sessionValue(b, "u1", protocol.StatusAway)}
+	rev := x.currentRev()
+	now := time.Now()
+	key := sessionKey("u1", "s")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		rev++
+		x.apply(entry{op: opPut, key: key, value: vals[i%2], rev: rev, created: now})
+		_ = x.takeChanges() // as the watch loop does; this node leads
+		if i%64 == 63 {
+			drainQueues(subs) // what the consumers' Next does
+		}
+	}
+}
+
+// drainQueues empties subscriber queues the way Next does, keeping their
+// capacity.
+func drainQueues(subs []*Subscriber) {
+	for _, s := range subs {
+		s.mu.Lock()
+		s.queue = s.queue[:0]
+		s.mu.Unlock()
+	}
+}
+
+// BenchmarkSnapshot10k takes a snapshot of a 10,000-member group with
+// 5,000 members present.
+func BenchmarkSnapshot10k(b *testing.B) {
+	x, put := benchIndex(b, DefaultHistory)
+	for u := range 10000 {
+		id := fmt.Sprintf("user%05d", (u*7919)%10000) // not in id order
+		put(membership.MemberKey("big", id), membership.Member{})
+		if u%2 == 0 {
+			put(sessionKey(id, "s"), sessionRecord{Node: "n", Inst: "i", Status: protocol.StatusOnline, Text: "hi"})
+		}
+	}
+	x.markLoaded()
+	if s := x.snapshot("big"); len(s.Members) != 5000 || s.Total != 10000 {
+		b.Fatalf("snapshot %d/%d", len(s.Members), s.Total)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		_ = x.snapshot("big")
+	}
+}
+
+// BenchmarkFanout100Groups changes the status of a user who is in 100
+// groups, each with 10 subscribers: 100 deltas, 100 shared batches, 1000
+// queue pushes per event.
+func BenchmarkFanout100Groups(b *testing.B) {
+	x, put := benchIndex(b, DefaultHistory)
+	for g := range 100 {
+		for u := range 50 {
+			put(membership.MemberKey(fmt.Sprintf("g%d", g), fmt.Sprintf("u%d", u)), membership.Member{})
+		}
+	}
+	x.markLoaded()
+	var subs []*Subscriber
+	for g := range 100 {
+		for range 10 {
+			s := x.newSubscriber(SubscriberConfig{Queue: 1 << 30})
+			if _, err := s.Subscribe(fmt.Sprintf("g%d", g), SubscribeOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			subs = append(subs, s)
+		}
+	}
+	vals := [2][]byte{sessionValue(b, "u1", protocol.StatusOnline), sessionValue(b, "u1", protocol.StatusAway)}
+	rev := x.currentRev()
+	now := time.Now()
+	key := sessionKey("u1", "s")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		rev++
+		x.apply(entry{op: opPut, key: key, value: vals[i%2], rev: rev, created: now})
+		_ = x.takeChanges() // as the watch loop does; this node leads
+		if i%64 == 63 {
+			drainQueues(subs) // what the consumers' Next does
+		}
+	}
+	b.StopTimer()
+	if st := x.stats(); st.SlowConsumers != 0 {
+		b.Fatalf("slow consumers: %d", st.SlowConsumers)
+	}
+}

@@ -1,0 +1,150 @@
+package presence
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/protocol"
+)
+
+func TestBackendSubject(t *testing.T) {
+	v := newEnv(t)
+	a := v.engine("a")
+	b := v.engine("b") // both serve the queue group: each request once
+	request := func(body string) PublishReply {
+		t.Helper()
+		m, err := v.nc.Request(SubjectPublish, []byte(body), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r PublishReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatalf("reply %q: %v", m.Data, err)
+		}
+		return r
+	}
+
+	r := request(`{"user":"u","status":"busy","text":"on a call","source":"pbx","ttl":60}`)
+	if !r.OK || r.Rev == 0 || r.Error != nil {
+		t.Fatalf("reply = %+v", r)
+	}
+	if err := b.WaitRev(ctxT(t), r.Rev); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Status("u"); st.Status != protocol.StatusBusy || st.Text != "on a call" {
+		t.Fatalf("status after publish = %+v", st)
+	}
+	// The TTL counts from the event.
+	v.clock.Advance(61 * time.Second)
+	waitStatus(t, a, "u", protocol.StatusOffline)
+
+	r = request(`{"user":"u","status":"online","source":"crm"}`)
+	if !r.OK {
+		t.Fatalf("reply = %+v", r)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	r = request(`{"user":"u","status":"offline","source":"crm"}`)
+	if !r.OK {
+		t.Fatalf("reply = %+v", r)
+	}
+	waitStatus(t, a, "u", protocol.StatusOffline)
+
+	for _, bad := range []string{
+		`not json`,
+		`{"user":"u","status":"online"}`,
+		`{"user":"","status":"online","source":"s"}`,
+		`{"user":"u","status":"napping","source":"s"}`,
+		`{"user":"u","status":"online","source":"s","ttl":-1}`,
+		`{"user":"u","status":"online","source":"s","ttl":1e9}`,
+		`{"user":"u","status":"online","source":"a.b"}`,
+	} {
+		r := request(bad)
+		if r.OK || r.Error == nil || r.Error.Code != CodeBadRequest || r.Error.Message == "" {
+			t.Errorf("%s: reply = %+v, want bad_request", bad, r)
+		}
+	}
+	// A raw reply has exactly the documented shape.
+	m, err := v.nc.Request(SubjectPublish, []byte(`{}`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]map[string]string
+	if err := json.Unmarshal(m.Data, &raw); err != nil || raw["error"]["code"] != "bad_request" {
+		t.Fatalf("raw error reply %s", m.Data)
+	}
+}
+
+func TestAutoAway(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	cfg := v.config("a")
+	cfg.AutoAway = time.Minute
+	a := v.start(cfg)
+	ctx := ctxT(t)
+	s, err := a.Connect(ctx, SessionInfo{User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	v.clock.Advance(45 * time.Second)
+	s.Touch()
+	v.clock.Advance(30 * time.Second) // 75s after connect, 30s after activity
+	v.sync(a)
+	if st := a.Status("u").Status; st != protocol.StatusOnline {
+		t.Fatalf("active session: %s", st)
+	}
+	v.clock.Advance(31 * time.Second)
+	waitStatus(t, a, "u", protocol.StatusAway)
+	s.Touch()
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	if d := groupDeltas(a, "g"); len(d) != 3 {
+		t.Fatalf("deltas = %+v, want online, away, online", d)
+	}
+	// A session set to busy by hand does not go away.
+	if err := s.SetStatus(ctx, protocol.StatusBusy, ""); err != nil {
+		t.Fatal(err)
+	}
+	v.clock.Advance(2 * time.Minute)
+	v.clock.Advance(time.Minute)
+	v.sync(a)
+	if st := a.Status("u").Status; st != protocol.StatusBusy {
+		t.Fatalf("idle busy session: %s", st)
+	}
+}
+
+func TestLostLeaseIsTakenBack(t *testing.T) {
+	v := newEnv(t)
+	a := v.engine("a")
+	ctx := ctxT(t)
+	s, err := a.Connect(ctx, SessionInfo{User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	// Another node decided a was dead (a long pause) and deleted its lease
+	// and sessions.
+	kv, err := v.js.KeyValue(ctx, DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, leaseKey("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, sessionKey("u", s.ID())); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOffline)
+	v.clock.Advance(2 * time.Second) // the next refresh notices
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	a.x.mu.RLock()
+	_, leased := a.x.leases["a"]
+	a.x.mu.RUnlock()
+	if !leased {
+		t.Fatal("lease not taken back")
+	}
+	if err := s.SetStatus(ctx, protocol.StatusAway, "back"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusAway)
+}
