@@ -142,6 +142,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		_ = c.Close(websocket.StatusInternalError, "session not created")
 		return
 	}
+	// The session is stored; make it visible here before the client acts
+	// on it, so that its first snapshot already counts the user.
+	wctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	err = s.engine.WaitRev(wctx, sess.Rev())
+	cancel()
+	if err != nil {
+		s.log.Warn("session not applied", zap.Error(err))
+	}
 	wc := &wsConn{
 		s:       s,
 		c:       c,
