@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +36,8 @@ type Engine struct {
 	stopOnce sync.Once
 	watchWG  sync.WaitGroup
 	kicks    kicks
+
+	fault atomic.Pointer[error] // why the index stopped following the bucket
 
 	lifeMu sync.Mutex
 	// lifeMu guards the following fields.
@@ -206,7 +209,7 @@ func (e *Engine) watchLoop(w jetstream.KeyWatcher, loaded chan struct{}) {
 				select {
 				case <-e.stop:
 				default:
-					e.log.Error("presence: watch ended; the index no longer follows the bucket")
+					e.setFault(errors.New("presence: the watch of the presence bucket ended"))
 				}
 				return
 			}
@@ -224,6 +227,32 @@ func (e *Engine) watchLoop(w jetstream.KeyWatcher, loaded chan struct{}) {
 				e.publishChanges(ch)
 			}
 		}
+	}
+}
+
+// Err reports a fault that keeps the index from following the bucket: the
+// watch ended (the connection was closed), or the presence stream was
+// recreated under a new epoch (a memory stream lost by every server). The
+// node then serves stale presence and should be restarted; health checks
+// should report it. Nil while all is well.
+func (e *Engine) Err() error {
+	if p := e.fault.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (e *Engine) setFault(err error) {
+	if e.fault.CompareAndSwap(nil, &err) {
+		e.log.Error("presence: index no longer follows the bucket; restart this node", zap.Error(err))
+	}
+}
+
+// checkRev notices a write whose revision is below what the index has
+// applied: the stream was recreated.
+func (e *Engine) checkRev(rev uint64) {
+	if cur := e.x.currentRev(); rev < cur {
+		e.setFault(fmt.Errorf("presence: stream revision went from %d back to %d: the presence stream was recreated", cur, rev))
 	}
 }
 
@@ -287,11 +316,23 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	clear(e.own)
 	leaseRev := e.leaseRev
 	e.ownMu.Unlock()
+	// Many sessions: write them a few dozen at a time.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
 	for _, s := range own {
-		if err := s.linger(ctx, now.Add(e.cfg.Grace)); err != nil {
-			errs = append(errs, err)
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := s.linger(ctx, now.Add(e.cfg.Grace)); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 	if _, err := e.deleteKey(ctx, leaseKey(e.cfg.NodeID), leaseRev); err != nil && !isWrongSeq(err) {
 		errs = append(errs, fmt.Errorf("presence: delete lease: %w", err))
 	}

@@ -5,10 +5,9 @@ import "errors"
 // Sentinel errors. Input errors wrap ErrInvalid so that an edge can answer
 // "bad request" with errors.Is.
 var (
-	ErrInvalid          = errors.New("presence: invalid input")
-	ErrNotReady         = errors.New("presence: engine not started")
-	ErrClosed           = errors.New("presence: closed")
-	ErrSlowConsumer     = errors.New("presence: slow consumer")
-	ErrSessionClosed    = errors.New("presence: session closed")
-	ErrMembershipBucket = errors.New("presence: membership bucket not sourced")
+	ErrInvalid       = errors.New("presence: invalid input")
+	ErrNotReady      = errors.New("presence: engine not started")
+	ErrClosed        = errors.New("presence: closed")
+	ErrSlowConsumer  = errors.New("presence: slow consumer")
+	ErrSessionClosed = errors.New("presence: session closed")
 )

@@ -27,6 +27,7 @@ func (e *Engine) putLease(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("presence: put lease: %w", err)
 	}
+	e.checkRev(rev)
 	e.ownMu.Lock()
 	e.leaseRev = rev
 	e.ownMu.Unlock()

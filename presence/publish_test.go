@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/presenced/presenced/protocol"
 )
 
@@ -147,4 +149,37 @@ func TestLostLeaseIsTakenBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, a, "u", protocol.StatusAway)
+}
+
+func TestRecreatedStreamIsAFault(t *testing.T) {
+	v := newEnv(t)
+	a := v.engine("a")
+	ctx := ctxT(t)
+	for _, u := range []string{"u1", "u2", "u3"} {
+		if _, err := a.Connect(ctx, SessionInfo{User: u}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.sync(a)
+	if err := a.Err(); err != nil {
+		t.Fatalf("Err before = %v", err)
+	}
+	// Every server lost the memory stream; something recreated it.
+	if err := v.js.DeleteKeyValue(ctx, DefaultBucket); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: DefaultBucket, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	v.clock.Advance(2 * time.Second) // the lease refresh finds out
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for a.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("a recreated stream went unnoticed")
+		}
+	}
 }

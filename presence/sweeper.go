@@ -98,6 +98,10 @@ func (x *index) retry(it sweepItem, at time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.expiry.add(expiryItem{at: at, key: it.key, rev: it.rev, backup: true})
+	if x.expiryKick != nil && at.Before(x.sweepArmed) {
+		x.sweepArmed = at
+		x.expiryKick()
+	}
 }
 
 // staleSessions lists the sessions that no longer count and do not
