@@ -56,7 +56,9 @@ type Config struct {
 	// Coalesce is the window in which deltas of one group are merged into
 	// one batch (default 25ms; negative: every event is its own batch).
 	Coalesce time.Duration
-	// History is how many deltas each group keeps for resume (default 1024).
+	// History is how many deltas each group keeps for resume (default
+	// 1024). Every node keeps them for every group (a client may resume on
+	// any node), at about 100 bytes per delta.
 	History int
 	// Clock drives every timer (default SystemClock).
 	Clock Clock

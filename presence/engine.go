@@ -169,6 +169,8 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	case <-loaded:
 	case <-ctx.Done():
 		return fmt.Errorf("presence: initial load: %w", ctx.Err())
+	case <-e.stop:
+		return ErrClosed
 	}
 	upTo, err := e.sourcedUpTo(ctx, stream)
 	if err != nil {
@@ -181,6 +183,12 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return err
 	}
 
+	e.lifeMu.Lock()
+	if e.state != stateStarting {
+		e.lifeMu.Unlock()
+		return ErrClosed // killed meanwhile
+	}
+	e.state = stateRunning
 	e.wg.Add(2)
 	go e.leaseLoop()
 	go e.sweepLoop()
@@ -188,8 +196,6 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		e.wg.Add(1)
 		go e.autoAwayLoop()
 	}
-	e.lifeMu.Lock()
-	e.state = stateRunning
 	e.lifeMu.Unlock()
 	close(e.ready)
 	e.log.Info("presence: ready", zap.String("epoch", e.epoch), zap.Uint64("rev", e.Rev()))
@@ -214,8 +220,11 @@ func (e *Engine) watchLoop(w jetstream.KeyWatcher, loaded chan struct{}) {
 				return
 			}
 			if kve == nil {
-				e.x.markLoaded()
-				close(loaded)
+				if loaded != nil {
+					e.x.markLoaded()
+					close(loaded)
+					loaded = nil
+				}
 				continue
 			}
 			en := entry{key: kve.Key(), value: kve.Value(), rev: kve.Revision(), created: kve.Created()}

@@ -138,6 +138,15 @@ func (s *Session) Touch() {
 // reconnect in time shows no offline/online pair; then a sweeper deletes
 // it.
 func (s *Session) Close(ctx context.Context) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil // closed already, maybe by Shutdown
+	}
+	if err := s.e.running(); err != nil {
+		return err // after Kill nothing is written
+	}
 	s.e.ownMu.Lock()
 	delete(s.e.own, s.id)
 	s.e.ownMu.Unlock()
@@ -203,6 +212,9 @@ func (s *Session) release() { <-s.write }
 // put applies change (nil: none, for the first write) and stores the
 // session. Writes of one session are serialized.
 func (s *Session) put(ctx context.Context, change func()) error {
+	if err := s.e.running(); err != nil {
+		return err
+	}
 	if err := s.acquire(ctx); err != nil {
 		return err
 	}
