@@ -137,6 +137,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			checks["jetstream"] = "ok"
 		}
 	}
+	if s.engine != nil {
+		if err := s.engine.Err(); err != nil {
+			ok = false
+			checks["presence"] = err.Error()
+		} else {
+			checks["presence"] = "ok"
+		}
+	}
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusServiceUnavailable

@@ -68,6 +68,7 @@ func (s *Server) presenceRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /v1/presence/groups/{id}", s.api(read, s.groupSnapshot))
 	mux.Handle("GET /v1/presence/counts", s.api(read, s.groupCounts))
 	mux.Handle("GET /v1/presence/changes", s.api(read, s.changedSince))
+	mux.Handle("GET /v1/stats", s.api(read, s.stats))
 	mux.HandleFunc("GET /v1/ws", s.serveWS)
 	mux.HandleFunc("GET /v1/client.js", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", jsclient.ContentType)
@@ -218,5 +219,20 @@ func (s *Server) changedSince(w http.ResponseWriter, r *http.Request) error {
 		out = []userView{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": out, "rev": s.engine.Rev()})
+	return nil
+}
+
+// stats answers the node's live totals, for dashboards.
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
+	st := s.engine.Stats()
+	users, groups, _ := s.store.Index().Counts()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"connections": s.conns.len(),
+		"sessions":    st.Sessions,
+		"subscribers": st.Subscribers,
+		"users":       users,
+		"groups":      groups,
+		"rev":         st.Rev,
+	})
 	return nil
 }

@@ -114,8 +114,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if p.UserID == "" || !p.Allows(membership.ScopeConnect) {
-		s.writeError(w, r, &apiError{http.StatusForbidden, codeForbidden, "a WebSocket needs a user token with the connect scope"})
+	// A user token opens a presence session; a service token with
+	// presence:read opens an observer connection (dashboards, backends):
+	// no session, and every group is visible.
+	observer := p.UserID == "" && p.Allows(membership.ScopePresenceRead)
+	if !observer && (p.UserID == "" || !p.Allows(membership.ScopeConnect)) {
+		s.writeError(w, r, &apiError{http.StatusForbidden, codeForbidden,
+			"a WebSocket needs a user token with the connect scope or a service token with presence:read"})
 		return
 	}
 	if !slices.Contains(offeredSubprotocols(r), protocol.Subprotocol) {
@@ -133,22 +138,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the client
 	}
 	c.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
-	q := r.URL.Query()
-	sess, err := s.engine.Connect(r.Context(), presence.SessionInfo{
-		User: p.UserID, Device: clip(q.Get("device"), 64), Client: clip(q.Get("client"), 64),
-	})
-	if err != nil {
-		s.log.Warn("session not created", zap.Error(err))
-		_ = c.Close(websocket.StatusInternalError, "session not created")
-		return
-	}
-	// The session is stored; make it visible here before the client acts
-	// on it, so that its first snapshot already counts the user.
-	wctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	err = s.engine.WaitRev(wctx, sess.Rev())
-	cancel()
-	if err != nil {
-		s.log.Warn("session not applied", zap.Error(err))
+	var sess *presence.Session
+	if !observer {
+		q := r.URL.Query()
+		sess, err = s.engine.Connect(r.Context(), presence.SessionInfo{
+			User: p.UserID, Device: clip(q.Get("device"), 64), Client: clip(q.Get("client"), 64),
+		})
+		if err != nil {
+			s.log.Warn("session not created", zap.Error(err))
+			_ = c.Close(websocket.StatusInternalError, "session not created")
+			return
+		}
+		// The session is stored; make it visible here before the client
+		// acts on it, so that its first snapshot already counts the user.
+		wctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err = s.engine.WaitRev(wctx, sess.Rev())
+		cancel()
+		if err != nil {
+			s.log.Warn("session not applied", zap.Error(err))
+		}
 	}
 	wc := &wsConn{
 		s:       s,
@@ -205,7 +213,7 @@ func (wc *wsConn) run() {
 	defer cancel()
 	wc.armExpiry()
 	hello := protocol.AppendHello(nil, protocol.Hello{
-		Session: wc.sess.ID(), User: wc.p.UserID, Node: wc.s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),
+		Session: wc.sessionID(), User: wc.p.UserID, Node: wc.s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),
 	})
 	if err := wc.write(ctx, hello); err != nil {
 		wc.cleanup()
@@ -238,10 +246,12 @@ func (wc *wsConn) cleanup() {
 	}
 	wc.mu.Unlock()
 	wc.sub.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := wc.sess.Close(ctx); err != nil && !errors.Is(err, presence.ErrClosed) {
-		wc.s.log.Debug("session close", zap.Error(err))
+	if wc.sess != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := wc.sess.Close(ctx); err != nil && !errors.Is(err, presence.ErrClosed) {
+			wc.s.log.Debug("session close", zap.Error(err))
+		}
 	}
 	wc.s.conns.remove(wc)
 	wc.s.metrics.connections.Dec()
@@ -363,7 +373,9 @@ func (wc *wsConn) readLoop(ctx context.Context) {
 			}
 			return
 		}
-		wc.sess.Touch()
+		if wc.sess != nil {
+			wc.sess.Touch()
+		}
 		if typ != websocket.MessageText {
 			wc.close(protocol.CloseProtocolError)
 			return
@@ -418,6 +430,9 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		wc.sub.Unsubscribe(f.Group)
 		return reply(protocol.AppendOK(nil, f.ID))
 	case protocol.OpSetStatus:
+		if wc.observer() {
+			return fail(protocol.CodeForbidden, "an observer connection has no status")
+		}
 		m := presence.Manual{Status: f.Status, Text: f.Text}
 		if f.ExpiresIn > 0 {
 			m.Expires = time.Now().Add(time.Duration(f.ExpiresIn) * time.Second)
@@ -455,7 +470,7 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		if err != nil {
 			return fail(protocol.CodeUnauthorized, "token not accepted")
 		}
-		if p.UserID != wc.userID() {
+		if p.UserID != wc.userID() || (p.UserID == "" && !p.Allows(membership.ScopePresenceRead)) {
 			return fail(protocol.CodeForbidden, "token is for another user")
 		}
 		wc.mu.Lock()
@@ -478,6 +493,16 @@ func (wc *wsConn) writeLocked(ctx context.Context, frame []byte) error {
 	return err
 }
 
+func (wc *wsConn) sessionID() string {
+	if wc.sess == nil {
+		return ""
+	}
+	return wc.sess.ID()
+}
+
+// observer reports whether the connection is a service observer.
+func (wc *wsConn) observer() bool { return wc.sess == nil }
+
 func (wc *wsConn) userID() string {
 	wc.mu.Lock()
 	defer wc.mu.Unlock()
@@ -487,6 +512,9 @@ func (wc *wsConn) userID() string {
 // mayWatch reports whether the caller may see group: members and admins.
 // Callers that may not get the same answer whether the group exists or not.
 func (wc *wsConn) mayWatch(group string) bool {
+	if wc.observer() {
+		return true
+	}
 	ix := wc.s.store.Index()
 	uid := wc.userID()
 	if ix.IsMember(group, uid) {
@@ -497,6 +525,9 @@ func (wc *wsConn) mayWatch(group string) bool {
 }
 
 func (wc *wsConn) isAdmin() bool {
+	if wc.observer() {
+		return true
+	}
 	u, ok := wc.s.store.Index().User(wc.userID())
 	return ok && u.HasRole("admin")
 }

@@ -248,9 +248,15 @@ func TestWSAuthentication(t *testing.T) {
 	if h := c.next(); h.Op != protocol.OpHello || h.User != "a" {
 		t.Fatalf("hello %+v", h)
 	}
-	// A service token without a user cannot open a session.
-	if _, resp, err := dialWS(t, s, s.Admin, nil); err == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("admin service token: %v %v", err, resp)
+	// A service token without presence:read cannot open a WebSocket.
+	var ro struct{ Token string }
+	call(t, "POST", s.URL+"/v1/tokens", s.Admin, map[string]any{"scopes": []string{"membership:read"}}, &ro)
+	if _, resp, err := dialWS(t, s, ro.Token, nil); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("membership:read service token: %v %v", err, resp)
+	}
+	// Without presence.v1.json the handshake is refused before the upgrade.
+	if _, resp, err := dialWS(t, s, userJWT(t, "a", time.Hour), &websocket.DialOptions{Subprotocols: []string{"chat"}}); err == nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("no subprotocol: %v %v", err, resp)
 	}
 	// A token that expires closes the connection with 4001.
 	short := mustDial(t, s, userJWT(t, "b", 1500*time.Millisecond))
@@ -325,5 +331,33 @@ func TestWSLimits(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("oversized frame did not close the connection")
+	}
+}
+
+// TestWSObserver: a service token with presence:read watches any group
+// without being a session itself.
+func TestWSObserver(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	var tok struct{ Token string }
+	call(t, "POST", s.URL+"/v1/tokens", s.Admin, map[string]any{"name": "dash", "scopes": []string{"presence:read"}}, &tok)
+	obs := mustDial(t, s, tok.Token)
+	r := obs.reply(protocol.ClientFrame{Op: protocol.OpWatchCounts})
+	if r.Op != protocol.OpCounts || len(r.Groups) != 1 || r.Groups[0].Group != "team" || r.Groups[0].Online != 0 {
+		t.Fatalf("watch_counts: %+v", r)
+	}
+	mustDial(t, s, userJWT(t, "a", time.Hour))
+	obs.until(func(f protocol.ServerFrame) bool {
+		return f.Op == protocol.OpCounts && len(f.Groups) == 1 && f.Groups[0].Group == "team" && f.Groups[0].Online == 1
+	})
+	if snap := obs.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team"}); snap.Op != protocol.OpSnapshot || snap.Online != 1 {
+		t.Fatalf("observer subscribe: %+v", snap)
+	}
+	if r := obs.reply(protocol.ClientFrame{Op: protocol.OpSetStatus, Status: protocol.StatusBusy}); r.Code != protocol.CodeForbidden {
+		t.Fatalf("observer set_status: %+v", r)
+	}
+	var st struct{ Connections, Sessions, Users, Groups int }
+	if code := call(t, "GET", s.URL+"/v1/stats", tok.Token, nil, &st); code != 200 || st.Connections != 2 || st.Sessions != 1 || st.Users != 3 || st.Groups != 1 {
+		t.Fatalf("stats: %d %+v", code, st)
 	}
 }
