@@ -1,0 +1,19 @@
+// Package dashboard serves the operators' web dashboard of presenced: plain
+// HTML, CSS and JavaScript embedded in the binary, without a build step.
+//
+// [Handler] answers every path under [Prefix] ("/dashboard/"). The broker
+// mounts it there; the pages talk to the broker's own API on the same
+// origin: REST under /v1 for the stats, group and member details, and the
+// WebSocket at /v1/ws through the JavaScript client served at
+// /v1/client.js (watch_counts for the live counts, subscribe for a group's
+// members).
+//
+// Signing in takes an API token with the presence:read scope (the
+// WebSocket then observes every group without being a presence session) or
+// a user token (the user sees the groups they belong to). The token is kept
+// in the tab's sessionStorage only.
+//
+// Every answer carries a strict Content-Security-Policy (no inline script
+// or style, connections to the same origin only) and X-Content-Type-Options
+// nosniff; the scripts write user-provided text with textContent only.
+package dashboard
