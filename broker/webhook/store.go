@@ -1,0 +1,361 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// DefaultBucket is the KV bucket of the registrations.
+const DefaultBucket = "presenced_webhooks"
+
+// DefaultMaxWebhooks bounds the number of registrations.
+const DefaultMaxWebhooks = 100
+
+// StoreConfig configures a Store. The zero value of every field but
+// JetStream is a usable default.
+type StoreConfig struct {
+	// JetStream is the connection to the JetStream domain holding the bucket.
+	JetStream jetstream.JetStream
+	// Bucket is the KV bucket name (default DefaultBucket), file storage.
+	Bucket string
+	// Replicas is the bucket's replication factor (default 1).
+	Replicas int
+	// MaxWebhooks bounds the registrations Create accepts (default
+	// DefaultMaxWebhooks). Creations racing on several nodes may pass it by
+	// a few.
+	MaxWebhooks int
+	// Logger receives decode problems (default: no logging).
+	Logger *zap.Logger
+	// Now stamps CreatedAt (default time.Now).
+	Now func() time.Time
+}
+
+// Store owns the webhooks bucket. It watches the bucket so that every node
+// knows every webhook; every write returns only after JetStream stored it
+// and the local view applied it, so a caller reads its own writes.
+type Store struct {
+	cfg StoreConfig
+	kv  jetstream.KeyValue
+	log *zap.Logger
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu sync.Mutex
+	// mu guards the following fields.
+	hooks   map[string]Webhook
+	rev     uint64        // last applied revision
+	applied chan struct{} // closed and replaced after each applied entry
+	subs    map[int]func(w Webhook, deleted bool)
+	nextSub int
+}
+
+// Open creates or binds the bucket, loads it and keeps the view current
+// until Close.
+func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
+	if cfg.JetStream == nil {
+		return nil, fmt.Errorf("%w: store config: JetStream is required", ErrInvalid)
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxWebhooks <= 0 {
+		cfg.MaxWebhooks = DefaultMaxWebhooks
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	kv, err := cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      cfg.Bucket,
+		Description: "presenced webhooks: registered endpoints and their secrets",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: open bucket %s: %w", cfg.Bucket, err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		kv:      kv,
+		log:     cfg.Logger.Named("webhook"),
+		done:    make(chan struct{}),
+		hooks:   map[string]Webhook{},
+		applied: make(chan struct{}),
+		subs:    map[int]func(Webhook, bool){},
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	w, err := kv.WatchAll(wctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("webhook: watch %s: %w", cfg.Bucket, err)
+	}
+	loaded := make(chan struct{})
+	go s.watch(w, loaded)
+	select {
+	case <-loaded:
+		return s, nil
+	case <-s.done:
+		cancel()
+		return nil, fmt.Errorf("webhook: watch %s stopped while loading", cfg.Bucket)
+	case <-ctx.Done():
+		cancel()
+		<-s.done
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops the watch. Reads keep answering from the last state.
+func (s *Store) Close() {
+	s.cancel()
+	<-s.done
+}
+
+// KV returns the bucket, for health checks.
+func (s *Store) KV() jetstream.KeyValue { return s.kv }
+
+// Get returns the webhook with id, or ErrNotFound.
+func (s *Store) Get(id string) (Webhook, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.hooks[id]
+	if !ok {
+		return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+	}
+	return clone(w), nil
+}
+
+// List returns every webhook, ordered by id.
+func (s *Store) List() []Webhook {
+	s.mu.Lock()
+	out := make([]Webhook, 0, len(s.hooks))
+	for _, w := range s.hooks {
+		out = append(out, clone(w))
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Webhook) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Watch calls fn with every webhook known now and then, in bucket order,
+// with every later change (deleted reports a removal; w then carries only
+// the ID). fn runs with the store's lock held or on its watch goroutine:
+// it must return quickly and must not call the Store. The returned
+// function unregisters fn.
+func (s *Store) Watch(fn func(w Webhook, deleted bool)) (cancel func()) {
+	s.mu.Lock()
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	for _, w := range s.hooks {
+		fn(clone(w), false)
+	}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.subs, id)
+		s.mu.Unlock()
+	}
+}
+
+// Create validates w and stores it under a new ID, with a generated secret
+// when w.Secret is empty and CreatedAt set to now. It returns the stored
+// webhook, secret included.
+func (s *Store) Create(ctx context.Context, w Webhook) (Webhook, error) {
+	var err error
+	if w.URL, err = validateURL(w.URL); err != nil {
+		return Webhook{}, err
+	}
+	if w.Secret == "" {
+		w.Secret = NewSecret()
+	} else if err := validateSecret(w.Secret); err != nil {
+		return Webhook{}, err
+	}
+	if w.Users, err = normalizeUsers(w.Users); err != nil {
+		return Webhook{}, err
+	}
+	s.mu.Lock()
+	n := len(s.hooks)
+	s.mu.Unlock()
+	if n >= s.cfg.MaxWebhooks {
+		return Webhook{}, fmt.Errorf("%w (limit %d)", ErrLimit, s.cfg.MaxWebhooks)
+	}
+	w.ID = newID()
+	w.CreatedAt = s.cfg.Now().UTC().Truncate(time.Millisecond)
+	b, err := json.Marshal(w)
+	if err != nil {
+		return Webhook{}, fmt.Errorf("webhook: encode: %w", err)
+	}
+	rev, err := s.kv.Create(ctx, w.ID, b)
+	if err != nil {
+		return Webhook{}, fmt.Errorf("webhook: create %s: %w", w.ID, err)
+	}
+	return w, s.waitApplied(ctx, rev)
+}
+
+// Update applies fn to the stored webhook id and stores the result with a
+// compare-and-set, retrying on a concurrent write. fn may change URL,
+// Users and Disabled; ID, Secret and CreatedAt are kept.
+func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error) (Webhook, error) {
+	if !ValidID(id) {
+		return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+	}
+	for range 10 {
+		e, err := s.kv.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return Webhook{}, fmt.Errorf("webhook: read %s: %w", id, err)
+		}
+		var old Webhook
+		if err := json.Unmarshal(e.Value(), &old); err != nil {
+			return Webhook{}, fmt.Errorf("webhook: decode %s: %w", id, err)
+		}
+		w := clone(old)
+		if err := fn(&w); err != nil {
+			return Webhook{}, err
+		}
+		w.ID, w.Secret, w.CreatedAt = old.ID, old.Secret, old.CreatedAt
+		if w.URL, err = validateURL(w.URL); err != nil {
+			return Webhook{}, err
+		}
+		if w.Users, err = normalizeUsers(w.Users); err != nil {
+			return Webhook{}, err
+		}
+		b, err := json.Marshal(w)
+		if err != nil {
+			return Webhook{}, fmt.Errorf("webhook: encode: %w", err)
+		}
+		rev, err := s.kv.Update(ctx, id, b, e.Revision())
+		if isWrongSequence(err) {
+			continue
+		}
+		if err != nil {
+			return Webhook{}, fmt.Errorf("webhook: update %s: %w", id, err)
+		}
+		return w, s.waitApplied(ctx, rev)
+	}
+	return Webhook{}, fmt.Errorf("webhook: update %s: too many concurrent writes", id)
+}
+
+// Delete removes the webhook id, or returns ErrNotFound.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+	}
+	e, err := s.kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("webhook: read %s: %w", id, err)
+	}
+	// The delete marker is published by hand to learn its revision, with
+	// the read revision expected so that a concurrent delete answers
+	// not found once.
+	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + id)
+	msg.Header.Set("KV-Operation", "DEL")
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Revision(), 10))
+	ack, err := s.cfg.JetStream.PublishMsg(ctx, msg)
+	if isWrongSequence(err) {
+		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("webhook: delete %s: %w", id, err)
+	}
+	return s.waitApplied(ctx, ack.Sequence)
+}
+
+func (s *Store) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
+	defer close(s.done)
+	defer func() { _ = w.Stop() }()
+	initial := true
+	for e := range w.Updates() {
+		if e == nil {
+			if initial {
+				initial = false
+				close(loaded)
+			}
+			continue
+		}
+		s.apply(e)
+	}
+}
+
+func (s *Store) apply(e jetstream.KeyValueEntry) {
+	id := e.Key()
+	deleted := e.Operation() != jetstream.KeyValuePut
+	var w Webhook
+	ok := ValidID(id)
+	if ok && !deleted {
+		if err := json.Unmarshal(e.Value(), &w); err != nil || w.ID != id {
+			s.log.Warn("skipping undecodable webhook", zap.String("key", id), zap.Error(err))
+			ok = false
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok {
+		if deleted {
+			delete(s.hooks, id)
+			w = Webhook{ID: id}
+		} else {
+			s.hooks[id] = w
+		}
+		for _, fn := range s.subs {
+			fn(clone(w), deleted)
+		}
+	}
+	s.rev = e.Revision()
+	close(s.applied)
+	s.applied = make(chan struct{})
+}
+
+// waitApplied blocks until the view has applied revision rev.
+func (s *Store) waitApplied(ctx context.Context, rev uint64) error {
+	for {
+		s.mu.Lock()
+		ch, cur := s.applied, s.rev
+		s.mu.Unlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-s.done:
+			return fmt.Errorf("webhook: %w: watch stopped", ErrClosed)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+func clone(w Webhook) Webhook {
+	w.Users = slices.Clone(w.Users)
+	return w
+}
