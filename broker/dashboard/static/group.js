@@ -13,7 +13,9 @@ const CLOCK = 30000; // ms between refreshes of "5 minutes ago"
 export class GroupPage {
   #session;
   #group = ""; // the group shown, "" when the page is not
-  #roles = new Map(); // user -> role in the group (membership:read)
+  // Every member and their role, read through the REST API (membership:read):
+  // the live view holds only the members who are or were present.
+  #roles = new Map(); // user -> role
   #error = "";
   #loading = false;
   #clock = null;
@@ -27,7 +29,11 @@ export class GroupPage {
     const c = session.client;
     const mine = (detail) => detail.group === this.#group;
     for (const type of ["snapshot", "delta", "resumed"]) {
-      c.on(type, (d) => { if (mine(d)) this.#render(); });
+      c.on(type, (d) => {
+        if (!mine(d)) return;
+        for (const m of d.changes ?? []) if (m.removed) this.#roles.delete(m.user);
+        this.#render();
+      });
     }
     c.on("subscription_ended", (d) => {
       if (!mine(d)) return;
@@ -135,9 +141,14 @@ export class GroupPage {
       setText(line, this.#loading ? "Loading…" : "");
     }
 
-    const members = client.members(group);
+    const live = new Map(client.members(group).map((m) => [m.user, m]));
+    for (const user of this.#roles.keys()) {
+      if (!live.has(user)) live.set(user, { user, status: "offline", text: "" });
+    }
+    const members = [...live.values()];
     const byStatus = { online: 0, busy: 0, away: 0, offline: 0 };
     for (const m of members) byStatus[m.status] = (byStatus[m.status] ?? 0) + 1;
+    if (counts) byStatus.offline = Math.max(0, counts.total - byStatus.online - byStatus.busy - byStatus.away);
     for (const s of STATUSES) {
       const li = document.querySelector(`#status-summary [data-status="${s}"]`);
       li.dataset.count = String(byStatus[s]);
@@ -163,9 +174,16 @@ export class GroupPage {
     const empty = members.length === 0 ? (this.#loading ? "" : "This group has no members.") :
       matched === 0 ? "No member matches the filter." : "";
     setText(show("members-empty", empty !== ""), empty);
-    setText("members-more", matched > rows.length
-      ? `Showing ${formatNumber(rows.length)} of ${formatNumber(matched)} members; filter to find the others.`
-      : "");
+    const more = [];
+    if (matched > rows.length) {
+      more.push(`Showing ${formatNumber(rows.length)} of ${formatNumber(matched)} members; filter to find the others.`);
+    }
+    const unlisted = counts ? counts.total - members.length : 0;
+    if (unlisted > 0 && !this.#loading) {
+      more.push(`${formatNumber(unlisted)} offline ${unlisted === 1 ? "member is" : "members are"} not listed` +
+        (this.#session.caps.membership ? "." : ": listing every member needs a token with the membership:read scope."));
+    }
+    setText("members-more", more.join(" "));
   }
 
   #row(m, now) {
@@ -174,11 +192,11 @@ export class GroupPage {
       : timeAgo(m.since, now);
     return el("tr", { "data-user": m.user, "data-status": m.status },
       el("th", { scope: "row" }, el("span", { class: "id" }, m.user)),
-      el("td", {}, this.#session.userNames.get(m.user)),
-      el("td", {}, this.#roles.get(m.user) ?? ""),
-      el("td", {}, el("span", { class: "status", "data-status": m.status }, m.status)),
-      el("td", { class: "text" }, m.text ?? ""),
-      el("td", {}, since));
+      el("td", { "data-field": "name" }, this.#session.userNames.get(m.user)),
+      el("td", { "data-field": "role" }, this.#roles.get(m.user) ?? ""),
+      el("td", { "data-field": "status" }, el("span", { class: "status", "data-status": m.status }, m.status)),
+      el("td", { "data-field": "text", class: "text" }, m.text ?? ""),
+      el("td", { "data-field": "since" }, since));
   }
 }
 

@@ -102,7 +102,8 @@ export class Overview {
     this.#drawTable(all);
     let online = 0;
     for (const c of all) online += c.online;
-    const summary = setText("counts-summary", `${formatNumber(all.length)} groups, ${formatNumber(online)} members online in all`);
+    const summary = setText("counts-summary", `${plural(all.length, "group", "groups")}, ` +
+      `${plural(online, "member", "members")} online in all`);
     summary.dataset.groups = String(all.length);
   }
 
@@ -114,9 +115,10 @@ export class Overview {
       const bar = el("span", { class: "bar", "aria-hidden": "true" }, el("span", { class: "fill" }));
       bar.firstChild.style.inlineSize = `${(100 * c.online) / max}%`;
       return el("li", { "data-group": c.group, "data-online": c.online },
-        this.#groupLink(c.group),
-        el("span", { class: "count" }, `${formatNumber(c.online)} online`),
-        bar);
+        el("div", { class: "entry" },
+          this.#groupLink(c.group),
+          el("span", { class: "count" }, `${formatNumber(c.online)} online`),
+          bar));
     }));
     show("busiest-empty", top.length === 0);
   }
@@ -189,6 +191,10 @@ function updateRow(tr, c, name) {
     void tr.offsetWidth; // restart the highlight animation
     tr.classList.add("changed");
   }
+}
+
+function plural(n, one, many) {
+  return `${formatNumber(n)} ${n === 1 ? one : many}`;
 }
 
 function setStat(name, value) {
