@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	c, err := parseConfig([]string{"--scenario", "fanout1k", "--rate", "5", "--server-args", "--coalesce 1ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The preset fills what the flags leave alone.
+	if !c.Spawn || c.Rate != 5 || c.Duration != 15*time.Second || formatGroups(c.Groups) != "1x1000" ||
+		c.Targets.P99 != 10*time.Millisecond || len(c.ServerArgs) != 2 {
+		t.Fatalf("%+v", c)
+	}
+	c, err = c.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Changes != 75 || c.Conns != 1000 || c.Workers != 1 || c.Publishers != 5 {
+		t.Fatalf("defaults: changes %d conns %d workers %d publishers %d", c.Changes, c.Conns, c.Workers, c.Publishers)
+	}
+	c, err = parseConfig([]string{"--scenario", "idle19900", "--url", "http://127.0.0.1:1", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = c.withDefaults(); err != nil || c.Spawn || c.Workers != 2 {
+		t.Fatalf("--url with a preset: spawn %v workers %d %v", c.Spawn, c.Workers, err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--scenario", "nope"},
+		{"--url", "http://x", "--spawn"},
+		{},
+		{"--url", "http://x"},
+		{"--spawn", "--jwt-secret", "short"},
+		{"--spawn", "--conns", "40000", "--workers", "2", "--groups", "1x10"},
+		{"--spawn", "--publish", "carrier-pigeon"},
+		{"--spawn", "--changes", "5"},
+		{"--url", "http://x", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef", "--cold-starts", "1"},
+	} {
+		c, err := parseConfig(args, io.Discard)
+		if err == nil {
+			_, err = c.withDefaults()
+		}
+		if !errors.Is(err, errConfig) {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+// Command presence-bench is the load generator of presenced: it creates
+// users and groups through the API, opens WebSocket connections from
+// several worker processes and loopback source addresses, subscribes them,
+// drives status changes at a fixed open-loop rate and measures what issue 7
+// asks for: connect time, delivery latency from each change's due time to
+// each subscriber (p50/p90/p99/max, delivered/expected), the server's RSS
+// per connection and CPU per delivered change, the snapshot time of the
+// largest group, a reconnect storm and cold start. It prints a table and,
+// with --json, writes the report as JSON. Every run is bounded in time and
+// count and stops by itself.
+//
+//	presence-bench --scenario fanout1k                # a preset, spawning presenced
+//	presence-bench --spawn --groups 10x1000 --rate 50 --duration 10s
+//	presence-bench --url http://127.0.0.1:8080 --server-pid 1234 \
+//	    --admin-token T --jwt-secret S --groups 1x1000 --rate 20 --duration 5s
+//
+// Presets (--scenario): idle19900, fanout1k, fanout10k, ingest100k,
+// reconnect, coldstart; flags given with a preset override it.
+//
+// How it works:
+//
+//   - Topology (topology.go): --groups COUNTxSIZE makes disjoint groups of
+//     users pb-u0, pb-u1, ...; connection i acts as user i mod users and
+//     subscribes to that user's group when the user is among its first
+//     --subscribers members. One NDJSON POST /v1/import creates them.
+//   - Workers (workers.go, worker.go): the parent re-executes itself as
+//     --workers processes (each at most 19,000 connections, under the
+//     20,000 open files a process may hold) and talks to them in JSON lines
+//     over stdin/stdout (messages.go). Each worker dials from its own
+//     loopback source addresses (127.0.0.2, 127.0.0.3, ..., --per-source
+//     connections each), signs user JWTs with --jwt-secret, and keeps one
+//     goroutine per connection over a bare github.com/coder/websocket
+//     connection that scans frames without decoding them (frame.go).
+//   - Changes (publish.go): change seq is due at t0 + seq/rate and carries
+//     the status text "pb:<seq>"; it is made by POST /v1/presence/status
+//     (--publish rest, the default: a backend status event) or by set_status
+//     on a WebSocket of the publishing user (--publish ws). Workers know the
+//     timetable, so each subscriber computes latency from the due time on
+//     arrival and only histograms travel back.
+//   - Server figures: with --spawn the tool starts presenced itself (built
+//     with go build unless --presenced names a binary) and reads its RSS and
+//     CPU from /proc; with --url, pass --server-pid. Go heap and goroutine
+//     figures come from /metrics; with --pprof-addr and --profile-dir it
+//     saves heap and CPU profiles.
+//
+// Results measured on the project's machine, with the commands that
+// reproduce them, are in RESULTS.md.
+package main

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presenced/presenced/protocol"
+)
+
+// Status changes are driven open loop: change seq is sent at its due time
+// whatever happened to earlier ones, and latency is measured from the due
+// time, so a server (or a publisher) that falls behind shows up as latency
+// instead of slowing the load down. A change is made one of two ways:
+//
+//   - rest: POST /v1/presence/status {user, status: online, text, source},
+//     a backend status event, from a pool of keep-alive connections;
+//   - ws: set_status {text} over a WebSocket of the publishing user, one
+//     connection per publisher, requests pipelined without waiting for
+//     replies.
+//
+// Either way the text is markerText(seq), which subscribers recognise.
+const (
+	publishREST = "rest"
+	publishWS   = "ws"
+)
+
+// publishConfig says how to make the changes of a schedule.
+type publishConfig struct {
+	Mode  string
+	Sched schedule
+	Plan  *plan
+	// Conns is the number of concurrent REST requests (rest only).
+	Conns      int
+	BaseURL    string
+	AdminToken string
+	Secret     string
+	// AckTimeout bounds the wait for the last replies.
+	AckTimeout time.Duration
+}
+
+// publishResult is what the publisher saw.
+type publishResult struct {
+	Mode      string         `json:"mode"`
+	Scheduled int            `json:"scheduled"`
+	Sent      int            `json:"sent"`
+	Accepted  int            `json:"accepted"`
+	Failed    int            `json:"failed"`
+	Errors    map[string]int `json:"errors,omitempty"`
+	// SendLag is from each change's due time to its send; Ack from send to
+	// the server's reply.
+	SendLag LatencySummary `json:"sendLag"`
+	Ack     LatencySummary `json:"ack"`
+	// Seconds is from the first due time to the last reply; Rate is
+	// Accepted over it.
+	Seconds float64 `json:"seconds"`
+	Rate    float64 `json:"rate"`
+
+	ok []bool // accepted, by seq
+}
+
+// publishTally collects outcomes from many goroutines.
+type publishTally struct {
+	lag, ack shardedHist
+	sent     atomic.Int64
+	mu       sync.Mutex
+	// mu guards the following fields.
+	errors map[string]int
+	ok     []bool
+	last   time.Time
+}
+
+func (t *publishTally) done(seq int, err error) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.After(t.last) {
+		t.last = now
+	}
+	if err != nil {
+		msg := err.Error()
+		if len(msg) > 160 {
+			msg = msg[:160]
+		}
+		if _, ok := t.errors[msg]; ok || len(t.errors) < 20 {
+			t.errors[msg]++
+		}
+		return
+	}
+	t.ok[seq] = true
+}
+
+func (t *publishTally) result(pc publishConfig) *publishResult {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := &publishResult{Mode: pc.Mode, Scheduled: pc.Sched.Count, Sent: int(t.sent.Load()), ok: t.ok}
+	for _, ok := range t.ok {
+		if ok {
+			r.Accepted++
+		}
+	}
+	r.Failed = r.Sent - r.Accepted
+	if len(t.errors) > 0 {
+		r.Errors = t.errors
+	}
+	r.SendLag = t.lag.Snapshot(false).Summary()
+	r.Ack = t.ack.Snapshot(false).Summary()
+	if !t.last.IsZero() {
+		r.Seconds = t.last.Sub(time.Unix(0, pc.Sched.T0)).Seconds()
+		if r.Seconds > 0 {
+			r.Rate = float64(r.Accepted) / r.Seconds
+		}
+	}
+	return r
+}
+
+// waitDue sleeps until change seq is due; false if ctx ended first.
+func waitDue(ctx context.Context, s *schedule, seq int) bool {
+	d := time.Until(time.Unix(0, s.due(seq)))
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// publish makes every change of pc.Sched and returns once each has been
+// answered or AckTimeout passed after the last was due.
+func publish(ctx context.Context, pc publishConfig) (*publishResult, error) {
+	t := &publishTally{errors: map[string]int{}, ok: make([]bool, pc.Sched.Count)}
+	last := time.Unix(0, pc.Sched.due(max(pc.Sched.Count-1, 0)))
+	ctx, cancel := context.WithDeadline(ctx, last.Add(pc.AckTimeout))
+	defer cancel()
+	var err error
+	switch pc.Mode {
+	case publishREST:
+		publishOverREST(ctx, pc, t)
+	case publishWS:
+		err = publishOverWS(ctx, pc, t)
+	default:
+		err = fmt.Errorf("%w: unknown publish mode %q", errConfig, pc.Mode)
+	}
+	return t.result(pc), err
+}
+
+func publishOverREST(ctx context.Context, pc publishConfig, t *publishTally) {
+	conns := max(pc.Conns, 1)
+	rc := newRESTClient(pc.BaseURL, pc.AdminToken, conns)
+	defer rc.close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range conns {
+		wg.Go(func() {
+			var body []byte
+			for {
+				seq := int(next.Add(1) - 1)
+				if seq >= pc.Sched.Count || !waitDue(ctx, &pc.Sched, seq) {
+					return
+				}
+				sent := time.Now()
+				t.lag.Record(w, sent.Sub(time.Unix(0, pc.Sched.due(seq))))
+				t.sent.Add(1)
+				body = append(body[:0], `{"user":"`...)
+				body = append(body, pc.Plan.userID(pc.Plan.publisher(seq))...)
+				body = append(body, `","status":"online","text":"`...)
+				body = append(body, markerText(seq)...)
+				body = append(body, `","source":"pb"}`...)
+				_, err := rc.do(ctx, http.MethodPost, "/v1/presence/status", bytes.NewReader(body))
+				t.ack.Record(w, time.Since(sent))
+				t.done(seq, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// publishOverWS opens one WebSocket per publisher and sends each change
+// on its publisher's connection at its due time.
+func publishOverWS(ctx context.Context, pc publishConfig, t *publishTally) error {
+	p := pc.Plan
+	hc := newSourceClient("")
+	defer hc.CloseIdleConnections()
+	exp := time.Now().Add(24 * time.Hour)
+	conns := make([]*websocket.Conn, len(p.publishers))
+	defer func() {
+		for _, ws := range conns {
+			if ws != nil {
+				ws.CloseNow()
+			}
+		}
+	}()
+	for j, u := range p.publishers {
+		tok, err := userToken([]byte(pc.Secret), p.userID(u), exp)
+		if err != nil {
+			return err
+		}
+		ws, err := dialWS(ctx, hc, wsURL(pc.BaseURL), tok)
+		if err == nil {
+			_, err = readHello(ctx, ws)
+		}
+		if err != nil {
+			return fmt.Errorf("presence-bench: publisher %d: %w", j, err)
+		}
+		conns[j] = ws
+	}
+	sentAt := make([]atomic.Int64, pc.Sched.Count)
+	var pending atomic.Int64
+	var wg sync.WaitGroup
+	readCtx, stopReaders := context.WithCancel(ctx)
+	defer stopReaders()
+	var readers sync.WaitGroup
+	for j, ws := range conns {
+		readers.Go(func() {
+			for {
+				_, b, err := ws.Read(readCtx)
+				if err != nil {
+					return
+				}
+				f, err := protocol.DecodeServerFrame(b)
+				if err != nil || f.ID == 0 || f.ID > uint64(pc.Sched.Count) {
+					continue
+				}
+				seq := int(f.ID - 1)
+				t.ack.Record(j, time.Since(time.Unix(0, sentAt[seq].Load())))
+				var perr error
+				if e := f.Err(); e != nil {
+					perr = e
+				}
+				t.done(seq, perr)
+				pending.Add(-1)
+			}
+		})
+		wg.Go(func() {
+			for seq := j; seq < pc.Sched.Count; seq += len(conns) {
+				if !waitDue(ctx, &pc.Sched, seq) {
+					return
+				}
+				now := time.Now()
+				sentAt[seq].Store(now.UnixNano())
+				t.lag.Record(j, now.Sub(time.Unix(0, pc.Sched.due(seq))))
+				frame := protocol.AppendClientFrame(nil, protocol.ClientFrame{Op: protocol.OpSetStatus, ID: uint64(seq) + 1, Text: markerText(seq)})
+				pending.Add(1)
+				t.sent.Add(1)
+				if err := ws.Write(ctx, websocket.MessageText, frame); err != nil {
+					pending.Add(-1)
+					t.done(seq, fmt.Errorf("write: %w", err))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Wait for the outstanding replies, until the deadline.
+	for pending.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopReaders()
+	for _, ws := range conns {
+		ws.CloseNow()
+	}
+	readers.Wait()
+	if n := pending.Load(); n > 0 {
+		t.mu.Lock()
+		t.errors["no reply before the deadline"] += int(n)
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+// expectedDeliveries is how many subscriber deliveries the accepted
+// changes should cause.
+func (r *publishResult) expectedDeliveries(p *plan) uint64 {
+	var n uint64
+	for seq, ok := range r.ok {
+		if ok {
+			n += uint64(p.expected(seq))
+		}
+	}
+	return n
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// buildPresenced builds the real server once per test binary run.
+var buildPresenced = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "presence-bench-test-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "presenced")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/presenced/presenced/cmd/presenced").CombinedOutput()
+	if err != nil {
+		return "", &buildError{err, out}
+	}
+	return bin, nil
+})
+
+type buildError struct {
+	err error
+	out []byte
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + string(e.out) }
+
+func presencedBin(t *testing.T) string {
+	t.Helper()
+	bin, err := buildPresenced()
+	if err != nil {
+		t.Fatalf("go build presenced: %v", err)
+	}
+	return bin
+}
+
+// removePresenced deletes the binary built by buildPresenced, if any.
+func removePresenced() {
+	if bin, err := buildPresenced(); err == nil {
+		_ = os.RemoveAll(filepath.Dir(bin))
+	}
+}
+
+// logWriter sends progress lines to the test log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestRunREST runs a tiny scenario end to end through the command line,
+// against a spawned presenced and one worker process: 50 connections in
+// one group, 20 changes over REST, a snapshot probe, a final-state check
+// and a reconnect storm. It reads the figures back from the JSON report.
+func TestRunREST(t *testing.T) {
+	bin := presencedBin(t)
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	args := []string{"--spawn", "--presenced", bin, "--groups", "1x50", "--rate", "20", "--changes", "20",
+		"--settle", "100ms", "--snapshot-probes", "5", "--verify", "--reconnect",
+		"--target-connect", "1m", "--target-p99", "1m", "--target-reconnect", "1m", "--json", jsonPath}
+	var stdout bytes.Buffer
+	if code := cli(context.Background(), args, &stdout, logWriter{t}); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, stdout.String())
+	}
+	rep := readReport(t, jsonPath)
+	if c := rep.Connect; c.Connected != 50 || c.Subscribed != 50 || c.Failed != 0 || c.AllReadyMs <= 0 {
+		t.Fatalf("connect: %+v", c)
+	}
+	d := rep.Delivery
+	if d.Publish.Accepted != 20 || d.Expected != 20*50 || d.Delivered != d.Expected || d.Latency.Count != d.Delivered {
+		t.Fatalf("delivery: accepted %d, delivered %d of %d, latency n=%d", d.Publish.Accepted, d.Delivered, d.Expected, d.Latency.Count)
+	}
+	if d.Stray != 0 || d.Frames == 0 || d.Latency.P50 <= 0 || d.Latency.Max < d.Latency.P99 || d.ServerDeltasOut < float64(d.Delivered) {
+		t.Fatalf("delivery: %+v", d)
+	}
+	// 20 publishers, each seen by the 50 subscribers of the group.
+	if v := d.Verify; v == nil || v.Total != 20*50 || v.Match != v.Total {
+		t.Fatalf("verify: %+v", d.Verify)
+	}
+	if m := rep.Memory; m.BaselineRSS <= 0 || m.ConnectedRSS <= 0 || m.ClientRSS <= 0 || m.GoroutinesAft <= m.GoroutinesBef {
+		t.Fatalf("memory: %+v", m)
+	}
+	if s := rep.Snapshot; s == nil || s.Members != 50 || s.WS.Count != 5 || s.REST.Count != 5 || s.Bytes < 50*40 {
+		t.Fatalf("snapshot: %+v", s)
+	}
+	if r := rep.Reconnect; r == nil || r.Subscribed != 50 || r.Resumed != 50 || r.Failed != 0 {
+		t.Fatalf("reconnect: %+v", rep.Reconnect)
+	}
+	if len(rep.Targets) != 3 {
+		t.Fatalf("targets: %+v", rep.Targets)
+	}
+	for _, tr := range rep.Targets {
+		if !tr.Pass {
+			t.Errorf("target missed: %+v", tr)
+		}
+	}
+	if rep.Command != "presence-bench "+strings.Join(args, " ") || rep.Machine.CPUs == 0 || rep.Server.PID == 0 {
+		t.Fatalf("report header: %q %+v %+v", rep.Command, rep.Machine, rep.Server)
+	}
+	for i, a := range rep.Server.Args {
+		if (a == "--jwt-secret" || a == "--admin-token") && rep.Server.Args[i+1] != "…" {
+			t.Fatalf("%s not redacted: %q", a, rep.Server.Args)
+		}
+	}
+	for _, want := range []string{"connect", "server memory", "snapshot of the largest group", "status changes",
+		"delivered / expected", "1000 / 1000", "reconnect storm", "targets", "PASS"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+// readReport decodes a JSON report strictly.
+func readReport(t *testing.T, path string) Report {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		t.Fatalf("report JSON: %v", err)
+	}
+	if rep.Delivery == nil || rep.Connect == nil || rep.Memory == nil {
+		t.Fatalf("report JSON lacks sections:\n%s", raw)
+	}
+	return rep
+}
+
+// TestRunWebSocketPublisher spreads connections over two worker processes
+// and several source addresses, makes the changes with set_status over
+// publisher WebSockets, and restarts the server once to time cold start.
+func TestRunWebSocketPublisher(t *testing.T) {
+	bin := presencedBin(t)
+	cfg := Config{Spawn: true, PresencedBin: bin, Groups: []GroupSpec{{2, 30}}, Subscribers: 20, Workers: 2, PerSource: 16,
+		Rate: 40, Changes: 20, Publish: publishWS, Publishers: 4, Settle: 100 * time.Millisecond, SnapshotProbes: -1,
+		ColdStarts: 1, ServerArgs: []string{"--coalesce", "5ms"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg, nil, logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Setup.Sources != 4 || rep.Setup.Workers != 2 || rep.Setup.Subscriptions != 40 {
+		t.Fatalf("setup: %+v", rep.Setup)
+	}
+	if c := rep.Connect; c.Connected != 60 || c.Subscribed != 40 {
+		t.Fatalf("connect: %+v", c)
+	}
+	d := rep.Delivery
+	if d.Publish.Mode != publishWS || d.Publish.Accepted != 20 || d.Expected != 20*20 || d.Delivered != d.Expected {
+		t.Fatalf("delivery: %+v, publish %+v", d, d.Publish)
+	}
+	if cs := rep.ColdStart; cs == nil || len(cs.RestartsMs) != 1 || cs.FirstRunMs <= 0 || cs.MinMs <= 0 {
+		t.Fatalf("cold start: %+v", rep.ColdStart)
+	}
+	if rep.Snapshot != nil || rep.Reconnect != nil {
+		t.Fatal("phases that were not asked for ran")
+	}
+}

@@ -1,0 +1,451 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/presenced/presenced/protocol"
+)
+
+// runWorker serves commands from in until close or the end of in, and
+// answers each with one reply on out. It is the whole life of a worker
+// process; it returns once every connection is closed and every goroutine
+// it started has ended.
+func runWorker(ctx context.Context, in io.Reader, out io.Writer) error {
+	dec := json.NewDecoder(in)
+	enc := json.NewEncoder(out)
+	w := &worker{closed: map[string]int{}}
+	defer w.closeAll()
+	for {
+		var cmd command
+		if err := dec.Decode(&cmd); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("presence-bench worker: read command: %w", err)
+		}
+		r := w.do(ctx, cmd)
+		r.PID = os.Getpid()
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("presence-bench worker: write reply: %w", err)
+		}
+		if cmd.Cmd == cmdClose {
+			return nil
+		}
+	}
+}
+
+// worker holds the subscriber connections of one process.
+type worker struct {
+	plan  *plan
+	cc    *connectCommand
+	conns []*subConn
+	// readers counts the goroutines of the connections; cancel ends them.
+	readers sync.WaitGroup
+	cancel  context.CancelFunc
+
+	sched        atomic.Pointer[schedule]
+	lat          shardedHist
+	deliveries   atomic.Uint64
+	frames       atomic.Uint64
+	changes      atomic.Uint64
+	stray        atomic.Uint64
+	lastDelivery atomic.Int64
+	open         atomic.Int64
+
+	mu sync.Mutex
+	// mu guards the following fields.
+	closed map[string]int // close code → connections the server closed
+	ended  int            // subscriptions ended by an error push
+}
+
+// subConn is one subscriber connection. Its fields other than last are
+// written by its own goroutine only, and read after that goroutine ended.
+type subConn struct {
+	idx   int
+	user  string
+	group string // "" when the connection does not subscribe
+	ws    *websocket.Conn
+	rev   uint64
+	epoch string
+
+	mu sync.Mutex
+	// mu guards the following field.
+	last map[string]int // user → last marker seen, when tracking
+}
+
+func (w *worker) do(ctx context.Context, cmd command) reply {
+	switch cmd.Cmd {
+	case cmdConnect:
+		if cmd.Connect == nil || w.cc != nil {
+			return reply{Err: "connect: missing, or sent twice"}
+		}
+		cr, err := w.connect(ctx, cmd.Connect)
+		if err != nil {
+			return reply{Err: err.Error()}
+		}
+		return reply{Connect: cr}
+	case cmdSchedule:
+		if cmd.Schedule == nil {
+			return reply{Err: "schedule: missing"}
+		}
+		w.sched.Store(cmd.Schedule)
+		return reply{}
+	case cmdCollect:
+		return reply{Delivery: w.collect()}
+	case cmdReconnect:
+		if cmd.Reconnect == nil || w.cc == nil {
+			return reply{Err: "reconnect: missing, or before connect"}
+		}
+		return reply{Connect: w.reconnect(ctx, cmd.Reconnect)}
+	case cmdVerify:
+		return reply{Verify: w.verify(cmd.Verify)}
+	case cmdClose:
+		w.closeAll()
+		return reply{Delivery: w.collect()}
+	}
+	return reply{Err: "unknown command " + strconv.Quote(cmd.Cmd)}
+}
+
+func (w *worker) connect(ctx context.Context, cc *connectCommand) (*connectReply, error) {
+	p, err := newPlan(cc.Topology)
+	if err != nil {
+		return nil, err
+	}
+	if cc.Count < 0 || cc.First < 0 || cc.First+cc.Count > cc.Topology.Conns {
+		return nil, fmt.Errorf("connections %d+%d out of %d", cc.First, cc.Count, cc.Topology.Conns)
+	}
+	w.plan, w.cc = p, cc
+	w.conns = make([]*subConn, cc.Count)
+	for k := range w.conns {
+		i := cc.First + k
+		c := &subConn{idx: i, user: p.userID(p.connUser(i))}
+		if g, ok := p.subscribes(i); ok {
+			c.group = p.groupID(g)
+			if cc.Track {
+				c.last = map[string]int{}
+			}
+		}
+		w.conns[k] = c
+	}
+	return w.dialAll(ctx, cc.At, cc.Sources, cc.PerSource, cc.Parallel, cc.TimeoutMs, false), nil
+}
+
+// connTally collects the outcome of a dialling phase.
+type connTally struct {
+	mu sync.Mutex
+	// mu guards the following field.
+	r connectReply
+}
+
+var addrPattern = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+
+func (t *connTally) fail(err error) {
+	msg := addrPattern.ReplaceAllString(err.Error(), "ADDR")
+	if len(msg) > 160 {
+		msg = msg[:160]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.r.Failed++
+	if _, ok := t.r.Errors[msg]; ok || len(t.r.Errors) < 20 {
+		t.r.Errors[msg]++
+	}
+}
+
+// dialAll opens every connection of the worker from the given sources,
+// starting at the unix time at, and leaves each reading in its own
+// goroutine. It returns when every connection is subscribed or failed.
+func (w *worker) dialAll(ctx context.Context, at int64, sources []string, perSource, parallel int, timeoutMs int64, resume bool) *connectReply {
+	if len(sources) == 0 {
+		sources = []string{""}
+	}
+	clients := make([]*http.Client, len(sources))
+	for i, s := range sources {
+		clients[i] = newSourceClient(s)
+	}
+	if parallel <= 0 {
+		parallel = 256
+	}
+	if perSource <= 0 {
+		perSource = len(w.conns)
+	}
+	tally := &connTally{r: connectReply{Errors: map[string]int{}, Hello: &Histogram{}, Ready: &Histogram{},
+		Handshake: &Histogram{}, Subscribe: &Histogram{}}}
+	start := time.Unix(0, at)
+	if d := time.Until(start); d > 0 {
+		time.Sleep(d)
+	}
+	phase, cancelPhase := context.WithTimeout(ctx, time.Duration(timeoutMs)*time.Millisecond)
+	defer cancelPhase()
+	readCtx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	exp := time.Unix(w.cc.Expires, 0)
+	secret := []byte(w.cc.Secret)
+	sem := make(chan struct{}, parallel)
+	var ready sync.WaitGroup
+	for k, c := range w.conns {
+		src := clients[min(k/perSource, len(clients)-1)]
+		ready.Add(1)
+		w.readers.Add(1)
+		go func() {
+			defer w.readers.Done()
+			ok := w.open1(phase, c, src, start, exp, secret, resume, sem, tally)
+			ready.Done()
+			if ok {
+				w.read(readCtx, c)
+			}
+		}()
+	}
+	ready.Wait()
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
+	r := tally.r
+	return &r
+}
+
+// open1 dials, reads hello and subscribes one connection.
+func (w *worker) open1(ctx context.Context, c *subConn, hc *http.Client, start, exp time.Time, secret []byte,
+	resume bool, sem chan struct{}, tally *connTally) bool {
+	token, err := userToken(secret, c.user, exp)
+	if err != nil {
+		tally.fail(err)
+		return false
+	}
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		tally.fail(fmt.Errorf("not dialled: %w", ctx.Err()))
+		return false
+	}
+	t1 := time.Now()
+	ws, err := dialWS(ctx, hc, wsURL(w.cc.URL), token)
+	if err == nil {
+		_, err = readHello(ctx, ws)
+		if err != nil {
+			ws.CloseNow()
+		}
+	}
+	<-sem
+	if err != nil {
+		tally.fail(err)
+		return false
+	}
+	t2 := time.Now()
+	var sub time.Duration
+	var hdr frameHeader
+	var size int
+	if c.group != "" {
+		rev, epoch := uint64(0), ""
+		if resume {
+			rev, epoch = c.rev, c.epoch
+		}
+		if err := ws.Write(ctx, websocket.MessageText, subscribeFrame(1, c.group, rev, epoch)); err != nil {
+			ws.CloseNow()
+			tally.fail(fmt.Errorf("subscribe: %w", err))
+			return false
+		}
+		hdr, size, err = awaitInitial(ctx, ws, 1)
+		if err != nil {
+			ws.CloseNow()
+			tally.fail(err)
+			return false
+		}
+		sub = time.Since(t2)
+		c.rev = hdr.Rev
+		if hdr.Epoch != "" {
+			c.epoch = hdr.Epoch
+		}
+	}
+	t3 := time.Now()
+	c.ws = ws
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
+	r := &tally.r
+	r.Connected++
+	r.Hello.Record(t2.Sub(start))
+	r.Handshake.Record(t2.Sub(t1))
+	r.Ready.Record(t3.Sub(start))
+	if c.group != "" {
+		r.Subscribed++
+		r.Subscribe.Record(sub)
+		if hdr.Op == protocol.OpResumed {
+			r.Resumed++
+		}
+		r.SnapshotBytes = max(r.SnapshotBytes, size)
+	}
+	return true
+}
+
+// read handles the frames of one connection until it ends.
+func (w *worker) read(ctx context.Context, c *subConn) {
+	w.open.Add(1)
+	defer w.open.Add(-1)
+	for {
+		buf, err := readFrame(ctx, c.ws)
+		if err != nil {
+			if ctx.Err() == nil {
+				code := "closed"
+				if st := websocket.CloseStatus(err); st != -1 {
+					code = strconv.Itoa(int(st))
+				}
+				w.mu.Lock()
+				w.closed[code]++
+				w.mu.Unlock()
+			}
+			c.ws.CloseNow()
+			return
+		}
+		w.handle(c, buf.Bytes())
+		putFrame(buf)
+	}
+}
+
+func (w *worker) handle(c *subConn, b []byte) {
+	switch frameOp(b) {
+	case protocol.OpDelta:
+		w.frames.Add(1)
+		if rev, ok := headerUint(b, "rev"); ok {
+			c.rev = rev
+		}
+		s := w.sched.Load()
+		now := time.Now().UnixNano()
+		var seen, delivered, stray uint64
+		scanChanges(b, func(user []byte, seq int) {
+			seen++
+			if s == nil || seq >= s.Count {
+				stray++
+				return
+			}
+			delivered++
+			w.lat.Record(c.idx, time.Duration(now-s.due(seq)))
+			if c.last != nil {
+				c.mu.Lock()
+				c.last[string(user)] = seq
+				c.mu.Unlock()
+			}
+		})
+		w.changes.Add(seen)
+		if stray > 0 {
+			w.stray.Add(stray)
+		}
+		if delivered > 0 {
+			w.deliveries.Add(delivered)
+			w.lastDelivery.Store(now)
+		}
+	case protocol.OpSnapshot, protocol.OpResumed:
+		if h, err := parseHeader(b); err == nil {
+			c.rev = h.Rev
+			if h.Epoch != "" {
+				c.epoch = h.Epoch
+			}
+		}
+	case protocol.OpError:
+		if f, err := protocol.DecodeServerFrame(b); err == nil && f.Group != "" {
+			w.mu.Lock()
+			w.ended++
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *worker) collect() *deliveryReply {
+	r := &deliveryReply{
+		Deliveries:   w.deliveries.Load(),
+		Latency:      w.lat.Snapshot(false),
+		Frames:       w.frames.Load(),
+		Changes:      w.changes.Load(),
+		Stray:        w.stray.Load(),
+		LastDelivery: w.lastDelivery.Load(),
+		Open:         int(w.open.Load()),
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r.Ended = w.ended
+	if len(w.closed) > 0 {
+		r.Closed = make(map[string]int, len(w.closed))
+		for k, v := range w.closed {
+			r.Closed[k] = v
+		}
+	}
+	return r
+}
+
+// dropAll closes every connection at once, as a network failure would,
+// and waits for their goroutines.
+func (w *worker) dropAll() {
+	for _, c := range w.conns {
+		if c.ws != nil {
+			c.ws.CloseNow()
+		}
+	}
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.readers.Wait()
+	for _, c := range w.conns {
+		c.ws = nil
+	}
+}
+
+func (w *worker) reconnect(ctx context.Context, rc *reconnectCommand) *connectReply {
+	if d := time.Until(time.Unix(0, rc.At)); d > 0 {
+		time.Sleep(d)
+	}
+	w.dropAll()
+	// The closes above were not the server's doing.
+	w.mu.Lock()
+	clear(w.closed)
+	w.mu.Unlock()
+	return w.dialAll(ctx, rc.At, rc.Sources, rc.PerSource, rc.Parallel, rc.TimeoutMs, rc.Resume)
+}
+
+func (w *worker) verify(final map[string]int) *verifyReply {
+	r := &verifyReply{}
+	if w.plan == nil {
+		return r
+	}
+	type want struct {
+		user string
+		seq  int
+	}
+	byGroup := map[string][]want{}
+	for user, seq := range final {
+		n, err := strconv.Atoi(strings.TrimPrefix(user, w.plan.Prefix+"u"))
+		if err != nil || n < 0 || n >= w.plan.Users() {
+			continue
+		}
+		g := w.plan.groupID(int(w.plan.userGroup[n]))
+		byGroup[g] = append(byGroup[g], want{user, seq})
+	}
+	for _, c := range w.conns {
+		if c.last == nil {
+			continue
+		}
+		c.mu.Lock()
+		for _, x := range byGroup[c.group] {
+			r.Total++
+			if got, ok := c.last[x.user]; ok && got == x.seq {
+				r.Match++
+			}
+		}
+		c.mu.Unlock()
+	}
+	return r
+}
+
+func (w *worker) closeAll() {
+	w.dropAll()
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/presenced/presenced/protocol"
+)
+
+// Each loopback source address gives about 28,000 ephemeral ports toward
+// one server port, so connections are spread over 127.0.0.2, 127.0.0.3, ...
+// A dialer holds the HTTP client of one source address.
+
+// sourceAddr returns the n-th loopback source address counting from
+// 127.0.0.2.
+func sourceAddr(n int) string {
+	v := 2 + n // 127.0.0.2 is n = 0
+	return fmt.Sprintf("127.%d.%d.%d", (v>>16)&0xff, (v>>8)&0xff, v&0xff)
+}
+
+// newSourceClient returns an HTTP client whose connections leave from
+// source ("" for the system's choice). Handshakes of upgraded connections
+// are never pooled, so the client holds nothing per connection.
+func newSourceClient(source string) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if source != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(source)}
+	}
+	return &http.Client{Transport: &http.Transport{
+		DialContext:       d.DialContext,
+		DisableKeepAlives: true,
+		ForceAttemptHTTP2: false,
+	}}
+}
+
+// userToken mints a user JWT (HS256, sub = user) as presenced accepts it.
+func userToken(secret []byte, user string, exp time.Time) (string, error) {
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject:   user,
+		ExpiresAt: jwt.NewNumericDate(exp),
+	}).SignedString(secret)
+}
+
+// frameBufs recycles read buffers; buffers that grew past 1 MiB (big
+// snapshots) are dropped rather than kept.
+var frameBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// readFrame reads one whole message into a pooled buffer. The caller
+// returns the buffer with putFrame.
+func readFrame(ctx context.Context, ws *websocket.Conn) (*bytes.Buffer, error) {
+	_, r, err := ws.Reader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	buf := frameBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		putFrame(buf)
+		return nil, err
+	}
+	return buf, nil
+}
+
+func putFrame(buf *bytes.Buffer) {
+	if buf.Cap() <= 1<<20 {
+		frameBufs.Put(buf)
+	}
+}
+
+// subscribeFrame encodes a subscribe request, resuming from rev and epoch
+// when given.
+func subscribeFrame(id uint64, group string, rev uint64, epoch string) []byte {
+	return protocol.AppendClientFrame(nil, protocol.ClientFrame{Op: protocol.OpSubscribe, ID: id, Group: group, Rev: rev, Epoch: epoch})
+}
+
+// awaitInitial reads frames until the reply to subscribe request id: a
+// snapshot or resumed frame. It returns the reply's header and its size.
+func awaitInitial(ctx context.Context, ws *websocket.Conn, id uint64) (frameHeader, int, error) {
+	for {
+		buf, err := readFrame(ctx, ws)
+		if err != nil {
+			return frameHeader{}, 0, err
+		}
+		b := buf.Bytes()
+		switch frameOp(b) {
+		case protocol.OpSnapshot, protocol.OpResumed:
+			h, err := parseHeader(b)
+			n := len(b)
+			putFrame(buf)
+			if err != nil {
+				return h, n, err
+			}
+			if h.ID == id {
+				return h, n, nil
+			}
+		case protocol.OpError:
+			f, _ := protocol.DecodeServerFrame(b)
+			putFrame(buf)
+			if f.ID == id {
+				return frameHeader{}, 0, fmt.Errorf("subscribe: %s: %s", f.Code, f.Message)
+			}
+		default:
+			putFrame(buf)
+		}
+	}
+}
+
+// headerUint reads the number of the first "key": in b, which for frames
+// written by the protocol encoders is the header's field.
+func headerUint(b []byte, key string) (uint64, bool) {
+	k := []byte(`"` + key + `":`)
+	i := bytes.Index(b, k)
+	if i < 0 {
+		return 0, false
+	}
+	num := b[i+len(k):]
+	j := 0
+	for j < len(num) && num[j] >= '0' && num[j] <= '9' {
+		j++
+	}
+	v, err := strconv.ParseUint(string(num[:j]), 10, 64)
+	return v, err == nil
+}
+
+// discard reads and drops frames until ctx ends or the connection fails;
+// reading also answers the server's pings.
+func discard(ctx context.Context, ws *websocket.Conn) error {
+	for {
+		_, r, err := ws.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return err
+		}
+	}
+}
