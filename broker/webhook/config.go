@@ -84,7 +84,7 @@ type Config struct {
 	// Rand returns jitter in [0,1) (default math/rand/v2.Float64).
 	Rand func() float64
 	// Logger receives delivery failures and recoveries (default: none).
-	// Secrets are never logged.
+	// Secrets are never logged, nor the path and query of endpoint URLs.
 	Logger *zap.Logger
 }
 

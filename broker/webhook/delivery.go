@@ -3,10 +3,12 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -69,4 +71,19 @@ func (s *Service) post(ctx context.Context, url, id string, seq uint64, body []b
 	}
 	hint, _ := retryAfter(resp.Header)
 	return hint, &statusError{resp.StatusCode}
+}
+
+// describe returns a delivery error as logs and the status API show it. A
+// transport error names the endpoint by scheme and host only: URLs often
+// carry a token in their path or query.
+func describe(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err.Error()
+	}
+	where := "endpoint"
+	if u, perr := url.Parse(ue.URL); perr == nil {
+		where = u.Scheme + "://" + u.Host
+	}
+	return ue.Op + " " + where + ": " + describe(ue.Err)
 }

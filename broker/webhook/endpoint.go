@@ -260,7 +260,7 @@ func (e *endpoint) deliver(ctx context.Context, b batch) {
 		now := cfg.Clock.Now()
 		e.mu.Lock()
 		e.stats.FailedAttempts++
-		e.stats.LastError, e.stats.LastErrorAt = err.Error(), now
+		e.stats.LastError, e.stats.LastErrorAt = describe(err), now
 		e.mu.Unlock()
 		wait := backoff(attempt, cfg.MinBackoff, cfg.MaxBackoff, cfg.Rand())
 		if hint > wait {
@@ -271,7 +271,7 @@ func (e *endpoint) deliver(ctx context.Context, b batch) {
 			log = e.svc.log.Warn
 		}
 		log("webhook: delivery failed, retrying", zap.String("webhook", e.id), zap.Uint64("batch", b.seq),
-			zap.Int("attempt", attempt+1), zap.Duration("retryIn", wait), zap.Error(err))
+			zap.Int("attempt", attempt+1), zap.Duration("retryIn", wait), zap.String("error", describe(err)))
 		if !e.sleepRetry(ctx, wait) {
 			e.finish(b, false)
 			return

@@ -1,8 +1,11 @@
 package webhook
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +143,28 @@ func TestValidateURL(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("validateURL(%.40q) = %q, %v; want %q, ok %v", tt.in, got, err, tt.want, tt.ok)
 		}
+	}
+}
+
+func TestDescribeHidesURLSecrets(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://hooks.example:8443/T0KEN-path?token=T0KEN-query", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = http.DefaultClient.Do(req)
+	if err == nil {
+		t.Fatal("request with a canceled context succeeded")
+	}
+	got := describe(err)
+	if strings.Contains(got, "T0KEN") || !strings.Contains(got, "https://hooks.example:8443") || !strings.Contains(got, "canceled") {
+		t.Fatalf("describe = %q, want the host and the cause without path or query", got)
+	}
+	if got := describe(&statusError{503}); got != "endpoint answered 503 Service Unavailable" {
+		t.Fatalf("describe(status) = %q", got)
+	}
+	if got := describe(errors.New("x")); got != "x" {
+		t.Fatalf("describe(other) = %q", got)
 	}
 }
