@@ -53,8 +53,12 @@
 // and jitter, from MinBackoff (250ms) up to MaxBackoff (30s), honoring a
 // Retry-After in seconds; the retry sends the same body. A batch is retried
 // until delivered, and the batches after it wait: from one node, an
-// endpoint gets its batches exactly once each, in order, with consecutive
-// numbers. While it fails, changes queue up to the limit.
+// endpoint accepts its batches in order, with consecutive numbers, none
+// lost while it recovers. While it fails, changes queue up to the limit.
+// Delivery is at least once: an answer lost on the way back (a timeout
+// after the receiver took the batch) makes the same body come again, which
+// the receiver recognizes by (node, batch). Deleting or disabling a webhook
+// abandons its batch in flight.
 //
 // Batch numbers count from 1 per webhook and node; "node" differs between
 // processes, so (node, batch) names a batch. Since the queue group spreads
