@@ -163,6 +163,11 @@ func TestDashboardInBrowser(t *testing.T) {
 		if who := b.text(t, "#whoami"); !strings.Contains(who, "bob") {
 			t.Errorf("whoami %q", who)
 		}
+		// A reload keeps the tab signed in.
+		b.run(t, "reload",
+			chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.CSS("#overview-view")))
+		b.waitAttr(t, `#counts tr[data-group="team"]`, "data-online", "1")
 		b.run(t, "a group bob is not in",
 			chromedp.Navigate(base+dashboard.Prefix+"#/groups/other"),
 			chromedp.WaitVisible(chromedp.CSS("#group-error")))

@@ -169,6 +169,7 @@ async function start(token, form) {
   button.disabled = true;
   document.body.setAttribute("aria-busy", "true");
   setText("signin-status", form ? "Signing in…" : "");
+  show("boot", !form);
   try {
     const s = await signIn(token);
     session = s;
@@ -185,6 +186,7 @@ async function start(token, form) {
     button.disabled = false;
     document.body.removeAttribute("aria-busy");
     setText("signin-status", "");
+    show("boot", false);
   }
 }
 

@@ -64,6 +64,7 @@ export class GroupPage {
     this.#clock = setInterval(() => this.#render(), CLOCK);
 
     const { caps, token, client } = this.#session;
+    document.getElementById("members").dataset.details = caps.membership ? "on" : "off";
     if (caps.membership) {
       this.#loadDetails(group, token, signal);
     }

@@ -46,12 +46,11 @@ export class Overview {
     show("overview-view");
     document.title = "Overview · presenced";
     this.#draw();
-    if (this.#session.caps.presence) {
-      show("stats-note", false);
-      this.#pollStats();
-    } else {
-      setText(show("stats-note"), "Totals need an API token with the presence:read scope.");
-    }
+    const { presence } = this.#session.caps;
+    show("stats", presence);
+    show("stats-note", !presence);
+    if (presence) this.#pollStats();
+    else setText("stats-note", "Totals need an API token with the presence:read scope.");
   }
 
   leave() {
