@@ -84,6 +84,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		if msg := b.text(t, "#signin-error"); !strings.Contains(msg, "rejected") {
 			t.Fatalf("sign-in error %q", msg)
 		}
+		b.screenshot(t, "signin.png")
 	})
 
 	t.Run("live counts", func(t *testing.T) {
@@ -168,6 +169,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			chromedp.Reload(),
 			chromedp.WaitVisible(chromedp.CSS("#overview-view")))
 		b.waitAttr(t, `#counts tr[data-group="team"]`, "data-online", "1")
+		b.screenshot(t, "user.png")
 		b.run(t, "a group bob is not in",
 			chromedp.Navigate(base+dashboard.Prefix+"#/groups/other"),
 			chromedp.WaitVisible(chromedp.CSS("#group-error")))

@@ -10,8 +10,9 @@
 //
 // Signing in takes an API token with the presence:read scope (the
 // WebSocket then observes every group without being a presence session) or
-// a user token (the user sees the groups they belong to). The token is kept
-// in the tab's sessionStorage only.
+// a user token (the user sees the groups they belong to, and, like any
+// WebSocket of theirs, the dashboard's connection makes them present). The
+// token is kept in the tab's sessionStorage only.
 //
 // Every answer carries a strict Content-Security-Policy (no inline script
 // or style, connections to the same origin only) and X-Content-Type-Options

@@ -4,8 +4,11 @@
 import { eachPage, get } from "./api.js";
 
 const MAX_GROUP_PAGES = 20; // 20 000 groups; the rest show their ids
-const MAX_USER_LOOKUPS = 500; // per sign-in; members beyond show their ids
-const USER_CONCURRENCY = 4;
+// Lookups per sign-in, members beyond show their ids: fewer than the
+// broker's default REST burst per token (200), so that names never crowd
+// out the calls the pages need.
+const MAX_USER_LOOKUPS = 150;
+const USER_CONCURRENCY = 2;
 
 /** Names of every group, loaded once after sign-in. */
 export class GroupNames {
