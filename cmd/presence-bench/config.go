@@ -31,6 +31,9 @@ type Config struct {
 	// --pprof-addr); with ProfileDir, heap and CPU profiles are saved there.
 	PprofAddr  string
 	ProfileDir string
+	// ProfileSeconds is the length of the CPU profiles of the connect and
+	// reconnect phases, taken from their start (default 10).
+	ProfileSeconds int
 
 	// Load.
 	Prefix      string // id prefix of users and groups (default "pb")
@@ -46,6 +49,10 @@ type Config struct {
 	// ConnectTimeout bounds the connect phase (default 60s); Hold keeps
 	// the connections open, idle, after connecting (default 0).
 	ConnectTimeout time.Duration
+	// SplitSubscribe connects every connection before any subscribes, so
+	// that users coming online cause no deltas and the subscribe phase is
+	// timed on its own.
+	SplitSubscribe bool
 	Hold           time.Duration
 	Settle         time.Duration // wait before measuring memory (default 2s)
 
@@ -136,6 +143,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "the server's --jwt-secret, to sign user tokens (generated with --spawn)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", c.PprofAddr, "the server's pprof address (passed to a spawned server), e.g. 127.0.0.1:6060")
 	fs.StringVar(&c.ProfileDir, "profile-dir", c.ProfileDir, "save the server's heap and CPU profiles here (needs --pprof-addr)")
+	fs.IntVar(&c.ProfileSeconds, "profile-seconds", c.ProfileSeconds, "length of the CPU profiles of the connect and reconnect phases (default 10)")
 	fs.StringVar(&c.Prefix, "prefix", c.Prefix, "prefix of the user and group ids the run creates")
 	fs.Var(groupsFlag{&c.Groups}, "groups", "groups as COUNTxSIZE[,COUNTxSIZE...], e.g. 1x10000 or 10x1000")
 	fs.IntVar(&c.Conns, "conns", c.Conns, "WebSocket connections (default: one per member); connection i is user i mod users")
@@ -144,6 +152,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.PerSource, "per-source", c.PerSource, "connections per loopback source address 127.0.0.2, 127.0.0.3, ...")
 	fs.IntVar(&c.DialParallel, "dial-parallel", c.DialParallel, "WebSocket handshakes in flight per worker")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "bound of the connect phase")
+	fs.BoolVar(&c.SplitSubscribe, "split-subscribe", c.SplitSubscribe, "connect every connection first, then subscribe them all (no online deltas during connect)")
 	fs.DurationVar(&c.Hold, "hold", c.Hold, "keep the connections open and idle this long after connecting")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "wait before reading the server's memory after connecting")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "status changes per second, open loop (0: none)")
@@ -233,6 +242,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ProfileDir != "" && c.PprofAddr == "" {
 		return c, fmt.Errorf("%w: --profile-dir needs --pprof-addr", errConfig)
+	}
+	if c.ProfileSeconds <= 0 {
+		c.ProfileSeconds = 10
 	}
 	if c.Prefix == "" {
 		c.Prefix = "pb"

@@ -8,6 +8,7 @@ package main
 // Commands.
 const (
 	cmdConnect   = "connect"   // open and subscribe connections
+	cmdSubscribe = "subscribe" // after a split connect: subscribe every connection at once
 	cmdSchedule  = "schedule"  // the timetable of status changes to look for
 	cmdCollect   = "collect"   // report delivery counters
 	cmdReconnect = "reconnect" // drop every connection at once and reconnect
@@ -19,6 +20,7 @@ const (
 type command struct {
 	Cmd       string            `json:"cmd"`
 	Connect   *connectCommand   `json:"connect,omitempty"`
+	Subscribe *subscribeCommand `json:"subscribe,omitempty"`
 	Schedule  *schedule         `json:"schedule,omitempty"`
 	Reconnect *reconnectCommand `json:"reconnect,omitempty"`
 	Verify    map[string]int    `json:"verify,omitempty"` // user → seq of their current text
@@ -46,6 +48,16 @@ type connectCommand struct {
 	// Track keeps the last change seen per user on every connection, for
 	// verify.
 	Track bool `json:"track"`
+	// Split connects every connection first and subscribes only on the
+	// subscribe command, so that the users coming online cause no deltas
+	// and the subscribe phase is timed on its own.
+	Split bool `json:"split"`
+}
+
+// subscribeCommand starts the subscribe phase of a split connect at At.
+type subscribeCommand struct {
+	At        int64 `json:"at"`
+	TimeoutMs int64 `json:"timeoutMs"`
 }
 
 // connectReply is the outcome of connect or reconnect.

@@ -78,7 +78,10 @@ type ConnectInfo struct {
 	Failed     int            `json:"failed"`
 	Errors     map[string]int `json:"errors,omitempty"`
 	// AllConnectedMs is from the start to the last hello; AllReadyMs to
-	// the last subscription's reply.
+	// the last subscription's reply. With Split, every connection got its
+	// hello before any subscribed, and AllReadyMs and Ready count from the
+	// start of the subscribe phase.
+	Split          bool           `json:"split,omitempty"`
 	AllConnectedMs float64        `json:"allConnectedMs"`
 	AllReadyMs     float64        `json:"allReadyMs"`
 	Hello          LatencySummary `json:"hello"`
@@ -87,6 +90,7 @@ type ConnectInfo struct {
 	Subscribe      LatencySummary `json:"subscribe"`
 	SnapshotBytes  int            `json:"snapshotBytes"`
 	ServerCPU      float64        `json:"serverCpuSeconds"`
+	ClientCPU      float64        `json:"clientCpuSeconds"`
 }
 
 // MemoryInfo is the server's memory before and after connecting.
@@ -426,11 +430,15 @@ func writeConnect(t *table, c *ConnectInfo) {
 		t.row("  error", "%d× %s", c.Errors[msg], msg)
 	}
 	t.row("all connected (hello)", "%s", fmtMs(c.AllConnectedMs))
-	t.row("all subscribed (snapshot)", "%s", fmtMs(c.AllReadyMs))
+	if c.Split {
+		t.row("all subscribed (from the subscribe phase)", "%s", fmtMs(c.AllReadyMs))
+	} else {
+		t.row("all subscribed (snapshot)", "%s", fmtMs(c.AllReadyMs))
+	}
 	t.row("handshake → hello", "%s", c.Handshake)
 	t.row("subscribe → snapshot", "%s", c.Subscribe)
 	t.row("biggest snapshot", "%s", fmtBytes(float64(c.SnapshotBytes)))
-	t.row("server CPU", "%.2fs", c.ServerCPU)
+	t.row("CPU server / bench", "%.2fs / %.2fs", c.ServerCPU, c.ClientCPU)
 }
 
 // fmtCounts writes close codes and their counts, "none" for none.

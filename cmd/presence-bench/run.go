@@ -329,6 +329,19 @@ func (b *bench) profile(ctx context.Context, name, path string) {
 	b.rep.Profiles = append(b.rep.Profiles, file)
 }
 
+// phaseProfile starts a CPU profile of the server over the first
+// ProfileSeconds of a phase; the returned function waits for it.
+func (b *bench) phaseProfile(ctx context.Context, name string) (wait func()) {
+	if b.cfg.ProfileDir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		b.profile(ctx, name, fmt.Sprintf("/debug/pprof/profile?seconds=%d", b.cfg.ProfileSeconds))
+	})
+	return wg.Wait
+}
+
 func (c Config) scenarioOr(def string) string {
 	if c.Scenario != "" {
 		return c.Scenario
@@ -360,7 +373,15 @@ func (b *bench) connect(ctx context.Context) error {
 	m0, _ := b.rest.scrapeMetrics(ctx)
 
 	deadline, _ := ctx.Deadline()
-	ws, err := startWorkers(cfg.Workers, deadline, b.log)
+	var profile func(int) string
+	if cfg.ProfileDir != "" {
+		profile = func(i int) string {
+			f := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-worker%d-cpu.pb.gz", cfg.scenarioOr("custom"), i))
+			b.rep.Profiles = append(b.rep.Profiles, f)
+			return f
+		}
+	}
+	ws, err := startWorkers(cfg.Workers, deadline, b.log, profile)
 	if err != nil {
 		return err
 	}
@@ -375,17 +396,37 @@ func (b *bench) connect(ctx context.Context) error {
 			Topology: b.plan.Topology, First: first, Count: count,
 			Sources: b.sources((count + cfg.PerSource - 1) / cfg.PerSource), PerSource: cfg.PerSource,
 			Parallel: cfg.DialParallel, At: at.UnixNano(), TimeoutMs: cfg.ConnectTimeout.Milliseconds(),
-			Track: cfg.Verify,
+			Track: cfg.Verify, Split: cfg.SplitSubscribe,
 		}}
 	}
 	b.rep.Setup.Sources = b.nextSource
-	cpu0 := b.serverCPU()
+	stopProfile := b.phaseProfile(ctx, "cpu-connect")
+	clientPIDs := append(ws.pids(), os.Getpid())
+	cpu0, ccpu0 := b.serverCPU(), cpuOf(clientPIDs...)
 	replies, err := ws.call(ctx, cmds)
 	if err != nil {
+		stopProfile()
 		return err
 	}
 	c := mergeConnect(replies)
-	c.ServerCPU = b.serverCPU() - cpu0
+	if cfg.SplitSubscribe {
+		b.logf("connected %d, failed %d after %s; subscribing", c.Connected, c.Failed, fmtMs(c.AllConnectedMs))
+		sc := &subscribeCommand{At: time.Now().Add(100 * time.Millisecond).UnixNano(), TimeoutMs: cfg.ConnectTimeout.Milliseconds()}
+		replies, err := ws.broadcast(ctx, command{Cmd: cmdSubscribe, Subscribe: sc})
+		if err != nil {
+			stopProfile()
+			return err
+		}
+		s := mergeConnect(replies)
+		c.Split = true
+		c.Subscribed, c.Failed, c.Subscribe, c.SnapshotBytes = s.Subscribed, c.Failed+s.Failed, s.Subscribe, s.SnapshotBytes
+		c.AllReadyMs, c.Ready = s.AllReadyMs, s.Ready
+		for k, v := range s.Errors {
+			c.Errors[k] += v
+		}
+	}
+	c.ServerCPU, c.ClientCPU = b.serverCPU()-cpu0, (cpuOf(clientPIDs...) - ccpu0).Seconds()
+	stopProfile()
 	b.rep.Connect = c
 	b.logf("connected %d, subscribed %d, failed %d; all subscribed after %s", c.Connected, c.Subscribed, c.Failed, fmtMs(c.AllReadyMs))
 
@@ -662,13 +703,17 @@ func (b *bench) reconnect(ctx context.Context) error {
 			Parallel: cfg.DialParallel, Resume: !cfg.NoResume, TimeoutMs: cfg.ConnectTimeout.Milliseconds(),
 		}}
 	}
-	cpu0 := b.serverCPU()
+	stopProfile := b.phaseProfile(ctx, "cpu-reconnect")
+	clientPIDs := append(b.workers.pids(), os.Getpid())
+	cpu0, ccpu0 := b.serverCPU(), cpuOf(clientPIDs...)
 	replies, err := b.workers.call(ctx, cmds)
 	if err != nil {
+		stopProfile()
 		return err
 	}
 	c := mergeConnect(replies)
-	c.ServerCPU = b.serverCPU() - cpu0
+	c.ServerCPU, c.ClientCPU = b.serverCPU()-cpu0, (cpuOf(clientPIDs...) - ccpu0).Seconds()
+	stopProfile()
 	b.rep.Reconnect = c
 	b.logf("reconnected %d, resubscribed %d (%d resumed), failed %d; all after %s", c.Connected, c.Subscribed, c.Resumed, c.Failed, fmtMs(c.AllReadyMs))
 	if c.Failed > 0 {

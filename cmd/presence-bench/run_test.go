@@ -140,13 +140,14 @@ func readReport(t *testing.T, path string) Report {
 }
 
 // TestRunWebSocketPublisher spreads connections over two worker processes
-// and several source addresses, makes the changes with set_status over
-// publisher WebSockets, and restarts the server once to time cold start.
+// and several source addresses, connects them all before subscribing any,
+// makes the changes with set_status over publisher WebSockets, and
+// restarts the server once to time cold start.
 func TestRunWebSocketPublisher(t *testing.T) {
 	bin := presencedBin(t)
 	cfg := Config{Spawn: true, PresencedBin: bin, Groups: []GroupSpec{{2, 30}}, Subscribers: 20, Workers: 2, PerSource: 16,
 		Rate: 40, Changes: 20, Publish: publishWS, Publishers: 4, Settle: 100 * time.Millisecond, SnapshotProbes: -1,
-		ColdStarts: 1, ServerArgs: []string{"--coalesce", "5ms"}}
+		ColdStarts: 1, SplitSubscribe: true, ServerArgs: []string{"--coalesce", "5ms"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg, nil, logWriter{t})
@@ -156,7 +157,7 @@ func TestRunWebSocketPublisher(t *testing.T) {
 	if rep.Setup.Sources != 4 || rep.Setup.Workers != 2 || rep.Setup.Subscriptions != 40 {
 		t.Fatalf("setup: %+v", rep.Setup)
 	}
-	if c := rep.Connect; c.Connected != 60 || c.Subscribed != 40 {
+	if c := rep.Connect; c.Connected != 60 || c.Subscribed != 40 || !c.Split || c.Subscribe.Count != 40 || c.AllReadyMs <= 0 {
 		t.Fatalf("connect: %+v", c)
 	}
 	d := rep.Delivery

@@ -27,14 +27,14 @@ var scenarios = map[string]scenario{
 	"fanout1k": {
 		about: "1 group of 1,000 subscribers, 20 status changes/s for 15s: delivery latency",
 		cfg: func() Config {
-			return Config{Spawn: true, Groups: []GroupSpec{{1, 1000}}, Rate: 20, Duration: 15 * time.Second,
+			return Config{Spawn: true, Groups: []GroupSpec{{1, 1000}}, Rate: 20, Duration: 15 * time.Second, SplitSubscribe: true,
 				Targets: Targets{P99: 10 * time.Millisecond}}
 		},
 	},
 	"fanout10k": {
 		about: "1 group of 10,000 subscribers, 10 status changes/s for 15s: delivery latency and snapshot time",
 		cfg: func() Config {
-			return Config{Spawn: true, Groups: []GroupSpec{{1, 10000}}, Rate: 10, Duration: 15 * time.Second,
+			return Config{Spawn: true, Groups: []GroupSpec{{1, 10000}}, Rate: 10, Duration: 15 * time.Second, SplitSubscribe: true,
 				Targets: Targets{P99: 60 * time.Millisecond, Snapshot: time.Millisecond}}
 		},
 	},

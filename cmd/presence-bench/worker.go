@@ -56,6 +56,15 @@ type worker struct {
 	readers sync.WaitGroup
 	cancel  context.CancelFunc
 
+	// A split connect holds subscribers after hello until gate closes;
+	// subscribing counts them until they have their reply. gateAt, subCtx
+	// and subTally are written before gate closes.
+	gate        chan struct{}
+	subscribing sync.WaitGroup
+	gateAt      time.Time
+	subCtx      context.Context
+	subTally    *connTally
+
 	sched        atomic.Pointer[schedule]
 	lat          shardedHist
 	deliveries   atomic.Uint64
@@ -97,6 +106,11 @@ func (w *worker) do(ctx context.Context, cmd command) reply {
 			return reply{Err: err.Error()}
 		}
 		return reply{Connect: cr}
+	case cmdSubscribe:
+		if cmd.Subscribe == nil || w.cc == nil || !w.cc.Split {
+			return reply{Err: "subscribe: missing, or without a split connect"}
+		}
+		return reply{Connect: w.subscribeAll(ctx, cmd.Subscribe)}
 	case cmdSchedule:
 		if cmd.Schedule == nil {
 			return reply{Err: "schedule: missing"}
@@ -140,14 +154,26 @@ func (w *worker) connect(ctx context.Context, cc *connectCommand) (*connectReply
 		}
 		w.conns[k] = c
 	}
-	return w.dialAll(ctx, cc.At, cc.Sources, cc.PerSource, cc.Parallel, cc.TimeoutMs, false), nil
+	return w.dialAll(ctx, cc.At, cc.Sources, cc.PerSource, cc.Parallel, cc.TimeoutMs, false, cc.Split), nil
 }
 
-// connTally collects the outcome of a dialling phase.
+// connTally collects the outcome of a dialling or subscribing phase.
 type connTally struct {
 	mu sync.Mutex
 	// mu guards the following field.
 	r connectReply
+}
+
+func newConnTally() *connTally {
+	return &connTally{r: connectReply{Errors: map[string]int{}, Hello: &Histogram{}, Ready: &Histogram{},
+		Handshake: &Histogram{}, Subscribe: &Histogram{}}}
+}
+
+func (t *connTally) reply() *connectReply {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.r
+	return &r
 }
 
 var addrPattern = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
@@ -165,10 +191,20 @@ func (t *connTally) fail(err error) {
 	}
 }
 
+// dialPhase is one round of dialling every connection of the worker.
+type dialPhase struct {
+	start  time.Time
+	resume bool
+	// split holds subscribers after hello until the gate opens.
+	split bool
+}
+
 // dialAll opens every connection of the worker from the given sources,
 // starting at the unix time at, and leaves each reading in its own
-// goroutine. It returns when every connection is subscribed or failed.
-func (w *worker) dialAll(ctx context.Context, at int64, sources []string, perSource, parallel int, timeoutMs int64, resume bool) *connectReply {
+// goroutine. It returns when every connection is subscribed or failed;
+// with split, when every connection has its hello, the subscribers then
+// waiting for subscribeAll.
+func (w *worker) dialAll(ctx context.Context, at int64, sources []string, perSource, parallel int, timeoutMs int64, resume, split bool) *connectReply {
 	if len(sources) == 0 {
 		sources = []string{""}
 	}
@@ -182,43 +218,81 @@ func (w *worker) dialAll(ctx context.Context, at int64, sources []string, perSou
 	if perSource <= 0 {
 		perSource = len(w.conns)
 	}
-	tally := &connTally{r: connectReply{Errors: map[string]int{}, Hello: &Histogram{}, Ready: &Histogram{},
-		Handshake: &Histogram{}, Subscribe: &Histogram{}}}
-	start := time.Unix(0, at)
-	if d := time.Until(start); d > 0 {
+	tally := newConnTally()
+	dp := dialPhase{start: time.Unix(0, at), resume: resume, split: split}
+	if d := time.Until(dp.start); d > 0 {
 		time.Sleep(d)
 	}
 	phase, cancelPhase := context.WithTimeout(ctx, time.Duration(timeoutMs)*time.Millisecond)
 	defer cancelPhase()
 	readCtx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
+	w.gate = make(chan struct{})
 	exp := time.Unix(w.cc.Expires, 0)
 	secret := []byte(w.cc.Secret)
 	sem := make(chan struct{}, parallel)
 	var ready sync.WaitGroup
 	for k, c := range w.conns {
 		src := clients[min(k/perSource, len(clients)-1)]
+		held := split && c.group != ""
 		ready.Add(1)
-		w.readers.Add(1)
-		go func() {
-			defer w.readers.Done()
-			ok := w.open1(phase, c, src, start, exp, secret, resume, sem, tally)
-			ready.Done()
+		if held {
+			w.subscribing.Add(1)
+		}
+		w.readers.Go(func() {
+			ok := w.dial1(phase, c, src, dp, exp, secret, sem, tally)
+			switch {
+			case held:
+				ready.Done()
+				ok = ok && w.awaitGate(readCtx, c)
+				w.subscribing.Done()
+			case ok && c.group != "":
+				ok = w.subscribe1(phase, c, dp.start, resume, tally)
+				ready.Done()
+			default:
+				ready.Done()
+			}
 			if ok {
 				w.read(readCtx, c)
 			}
-		}()
+		})
 	}
 	ready.Wait()
-	tally.mu.Lock()
-	defer tally.mu.Unlock()
-	r := tally.r
-	return &r
+	return tally.reply()
 }
 
-// open1 dials, reads hello and subscribes one connection.
-func (w *worker) open1(ctx context.Context, c *subConn, hc *http.Client, start, exp time.Time, secret []byte,
-	resume bool, sem chan struct{}, tally *connTally) bool {
+// awaitGate holds a connection after hello until subscribeAll opens the
+// gate, then subscribes it.
+func (w *worker) awaitGate(ctx context.Context, c *subConn) bool {
+	select {
+	case <-w.gate:
+	case <-ctx.Done():
+		c.ws.CloseNow()
+		return false
+	}
+	return w.subscribe1(w.subCtx, c, w.gateAt, false, w.subTally)
+}
+
+// subscribeAll lets the connections held by a split connect subscribe, all
+// at once from at, and waits for their replies.
+func (w *worker) subscribeAll(ctx context.Context, sc *subscribeCommand) *connectReply {
+	if d := time.Until(time.Unix(0, sc.At)); d > 0 {
+		time.Sleep(d)
+	}
+	// Written before the gate opens, read by the connections after.
+	w.gateAt = time.Unix(0, sc.At)
+	w.subTally = newConnTally()
+	var cancel context.CancelFunc
+	w.subCtx, cancel = context.WithTimeout(ctx, time.Duration(sc.TimeoutMs)*time.Millisecond)
+	defer cancel()
+	close(w.gate)
+	w.subscribing.Wait()
+	return w.subTally.reply()
+}
+
+// dial1 dials one connection and reads its hello.
+func (w *worker) dial1(ctx context.Context, c *subConn, hc *http.Client, dp dialPhase, exp time.Time, secret []byte,
+	sem chan struct{}, tally *connTally) bool {
 	token, err := userToken(secret, c.user, exp)
 	if err != nil {
 		tally.fail(err)
@@ -244,48 +318,53 @@ func (w *worker) open1(ctx context.Context, c *subConn, hc *http.Client, start, 
 		return false
 	}
 	t2 := time.Now()
-	var sub time.Duration
-	var hdr frameHeader
-	var size int
-	if c.group != "" {
-		rev, epoch := uint64(0), ""
-		if resume {
-			rev, epoch = c.rev, c.epoch
-		}
-		if err := ws.Write(ctx, websocket.MessageText, subscribeFrame(1, c.group, rev, epoch)); err != nil {
-			ws.CloseNow()
-			tally.fail(fmt.Errorf("subscribe: %w", err))
-			return false
-		}
-		hdr, size, err = awaitInitial(ctx, ws, 1)
-		if err != nil {
-			ws.CloseNow()
-			tally.fail(err)
-			return false
-		}
-		sub = time.Since(t2)
-		c.rev = hdr.Rev
-		if hdr.Epoch != "" {
-			c.epoch = hdr.Epoch
-		}
-	}
-	t3 := time.Now()
 	c.ws = ws
 	tally.mu.Lock()
 	defer tally.mu.Unlock()
 	r := &tally.r
 	r.Connected++
-	r.Hello.Record(t2.Sub(start))
+	r.Hello.Record(t2.Sub(dp.start))
 	r.Handshake.Record(t2.Sub(t1))
-	r.Ready.Record(t3.Sub(start))
-	if c.group != "" {
-		r.Subscribed++
-		r.Subscribe.Record(sub)
-		if hdr.Op == protocol.OpResumed {
-			r.Resumed++
-		}
-		r.SnapshotBytes = max(r.SnapshotBytes, size)
+	if c.group == "" || dp.split {
+		r.Ready.Record(t2.Sub(dp.start))
 	}
+	return true
+}
+
+// subscribe1 subscribes a connection to its group, resuming from its last
+// revision when resume, and records the time from start to the reply.
+func (w *worker) subscribe1(ctx context.Context, c *subConn, start time.Time, resume bool, tally *connTally) bool {
+	rev, epoch := uint64(0), ""
+	if resume {
+		rev, epoch = c.rev, c.epoch
+	}
+	t := time.Now()
+	if err := c.ws.Write(ctx, websocket.MessageText, subscribeFrame(1, c.group, rev, epoch)); err != nil {
+		c.ws.CloseNow()
+		tally.fail(fmt.Errorf("subscribe: %w", err))
+		return false
+	}
+	hdr, size, err := awaitInitial(ctx, c.ws, 1)
+	if err != nil {
+		c.ws.CloseNow()
+		tally.fail(err)
+		return false
+	}
+	done := time.Now()
+	c.rev = hdr.Rev
+	if hdr.Epoch != "" {
+		c.epoch = hdr.Epoch
+	}
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
+	r := &tally.r
+	r.Subscribed++
+	r.Subscribe.Record(done.Sub(t))
+	r.Ready.Record(done.Sub(start))
+	if hdr.Op == protocol.OpResumed {
+		r.Resumed++
+	}
+	r.SnapshotBytes = max(r.SnapshotBytes, size)
 	return true
 }
 
@@ -409,7 +488,7 @@ func (w *worker) reconnect(ctx context.Context, rc *reconnectCommand) *connectRe
 	w.mu.Lock()
 	clear(w.closed)
 	w.mu.Unlock()
-	return w.dialAll(ctx, rc.At, rc.Sources, rc.PerSource, rc.Parallel, rc.TimeoutMs, rc.Resume)
+	return w.dialAll(ctx, rc.At, rc.Sources, rc.PerSource, rc.Parallel, rc.TimeoutMs, rc.Resume, false)
 }
 
 func (w *worker) verify(final map[string]int) *verifyReply {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -19,7 +20,8 @@ import (
 // open files) and talks JSON lines with the parent on stdin and stdout.
 const (
 	workerEnv         = "PRESENCE_BENCH_WORKER"
-	workerDeadlineEnv = "PRESENCE_BENCH_DEADLINE" // unix ns after which a worker exits
+	workerDeadlineEnv = "PRESENCE_BENCH_DEADLINE"   // unix ns after which a worker exits
+	workerProfileEnv  = "PRESENCE_BENCH_CPUPROFILE" // file for the worker's own CPU profile
 	MaxConnsPerWorker = 19000
 )
 
@@ -36,6 +38,16 @@ func workerMain() int {
 			fmt.Fprintln(os.Stderr, "presence-bench worker: deadline passed, exiting")
 			os.Exit(3)
 		})
+	}
+	if path := os.Getenv(workerProfileEnv); path != "" {
+		if f, err := os.Create(path); err == nil {
+			if err := pprof.StartCPUProfile(f); err == nil {
+				defer func() {
+					pprof.StopCPUProfile()
+					f.Close()
+				}()
+			}
+		}
 	}
 	if err := runWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -56,16 +68,20 @@ type workerProc struct {
 // workerPool is the worker processes of a run.
 type workerPool []*workerProc
 
-// startWorkers starts k workers that exit by themselves at deadline.
-func startWorkers(k int, deadline time.Time, stderr io.Writer) (workerPool, error) {
+// startWorkers starts k workers that exit by themselves at deadline. With
+// profile set, worker i writes its CPU profile to profile(i).
+func startWorkers(k int, deadline time.Time, stderr io.Writer, profile func(i int) string) (workerPool, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	var pool workerPool
-	for range k {
+	for i := range k {
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), workerEnv+"=1", workerDeadlineEnv+"="+strconv.FormatInt(deadline.UnixNano(), 10))
+		if profile != nil {
+			cmd.Env = append(cmd.Env, workerProfileEnv+"="+profile(i))
+		}
 		cmd.Stderr = stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		in, err1 := cmd.StdinPipe()
