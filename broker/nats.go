@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -34,6 +35,10 @@ func (s *Server) startNATS() (*server.Server, error) {
 			return nil, fmt.Errorf("%w: --nats-listen: %v", ErrConfig, err)
 		}
 		opts.Host, opts.Port = host, port
+	} else if s.cfg.ClusterName != "" {
+		// DontListen would also stop routing: keep the client port on a
+		// random loopback port instead.
+		opts.Host, opts.Port = "127.0.0.1", -1
 	} else {
 		opts.DontListen = true
 	}
@@ -115,3 +120,22 @@ func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Errorf(format, v...) 
 func (n natsLogger) Errorf(format string, v ...any)  { n.l.Errorf(format, v...) }
 func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debugf(format, v...) }
 func (n natsLogger) Tracef(format string, v ...any)  {}
+
+// waitJetStream returns once JetStream answers this node. In a cluster,
+// requests sent before the server has found the meta leader get no answer
+// at all, so ask in short attempts until one is answered.
+func (s *Server) waitJetStream(ctx context.Context) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := s.js.AccountInfo(actx)
+		cancel()
+		if err == nil && (s.ns == nil || s.ns.JetStreamIsCurrent()) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker: JetStream not available: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

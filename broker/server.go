@@ -91,6 +91,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.js, err = jetstream.New(s.nc); err != nil {
 		return fmt.Errorf("broker: jetstream: %w", err)
 	}
+	if err := s.waitJetStream(ctx); err != nil {
+		return err
+	}
 	replicas := s.replicas(ctx)
 	s.store, err = membership.Open(ctx, membership.Config{
 		JetStream: s.js, Replicas: replicas, Logger: s.log,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -88,14 +89,19 @@ func mustDial(t testing.TB, s *testServer, token string) *wsClient {
 // next returns the next frame, failing after 10 s.
 func (c *wsClient) next() protocol.ServerFrame {
 	c.t.Helper()
+	return c.nextWithin(10 * time.Second)
+}
+
+func (c *wsClient) nextWithin(d time.Duration) protocol.ServerFrame {
+	c.t.Helper()
 	select {
 	case f, ok := <-c.frames:
 		if !ok {
 			c.t.Fatal("connection closed")
 		}
 		return f
-	case <-time.After(10 * time.Second):
-		c.t.Fatal("no frame within 10s")
+	case <-time.After(d):
+		c.t.Fatalf("no frame within %v", d)
 	}
 	return protocol.ServerFrame{}
 }
@@ -104,7 +110,11 @@ func (c *wsClient) next() protocol.ServerFrame {
 func (c *wsClient) until(match func(protocol.ServerFrame) bool) protocol.ServerFrame {
 	c.t.Helper()
 	for {
-		if f := c.next(); match(f) {
+		f := c.next()
+		if os.Getenv("WSDEBUG") != "" {
+			c.t.Logf("frame %+v", f)
+		}
+		if match(f) {
 			return f
 		}
 	}
@@ -166,9 +176,11 @@ func seedTeam(t testing.TB, s *testServer) {
 // milliseconds after the membership write is acknowledged.
 func waitMembers(t testing.TB, s *testServer, group string, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); s.Engine().Snapshot(group).Total != n; {
+	start := time.Now()
+	for deadline := start.Add(30 * time.Second); s.Engine().Snapshot(group).Total != n; {
 		if time.Now().After(deadline) {
-			t.Fatalf("group %s never reached %d members in the presence index", group, n)
+			t.Fatalf("group %s on %s has %d of %d members in the presence index after %v",
+				group, s.NodeName(), s.Engine().Snapshot(group).Total, n, time.Since(start))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -66,7 +66,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	kv, err := cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := CreateBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "presenced membership: users, groups, members, roles, tokens",
 		History:     1,
@@ -293,4 +293,39 @@ func (s *Store) ensureBuiltinRoles(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// CreateBucket creates or binds a KV bucket, asking again while the error
+// is one a cluster gives as it forms: no answer, JetStream temporarily
+// unavailable, or too few servers yet for the replicas asked. Creating is
+// idempotent, so asking again is safe. Other errors return at once.
+func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		if ctx.Err() != nil || !transient(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// transient reports whether a JetStream error is one of a forming cluster.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// nats-server's JSInsufficientResourcesErr and JSClusterNoPeersErr.
+		const insufficientResources, noPeers = 10023, 10005
+		return apiErr.Code == 503 || apiErr.ErrorCode == insufficientResources || apiErr.ErrorCode == noPeers
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }

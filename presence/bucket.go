@@ -25,7 +25,7 @@ func subjectOf(bucket, key string) string { return "$KV." + bucket + "." + key }
 // it at start.
 func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
 	mb, pb := e.cfg.MembershipBucket, e.cfg.Bucket
-	kv, err := e.cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := membership.CreateBucket(ctx, e.cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      pb,
 		Description: "presenced presence: sessions, sources, manual statuses, node leases; members sourced from " + mb,
 		History:     1,
