@@ -23,6 +23,7 @@ type Config struct {
 	Spawn        bool
 	PresencedBin string   // default: go build ./cmd/presenced
 	ServerArgs   []string // extra presenced flags when spawning
+	ServerLog    string   // file for the spawned server's output (default: a temp file)
 	URL          string   // http://host:port of a running server
 	ServerPID    int
 	AdminToken   string // default: generated when spawning
@@ -72,10 +73,13 @@ type Config struct {
 	// of every user with the server's current status text.
 	Verify bool
 
-	SnapshotProbes int  // snapshots of the largest group to time (default 20; negative: none)
+	SnapshotProbes int  // snapshots of the largest group to time (default 20, at most 90 over a WebSocket; negative: none)
 	Reconnect      bool // drop every connection at once and reconnect
 	NoResume       bool // reconnect with plain subscribes instead of resuming
-	ColdStarts     int  // spawn the server this many more times to time cold start
+	// ReconnectJitter spreads the redials of the reconnect storm over a
+	// random delay below it (default 0: all at once).
+	ReconnectJitter time.Duration
+	ColdStarts      int // spawn the server this many more times to time cold start
 
 	// Targets, checked and reported when set.
 	Targets Targets
@@ -137,6 +141,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Spawn, "spawn", c.Spawn, "start presenced as a child with a temporary data dir, and measure it")
 	fs.StringVar(&c.PresencedBin, "presenced", c.PresencedBin, "presenced binary for --spawn (default: go build ./cmd/presenced into a temp dir)")
 	fs.Var(listFlag{&c.ServerArgs}, "server-args", "extra flags for the spawned presenced, e.g. --server-args='--coalesce 5ms' (repeatable)")
+	fs.StringVar(&c.ServerLog, "server-log", c.ServerLog, "append the spawned presenced's output to this file (default: a temporary file)")
 	fs.StringVar(&c.URL, "url", c.URL, "URL of a running presenced (instead of --spawn), e.g. http://127.0.0.1:8080")
 	fs.IntVar(&c.ServerPID, "server-pid", c.ServerPID, "pid of the --url server, to read its RSS and CPU from /proc")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "admin API token (generated with --spawn)")
@@ -163,9 +168,10 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.PublishConns, "publish-conns", c.PublishConns, "concurrent REST requests of the publisher")
 	fs.DurationVar(&c.Drain, "drain", c.Drain, "longest wait for deliveries after the last change")
 	fs.BoolVar(&c.Verify, "verify", c.Verify, "check that every subscriber ends with every user's final status text")
-	fs.IntVar(&c.SnapshotProbes, "snapshot-probes", c.SnapshotProbes, "snapshots of the largest group to time (negative: none)")
+	fs.IntVar(&c.SnapshotProbes, "snapshot-probes", c.SnapshotProbes, "snapshots of the largest group to time over REST, and over a WebSocket up to 90 (negative: none)")
 	fs.BoolVar(&c.Reconnect, "reconnect", c.Reconnect, "drop every connection at once, reconnect and resubscribe")
 	fs.BoolVar(&c.NoResume, "no-resume", c.NoResume, "reconnect with plain subscribes instead of resuming from the last revision")
+	fs.DurationVar(&c.ReconnectJitter, "reconnect-jitter", c.ReconnectJitter, "spread the redials of the reconnect storm over a random delay below this")
 	fs.IntVar(&c.ColdStarts, "cold-starts", c.ColdStarts, "restart the spawned server this many times to time cold start")
 	fs.DurationVar(&c.Targets.ConnectWithin, "target-connect", c.Targets.ConnectWithin, "target: every connection subscribed within")
 	fs.Int64Var(&c.Targets.RSSPerConnBytes, "target-rss-per-conn", c.Targets.RSSPerConnBytes, "target: server RSS bytes per connection")

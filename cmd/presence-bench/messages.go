@@ -99,6 +99,9 @@ type reconnectCommand struct {
 	Parallel  int      `json:"parallel"`
 	Resume    bool     `json:"resume"`
 	TimeoutMs int64    `json:"timeoutMs"`
+	// JitterMs spreads the redials: each connection waits a random time
+	// below it after the drop, as clients with backoff do.
+	JitterMs int64 `json:"jitterMs"`
 }
 
 // deliveryReply reports what subscribers received since connect.

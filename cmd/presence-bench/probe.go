@@ -22,8 +22,13 @@ type snapshotResult struct {
 	REST    LatencySummary `json:"rest"`
 }
 
-// probeSnapshot measures n snapshots each way, one at a time, on a
-// connection of its own (a member of the group).
+// maxWSProbes keeps the WebSocket probe under the server's default op
+// budget (a bucket of 100 ops).
+const maxWSProbes = 90
+
+// probeSnapshot measures n snapshots each way (at most maxWSProbes over
+// the WebSocket), one at a time, on a connection of its own (a member of
+// the group).
 func probeSnapshot(ctx context.Context, base, adminToken, secret string, p *plan, n int) (*snapshotResult, error) {
 	g := p.largestGroup()
 	r := &snapshotResult{Group: p.groupID(g), Members: p.groupSize[g]}
@@ -42,7 +47,7 @@ func probeSnapshot(ctx context.Context, base, adminToken, secret string, p *plan
 		return nil, err
 	}
 	var wsh Histogram
-	for i := range n {
+	for i := range min(n, maxWSProbes) {
 		id := uint64(i + 1)
 		start := time.Now()
 		if err := ws.Write(ctx, websocket.MessageText, subscribeFrame(id, r.Group, 0, "")); err != nil {

@@ -34,3 +34,32 @@ func TestProcSelf(t *testing.T) {
 		t.Fatalf("pid 0: %v", err)
 	}
 }
+
+func TestScanServerLog(t *testing.T) {
+	path := t.TempDir() + "/presenced.log"
+	earlier := `{"level":"error","msg":"from an earlier run"}` + "\n"
+	lines := earlier +
+		`{"level":"info","msg":"ready","http":"127.0.0.1:1"}` + "\n" +
+		`{"level":"error","msg":"Filestore Critical write error: too many open files"}` + "\n" +
+		`{"level":"warn","msg":"session not created","error":"context canceled"}` + "\n" +
+		`{"level":"warn","msg":"session not created","error":"context canceled"}` + "\n" +
+		`{"level":"info","logger":"http","msg":"http: Accept error: accept tcp 127.0.0.1:8080: too many open files; retrying in 5ms"}` + "\n" +
+		"presenced is running\n"
+	if err := os.WriteFile(path, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := scanServerLog(path, int64(len(earlier)))
+	want := map[string]int{
+		"error: Filestore Critical write error: too many open files":                      1,
+		"warn: session not created: context canceled":                                     2,
+		"info: http: Accept error: accept tcp ADDR: too many open files; retrying in 5ms": 1,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%q: %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,20 +120,26 @@ func (t *publishTally) result(pc publishConfig) *publishResult {
 	return r
 }
 
-// waitDue sleeps until change seq is due; false if ctx ended first.
+// waitDue waits until change seq is due; false if ctx ended first. Go
+// timers fire up to a millisecond late when the process is idle (the
+// poller sleeps in whole milliseconds), so the last millisecond is spent
+// yielding in a loop: a change is sent within microseconds of its due
+// time, and its latency measures the server, not the timer.
 func waitDue(ctx context.Context, s *schedule, seq int) bool {
-	d := time.Until(time.Unix(0, s.due(seq)))
-	if d <= 0 {
-		return ctx.Err() == nil
+	due := time.Unix(0, s.due(seq))
+	if d := time.Until(due) - time.Millisecond; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
+	for time.Now().Before(due) {
+		runtime.Gosched()
 	}
+	return ctx.Err() == nil
 }
 
 // publish makes every change of pc.Sched and returns once each has been

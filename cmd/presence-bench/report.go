@@ -30,6 +30,10 @@ type Report struct {
 	Reconnect *ConnectInfo    `json:"reconnect,omitempty"`
 	ColdStart *ColdStartInfo  `json:"coldStart,omitempty"`
 
+	// ServerLog counts the warnings and errors a spawned server logged, by
+	// message.
+	ServerLog map[string]int `json:"serverLog,omitempty"`
+
 	Profiles []string       `json:"profiles,omitempty"`
 	Targets  []TargetResult `json:"targets,omitempty"`
 	Notes    []string       `json:"notes,omitempty"`
@@ -384,6 +388,17 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 		t.row("restarts", "%s", strings.Join(rs, ", "))
 		t.row("restarts min / median / max", "%s / %s / %s", fmtMs(c.MinMs), fmtMs(c.MedianMs), fmtMs(c.MaxMs))
+	}
+	if len(r.ServerLog) > 0 {
+		t.section("server log: warnings and errors")
+		msgs := make([]string, 0, len(r.ServerLog))
+		for m := range r.ServerLog {
+			msgs = append(msgs, m)
+		}
+		slices.Sort(msgs)
+		for _, m := range msgs {
+			t.row(fmt.Sprintf("%d×", r.ServerLog[m]), "%s", m)
+		}
 	}
 	if len(r.Profiles) > 0 {
 		t.section("profiles")

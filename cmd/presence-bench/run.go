@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -35,6 +36,8 @@ type bench struct {
 	// do not get in the way.
 	nextSource int
 	profiles   int
+	// logOffset is where this run's part of the server log starts.
+	logOffset int64
 }
 
 // Run executes cfg and returns its report. The run is bounded by
@@ -108,7 +111,9 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	}
 	if cfg.SnapshotProbes > 0 {
+		stopProfile := b.phaseProfile(ctx, "cpu-snapshot")
 		sn, err := probeSnapshot(ctx, b.srv.BaseURL, b.cfg.AdminToken, b.cfg.JWTSecret, p, cfg.SnapshotProbes)
+		stopProfile()
 		if err != nil {
 			return err
 		}
@@ -138,6 +143,7 @@ func (b *bench) cleanup() {
 		if err := b.srv.stop(context.Background()); err != nil {
 			b.rep.Errors = append(b.rep.Errors, err.Error())
 		}
+		b.rep.ServerLog = scanServerLog(b.serverLog(), b.logOffset)
 	}
 	if b.tmp != "" {
 		_ = os.RemoveAll(b.tmp)
@@ -190,6 +196,9 @@ func (b *bench) startServer(ctx context.Context) error {
 		}
 		cfg.PresencedBin = bin
 	}
+	if fi, err := os.Stat(b.serverLog()); err == nil {
+		b.logOffset = fi.Size()
+	}
 	b.logf("starting presenced")
 	srv, cold, err := spawnServer(ctx, b.spawnConfig())
 	if err != nil {
@@ -204,7 +213,60 @@ func (b *bench) startServer(ctx context.Context) error {
 func (b *bench) spawnConfig() spawnConfig {
 	return spawnConfig{Bin: b.cfg.PresencedBin, DataDir: filepath.Join(b.tmp, "data"), AdminToken: b.cfg.AdminToken,
 		JWTSecret: b.cfg.JWTSecret, PprofAddr: b.cfg.PprofAddr, Args: b.serverArgs(),
-		LogPath: filepath.Join(b.tmp, "presenced.log")}
+		LogPath: b.serverLog()}
+}
+
+// serverLog is where the spawned server's output goes: --server-log, or
+// a file in the temporary directory.
+func (b *bench) serverLog() string {
+	if b.cfg.ServerLog != "" {
+		return b.cfg.ServerLog
+	}
+	return filepath.Join(b.tmp, "presenced.log")
+}
+
+// scanServerLog counts the warnings and errors a spawned server logged
+// (JSON lines) from offset on, by message.
+func scanServerLog(path string, offset int64) map[string]int {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Level, Msg, Error string
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		// net/http's accept errors come through a standard logger, at
+		// info level.
+		if line.Level != "warn" && line.Level != "error" && !strings.Contains(line.Msg, "error") {
+			continue
+		}
+		key := line.Level + ": " + line.Msg
+		if line.Error != "" {
+			key += ": " + line.Error
+		}
+		key = addrPattern.ReplaceAllString(key, "ADDR")
+		if len(key) > 200 {
+			key = key[:200]
+		}
+		if _, ok := out[key]; ok || len(out) < 20 {
+			out[key]++
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // redactArgs hides the values of secret flags.
@@ -701,6 +763,7 @@ func (b *bench) reconnect(ctx context.Context) error {
 		cmds[w] = command{Cmd: cmdReconnect, Reconnect: &reconnectCommand{
 			At: at.UnixNano(), Sources: b.sources((count + cfg.PerSource - 1) / cfg.PerSource), PerSource: cfg.PerSource,
 			Parallel: cfg.DialParallel, Resume: !cfg.NoResume, TimeoutMs: cfg.ConnectTimeout.Milliseconds(),
+			JitterMs: cfg.ReconnectJitter.Milliseconds(),
 		}}
 	}
 	stopProfile := b.phaseProfile(ctx, "cpu-reconnect")

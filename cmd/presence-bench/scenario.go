@@ -32,9 +32,9 @@ var scenarios = map[string]scenario{
 		},
 	},
 	"fanout10k": {
-		about: "1 group of 10,000 subscribers, 10 status changes/s for 15s: delivery latency and snapshot time",
+		about: "1 group of 10,000 subscribers, 2 status changes/s for 15s: delivery latency and snapshot time",
 		cfg: func() Config {
-			return Config{Spawn: true, Groups: []GroupSpec{{1, 10000}}, Rate: 10, Duration: 15 * time.Second, SplitSubscribe: true,
+			return Config{Spawn: true, Groups: []GroupSpec{{1, 10000}}, Rate: 2, Duration: 15 * time.Second, SplitSubscribe: true,
 				Targets: Targets{P99: 60 * time.Millisecond, Snapshot: time.Millisecond}}
 		},
 	},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"regexp"
@@ -59,6 +60,9 @@ type worker struct {
 	// A split connect holds subscribers after hello until gate closes;
 	// subscribing counts them until they have their reply. gateAt, subCtx
 	// and subTally are written before gate closes.
+	// jitter, if set, delays each dial by a random time below it.
+	jitter time.Duration
+
 	gate        chan struct{}
 	subscribing sync.WaitGroup
 	gateAt      time.Time
@@ -298,6 +302,16 @@ func (w *worker) dial1(ctx context.Context, c *subConn, hc *http.Client, dp dial
 		tally.fail(err)
 		return false
 	}
+	if w.jitter > 0 {
+		t := time.NewTimer(rand.N(w.jitter))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			tally.fail(fmt.Errorf("not dialled: %w", ctx.Err()))
+			return false
+		}
+	}
 	select {
 	case sem <- struct{}{}:
 	case <-ctx.Done():
@@ -368,12 +382,15 @@ func (w *worker) subscribe1(ctx context.Context, c *subConn, start time.Time, re
 	return true
 }
 
-// read handles the frames of one connection until it ends.
+// read handles the frames of one connection until it ends: the server
+// closed it, or dropAll did (and then cancelled ctx). Reads themselves get
+// no context, which saves coder/websocket arming a context watch per
+// frame.
 func (w *worker) read(ctx context.Context, c *subConn) {
 	w.open.Add(1)
 	defer w.open.Add(-1)
 	for {
-		buf, err := readFrame(ctx, c.ws)
+		buf, err := readFrame(context.Background(), c.ws)
 		if err != nil {
 			if ctx.Err() == nil {
 				code := "closed"
@@ -465,13 +482,14 @@ func (w *worker) collect() *deliveryReply {
 // dropAll closes every connection at once, as a network failure would,
 // and waits for their goroutines.
 func (w *worker) dropAll() {
+	// Cancel first, so that readers see their connection's end as ours.
+	if w.cancel != nil {
+		w.cancel()
+	}
 	for _, c := range w.conns {
 		if c.ws != nil {
 			c.ws.CloseNow()
 		}
-	}
-	if w.cancel != nil {
-		w.cancel()
 	}
 	w.readers.Wait()
 	for _, c := range w.conns {
@@ -488,6 +506,7 @@ func (w *worker) reconnect(ctx context.Context, rc *reconnectCommand) *connectRe
 	w.mu.Lock()
 	clear(w.closed)
 	w.mu.Unlock()
+	w.jitter = time.Duration(rc.JitterMs) * time.Millisecond
 	return w.dialAll(ctx, rc.At, rc.Sources, rc.PerSource, rc.Parallel, rc.TimeoutMs, rc.Resume, false)
 }
 
