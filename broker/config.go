@@ -56,6 +56,11 @@ type Config struct {
 	// PresenceFileStorage keeps sessions on disk instead of memory.
 	PresenceFileStorage bool
 
+	// WebhookQueueLimit bounds the changes queued per webhook endpoint
+	// while it fails; past it the oldest are dropped and counted (default
+	// 10,000).
+	WebhookQueueLimit int
+
 	// Limits (zero: defaults in limits.go).
 	Limits Limits
 

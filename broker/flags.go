@@ -47,6 +47,7 @@ func Flags(fs *flag.FlagSet) (build func() (Config, error)) {
 	fs.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", 60*time.Second, "close a WebSocket silent for this long")
 	fs.Float64Var(&c.Limits.RESTRate, "rest-rate", 100, "REST calls per second per token and per IP (negative: no limit)")
 	fs.IntVar(&c.Limits.RESTBurst, "rest-burst", 200, "burst of --rest-rate")
+	fs.IntVar(&c.WebhookQueueLimit, "webhook-queue-limit", 10000, "changes queued per failing webhook endpoint before the oldest are dropped")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "certificate file to serve HTTPS and WSS")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "key file for --tls-cert")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve pprof on this loopback address (off when empty)")

@@ -8,6 +8,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/presenced/presenced/broker/dashboard"
 	"github.com/presenced/presenced/membership"
 	"go.uber.org/zap"
 )
@@ -44,6 +45,10 @@ func (s *Server) routes() (*http.ServeMux, error) {
 	mux.Handle("DELETE /v1/tokens/{id}", s.api(membership.ScopeTokens, s.revokeToken))
 	mux.Handle("POST /v1/import", s.api(write, s.importNDJSON))
 	s.presenceRoutes(mux)
+	s.hooks.Routes(mux, func(scope string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+		return s.api(scope, h)
+	})
+	mux.Handle("GET /dashboard/", dashboard.Handler())
 	if err := s.compatRoutes(mux); err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/presenced/presenced/broker/webhook"
 	"github.com/presenced/presenced/membership"
 	"go.uber.org/zap"
 )
@@ -54,8 +55,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	var ve *membership.ValidationError
 	var mbe *http.MaxBytesError
+	var he *webhook.HTTPError
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &he):
+		ae = &apiError{he.Status, he.Code, he.Message}
 	case errors.As(err, &ve):
 		ae = &apiError{http.StatusBadRequest, codeBadRequest, ve.Field + ": " + ve.Message}
 	case errors.As(err, &mbe):

@@ -70,6 +70,7 @@ func (s *Server) registerMetrics() {
 	counter := func(name, help string, f func() float64) {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
+	m.reg.MustRegister(s.hooks.Collectors()...)
 	gauge("presenced_nats_connected", "1 while the node's NATS connection is up.", func() float64 {
 		if s.nc != nil && s.nc.IsConnected() {
 			return 1

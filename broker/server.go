@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/broker/webhook"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
 	"go.uber.org/zap"
@@ -35,6 +36,7 @@ type Server struct {
 	js     jetstream.JetStream
 	store  *membership.Store
 	engine *presence.Engine
+	hooks  *webhook.Service
 	conns  *wsConns
 
 	httpSrv  *http.Server
@@ -108,6 +110,15 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if err := s.startPresence(ctx, replicas); err != nil {
+		return err
+	}
+	if s.hooks, err = webhook.New(webhook.Config{
+		Conn: s.nc, JetStream: s.js, Replicas: replicas, Logger: s.log,
+		QueueLimit: s.cfg.WebhookQueueLimit,
+	}); err != nil {
+		return err
+	}
+	if err := s.hooks.Start(ctx); err != nil {
 		return err
 	}
 	s.registerMetrics()
@@ -201,6 +212,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.httpSrv != nil {
 			errs = append(errs, s.shutdownHTTP(ctx))
 		}
+		if s.hooks != nil {
+			errs = append(errs, s.hooks.Shutdown(ctx))
+		}
 		errs = append(errs, s.stopPresence(ctx, true))
 		s.stopRest()
 	})
@@ -214,6 +228,11 @@ func (s *Server) Kill() {
 		s.isReady.Store(false)
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
+		}
+		if s.hooks != nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // no delivery of what is queued: as if the process died
+			_ = s.hooks.Shutdown(ctx)
 		}
 		_ = s.stopPresence(context.Background(), false)
 		s.stopRest()
