@@ -134,11 +134,15 @@ type DeliveryInfo struct {
 	Frames  uint64         `json:"frames"`
 	Changes uint64         `json:"changes"`
 	Stray   uint64         `json:"stray,omitempty"`
-	// DrainMs is from the last due time to the last delivery.
+	// DrainMs is from the last due time to the last delivery; Quiet says
+	// whether deliveries had stopped (or all arrived) when the phase ended.
 	DrainMs   float64 `json:"drainMs"`
+	Quiet     bool    `json:"quiet"`
 	ServerCPU float64 `json:"serverCpuSeconds"`
-	// CPUPerDeliveryUs is ServerCPU per delivered change, microseconds.
+	// CPUPerDeliveryUs is ServerCPU per delivered change, CPUPerEventUs
+	// per accepted status change, in microseconds.
 	CPUPerDeliveryUs float64        `json:"serverCpuPerDeliveryUs"`
+	CPUPerEventUs    float64        `json:"serverCpuPerEventUs"`
 	ClientCPU        float64        `json:"clientCpuSeconds"`
 	RSSMax           int64          `json:"rssMax"`
 	RSSEnd           int64          `json:"rssEnd"`
@@ -365,8 +369,12 @@ func (r *Report) WriteTable(w io.Writer) {
 		t.row("delivered / expected", "%d / %d (%.3f%%)", d.Delivered, d.Expected, 100*d.Ratio)
 		t.row("latency (due → received)", "%s", d.Latency)
 		t.row("frames, changes received", "%d delta frames, %d marked changes (%d stray)", d.Frames, d.Changes, d.Stray)
-		t.row("drain after last due", "%s", fmtMs(d.DrainMs))
-		t.row("server CPU", "%.2fs, %.2fµs per delivered change", d.ServerCPU, d.CPUPerDeliveryUs)
+		if d.Quiet {
+			t.row("drain after last due", "%s", fmtMs(d.DrainMs))
+		} else {
+			t.row("drain after last due", "%s, still delivering when the drain bound (--drain) ended the phase", fmtMs(d.DrainMs))
+		}
+		t.row("server CPU", "%.2fs: %.2fµs per delivered change, %.1fµs per accepted status change", d.ServerCPU, d.CPUPerDeliveryUs, d.CPUPerEventUs)
 		t.row("client CPU (bench)", "%.2fs", d.ClientCPU)
 		t.row("server RSS max / end", "%s / %s", fmtBytes(float64(d.RSSMax)), fmtBytes(float64(d.RSSEnd)))
 		t.row("server counters", "%.0f deltas out, %.0f frames out, %.0f slow consumers cut", d.ServerDeltasOut, d.ServerFramesOut, d.SlowConsumers)

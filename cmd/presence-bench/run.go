@@ -651,10 +651,14 @@ func (b *bench) deliver(ctx context.Context) error {
 		return err
 	}
 	expected := pres.expectedDeliveries(b.plan)
-	// Drain: until everything expected arrived, nothing arrived for a
-	// second, or Drain passed since the last change was due.
+	// Drain: until everything expected arrived (with Verify: until nothing
+	// arrived for a second, as coalescing may deliver less than expected
+	// and the final state is only comparable once all is delivered), or
+	// Drain passed since the publisher finished.
 	var d *deliveryReply
-	lastCount, lastProgress := uint64(0), time.Now()
+	drainStart := time.Now()
+	lastCount, lastProgress := uint64(0), drainStart
+	quiet := false
 	for {
 		if d, err = b.collect(ctx); err != nil {
 			sampler.finish()
@@ -664,7 +668,8 @@ func (b *bench) deliver(ctx context.Context) error {
 		if got := d.Deliveries - before.Deliveries; got != lastCount {
 			lastCount, lastProgress = got, now
 		}
-		if lastCount >= expected || now.Sub(lastProgress) > time.Second || now.Sub(lastDue) > cfg.Drain {
+		quiet = now.Sub(lastProgress) > time.Second
+		if quiet || (!cfg.Verify && lastCount >= expected) || now.Sub(drainStart) > cfg.Drain {
 			break
 		}
 		if err := b.sleep(ctx, 100*time.Millisecond); err != nil {
@@ -676,7 +681,8 @@ func (b *bench) deliver(ctx context.Context) error {
 	di := &DeliveryInfo{Publish: pres, Expected: expected, Delivered: d.Deliveries - before.Deliveries,
 		Latency: d.Latency.Summary(), Frames: d.Frames - before.Frames, Changes: d.Changes - before.Changes,
 		Stray: d.Stray - before.Stray, Open: d.Open, Closed: d.Closed, Ended: d.Ended,
-		ServerCPU: b.serverCPU() - cpu0, ClientCPU: (cpuOf(clientPIDs...) - ccpu0).Seconds(), RSSSamples: samples}
+		ServerCPU: b.serverCPU() - cpu0, ClientCPU: (cpuOf(clientPIDs...) - ccpu0).Seconds(), RSSSamples: samples,
+		Quiet: quiet || lastCount >= expected}
 	if expected > 0 {
 		di.Ratio = float64(di.Delivered) / float64(expected)
 	}
@@ -685,6 +691,9 @@ func (b *bench) deliver(ctx context.Context) error {
 	}
 	if di.Delivered > 0 {
 		di.CPUPerDeliveryUs = di.ServerCPU * 1e6 / float64(di.Delivered)
+	}
+	if pres.Accepted > 0 {
+		di.CPUPerEventUs = di.ServerCPU * 1e6 / float64(pres.Accepted)
 	}
 	for _, v := range samples {
 		di.RSSMax = max(di.RSSMax, v)

@@ -42,7 +42,7 @@ var scenarios = map[string]scenario{
 		about: "100,000 status events/s for 10s over 1,000 users in 10 groups of 100, 10 subscribers each: ingest rate, coalescing, bounded memory",
 		cfg: func() Config {
 			return Config{Spawn: true, Groups: []GroupSpec{{10, 100}}, Subscribers: 10, Rate: 100000,
-				Duration: 10 * time.Second, Publishers: 1000, PublishConns: 128, Verify: true,
+				Duration: 10 * time.Second, Publishers: 1000, PublishConns: 128, Verify: true, Drain: 10 * time.Second,
 				Targets: Targets{Rate: 100000}}
 		},
 	},
