@@ -6,8 +6,12 @@ import (
 )
 
 // Fan-out: a change of one user touches only the groups that user is in.
-// Each touched group collects its deltas until the coalescing window ends;
-// then every dirty group builds one Batch (last change per user wins),
+// Coalescing is a throttle with a leading edge: a change that arrives while
+// no window is open is delivered at once and opens a window; changes during
+// the window are collected, and when it ends every dirty group builds one
+// Batch (last change per user wins), and a new window opens only if there
+// was something to deliver. A quiet system thus adds no latency, and a busy
+// one delivers at most one batch per group per window;
 // shared by all its subscribers, and one counts batch if its counts changed.
 // Groups are flushed in revision order, so the batches a subscriber receives
 // never go back in revision, across groups too.
@@ -49,8 +53,9 @@ func (x *index) markDirty(g *group) {
 	x.fan.dirty = append(x.fan.dirty, g)
 }
 
-// afterApplyLocked runs once per applied entry: it flushes at once without
-// a coalescing window, or makes sure a flush is scheduled.
+// afterApplyLocked runs once per applied entry: outside a coalescing
+// window it flushes at once and opens one; inside, the flush waits for the
+// window's end.
 func (x *index) afterApplyLocked() {
 	if len(x.fan.dirty) == 0 || x.fan.closed {
 		return
@@ -60,18 +65,27 @@ func (x *index) afterApplyLocked() {
 		return
 	}
 	if !x.fan.armed {
-		x.fan.armed = true
-		x.fan.timer = x.clock.AfterFunc(x.coalesce, x.flushTimer)
+		x.flushLocked()
+		x.armLocked()
 	}
 }
 
+func (x *index) armLocked() {
+	x.fan.armed = true
+	x.fan.timer = x.clock.AfterFunc(x.coalesce, x.flushTimer)
+}
+
+// flushTimer ends a window: what it collected goes out, and a new window
+// opens if there was any.
 func (x *index) flushTimer() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.fan.armed = false
-	if !x.fan.closed {
-		x.flushLocked()
+	if x.fan.closed || len(x.fan.dirty) == 0 {
+		return
 	}
+	x.flushLocked()
+	x.armLocked()
 }
 
 // flushLocked delivers every dirty group's batch.

@@ -50,7 +50,13 @@ func TestSubscriberCoalescesWithinWindow(t *testing.T) {
 		if _, err := s.Subscribe("g", SubscribeOptions{}); err != nil {
 			t.Fatal(err)
 		}
+		// The first change of a quiet system goes out at once and opens a
+		// window.
 		f.session("u1", "s", "n", "i", protocol.StatusOnline)
+		if b := next(t, s); len(b) != 1 || !slices.Equal(users(b[0].Changes), []string{"u1:online"}) {
+			t.Fatalf("leading change = %+v, want u1:online at once", b)
+		}
+		// Changes inside the window wait for its end and merge.
 		f.session("u2", "s", "n", "i", protocol.StatusOnline)
 		f.session("u1", "s", "n", "i", protocol.StatusAway)
 		time.Sleep(20 * time.Millisecond)
@@ -68,11 +74,21 @@ func TestSubscriberCoalescesWithinWindow(t *testing.T) {
 		if b[0].Rev != f.rev || b[0].Online != 2 || b[0].Total != 2 {
 			t.Fatalf("batch = %+v", b[0])
 		}
-		// A later change opens a new window.
+		// A change in the window that follows a flush waits for its end...
 		f.session("u2", "s", "n", "i", protocol.StatusBusy)
+		if b := next(t, s); len(b) != 0 {
+			t.Fatalf("change inside the follow-up window went out at once: %+v", b)
+		}
 		time.Sleep(30 * time.Millisecond)
 		if b := next(t, s); len(b) != 1 || len(b[0].Changes) != 1 {
 			t.Fatalf("second window = %+v", b)
+		}
+		// ...and once a window passes with nothing, the next change is
+		// immediate again.
+		time.Sleep(30 * time.Millisecond)
+		f.session("u2", "s", "n", "i", protocol.StatusOnline)
+		if b := next(t, s); len(b) != 1 || !slices.Equal(users(b[0].Changes), []string{"u2:online"}) {
+			t.Fatalf("after a quiet window = %+v, want u2:online at once", b)
 		}
 	})
 }
