@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/presenced/presenced/membership"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,7 +83,7 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	kv, err := cfg.JetStream.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := membership.CreateBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "presenced webhooks: registered endpoints and their secrets",
 		History:     1,
