@@ -516,6 +516,7 @@ func (b *bench) connect(ctx context.Context) error {
 	}
 	b.rep.Memory = mem
 	b.profile(ctx, "heap-connected", "/debug/pprof/heap")
+	b.profile(ctx, "goroutine-connected", "/debug/pprof/goroutine")
 	return nil
 }
 

@@ -57,17 +57,17 @@ type worker struct {
 	readers sync.WaitGroup
 	cancel  context.CancelFunc
 
-	// A split connect holds subscribers after hello until gate closes;
-	// subscribing counts them until they have their reply. gateAt, subCtx
-	// and subTally are written before gate closes.
 	// jitter, if set, delays each dial by a random time below it.
 	jitter time.Duration
 
-	gate        chan struct{}
-	subscribing sync.WaitGroup
-	gateAt      time.Time
-	subCtx      context.Context
-	subTally    *connTally
+	// A split connect holds subscribers after hello until gate closes;
+	// subscribing counts them until they have their reply. gateAt,
+	// gateDeadline and subTally are written before gate closes.
+	gate         chan struct{}
+	subscribing  sync.WaitGroup
+	gateAt       time.Time
+	gateDeadline time.Time
+	subTally     *connTally
 
 	sched        atomic.Pointer[schedule]
 	lat          shardedHist
@@ -114,7 +114,7 @@ func (w *worker) do(ctx context.Context, cmd command) reply {
 		if cmd.Subscribe == nil || w.cc == nil || !w.cc.Split {
 			return reply{Err: "subscribe: missing, or without a split connect"}
 		}
-		return reply{Connect: w.subscribeAll(ctx, cmd.Subscribe)}
+		return reply{Connect: w.subscribeAll(cmd.Subscribe)}
 	case cmdSchedule:
 		if cmd.Schedule == nil {
 			return reply{Err: "schedule: missing"}
@@ -274,21 +274,21 @@ func (w *worker) awaitGate(ctx context.Context, c *subConn) bool {
 		c.ws.CloseNow()
 		return false
 	}
-	return w.subscribe1(w.subCtx, c, w.gateAt, false, w.subTally)
+	sctx, cancel := context.WithDeadline(ctx, w.gateDeadline)
+	defer cancel()
+	return w.subscribe1(sctx, c, w.gateAt, false, w.subTally)
 }
 
 // subscribeAll lets the connections held by a split connect subscribe, all
 // at once from at, and waits for their replies.
-func (w *worker) subscribeAll(ctx context.Context, sc *subscribeCommand) *connectReply {
+func (w *worker) subscribeAll(sc *subscribeCommand) *connectReply {
 	if d := time.Until(time.Unix(0, sc.At)); d > 0 {
 		time.Sleep(d)
 	}
 	// Written before the gate opens, read by the connections after.
 	w.gateAt = time.Unix(0, sc.At)
 	w.subTally = newConnTally()
-	var cancel context.CancelFunc
-	w.subCtx, cancel = context.WithTimeout(ctx, time.Duration(sc.TimeoutMs)*time.Millisecond)
-	defer cancel()
+	w.gateDeadline = w.gateAt.Add(time.Duration(sc.TimeoutMs) * time.Millisecond)
 	close(w.gate)
 	w.subscribing.Wait()
 	return w.subTally.reply()

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -27,6 +29,22 @@ func sourceAddr(n int) string {
 	return fmt.Sprintf("127.%d.%d.%d", (v>>16)&0xff, (v>>8)&0xff, v&0xff)
 }
 
+// ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT socket option.
+const ipBindAddressNoPort = 24
+
+// bindNoPort makes bind choose only the address and leave the port to
+// connect. Without it, binding a source address picks a port unused by
+// any socket of that address, in a search that slows down as thousands of
+// ports are taken or in TIME_WAIT from a previous run; connect picks a
+// port unused toward this destination, quickly.
+func bindNoPort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+	})
+	return errors.Join(err, serr)
+}
+
 // newSourceClient returns an HTTP client whose connections leave from
 // source ("" for the system's choice). Handshakes of upgraded connections
 // are never pooled, so the client holds nothing per connection.
@@ -34,6 +52,7 @@ func newSourceClient(source string) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second}
 	if source != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(source)}
+		d.Control = bindNoPort
 	}
 	return &http.Client{Transport: &http.Transport{
 		DialContext:       d.DialContext,
