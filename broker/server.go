@@ -31,13 +31,15 @@ type Server struct {
 	limits  *rateLimits
 	metrics *metrics
 
-	ns     *server.Server // nil with an external NATS
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	store  *membership.Store
-	engine *presence.Engine
-	hooks  *webhook.Service
-	conns  *wsConns
+	ns      *server.Server // nil with an external NATS
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	store   *membership.Store
+	engine  *presence.Engine
+	hooks   *webhook.Service
+	conns   *wsConns
+	writers *writerPool
+	quit    chan struct{} // stops the pinger
 
 	httpSrv  *http.Server
 	ln       net.Listener
@@ -121,6 +123,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.hooks.Start(ctx); err != nil {
 		return err
 	}
+	s.writers = newWriterPool()
+	s.quit = make(chan struct{})
+	go s.pinger(s.quit)
 	s.registerMetrics()
 	if err := s.startHTTP(); err != nil {
 		return err
@@ -229,6 +234,9 @@ func (s *Server) Kill() {
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
 		}
+		for _, wc := range s.conns.all() {
+			_ = wc.c.CloseNow() // as the sockets of a dead process would
+		}
 		if s.hooks != nil {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel() // no delivery of what is queued: as if the process died
@@ -240,6 +248,12 @@ func (s *Server) Kill() {
 }
 
 func (s *Server) stopRest() {
+	if s.quit != nil {
+		close(s.quit)
+	}
+	if s.writers != nil {
+		s.writers.stop()
+	}
 	if s.pprof != nil {
 		_ = s.pprof.Close()
 	}

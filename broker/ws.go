@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -44,6 +45,16 @@ func (cs *wsConns) remove(c *wsConn) {
 	cs.mu.Lock()
 	delete(cs.m, c)
 	cs.mu.Unlock()
+}
+
+func (cs *wsConns) all() []*wsConn {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	out := make([]*wsConn, 0, len(cs.m))
+	for c := range cs.m {
+		out = append(out, c)
+	}
+	return out
 }
 
 func (cs *wsConns) len() int {
@@ -163,17 +174,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		c:       c,
 		p:       p,
 		sess:    sess,
-		sub:     s.engine.NewSubscriber(presence.SubscriberConfig{Queue: s.cfg.Limits.WriteQueue}),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
 		groups:  map[string]bool{},
 	}
+	wc.lastRead.Store(time.Now().UnixNano())
+	wc.sub = s.engine.NewSubscriber(presence.SubscriberConfig{
+		Queue: s.cfg.Limits.WriteQueue,
+		Ready: func() { s.writers.schedule(wc) },
+	})
 	if !s.conns.add(wc) {
 		wc.cleanup()
 		_ = c.Close(protocol.CloseGoingAway, protocol.CloseText(protocol.CloseGoingAway))
 		return
 	}
 	s.metrics.connections.Inc()
-	wc.run()
+	// The handler returns and its goroutine, with net/http's frames and
+	// buffers, goes away; the connection lives on in one small reader.
+	go wc.run()
 }
 
 func clip(s string, n int) string {
@@ -183,14 +200,20 @@ func clip(s string, n int) string {
 	return s
 }
 
-// wsConn is one WebSocket session. The handler goroutine reads and answers
-// ops; one writer goroutine drains the subscriber's queue.
+// wsConn is one WebSocket session. One goroutine reads and answers ops;
+// batches are written by the server's writer pool when the subscriber
+// signals them, and the server's pinger checks idle connections.
 type wsConn struct {
 	s       *Server
 	c       *websocket.Conn
 	sess    *presence.Session
 	sub     *presence.Subscriber
 	limiter *rate.Limiter
+
+	queued   atomic.Bool  // waiting for a writer
+	flushMu  sync.Mutex   // held by the writer draining this connection
+	buf      []byte       // the writer's frame buffer, under flushMu
+	lastRead atomic.Int64 // unix nanoseconds of the last frame read
 
 	// wmu serialises frames so that a subscription's snapshot reaches the
 	// client before any delta of that group. It is held while writing one
@@ -215,19 +238,9 @@ func (wc *wsConn) run() {
 	hello := protocol.AppendHello(nil, protocol.Hello{
 		Session: wc.sessionID(), User: wc.p.UserID, Node: wc.s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),
 	})
-	if err := wc.write(ctx, hello); err != nil {
-		wc.cleanup()
-		return
+	if err := wc.write(ctx, hello); err == nil {
+		wc.readLoop(ctx)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wc.writeLoop(ctx)
-	}()
-	wc.readLoop(ctx)
-	cancel()
-	wc.sub.Close()
-	<-done
 	wc.cleanup()
 }
 
@@ -296,46 +309,6 @@ func (wc *wsConn) write(ctx context.Context, frame []byte) error {
 	return err
 }
 
-// writeLoop sends batches as they come and pings the client when idle.
-func (wc *wsConn) writeLoop(ctx context.Context) {
-	idle := wc.s.cfg.Limits.IdleTimeout
-	var buf []byte
-	for {
-		wctx, cancel := context.WithTimeout(ctx, idle/3)
-		batches, err := wc.sub.Next(wctx)
-		cancel()
-		switch {
-		case err == nil:
-		case errors.Is(err, presence.ErrSlowConsumer):
-			wc.s.metrics.slowConsumers.Inc()
-			wc.close(protocol.CloseSlowConsumer)
-			return
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			pctx, cancel := context.WithTimeout(ctx, idle*2/3)
-			err := wc.c.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				wc.close(protocol.CloseIdleTimeout)
-				return
-			}
-			continue
-		default:
-			return
-		}
-		for _, b := range batches {
-			buf = wc.appendBatch(buf[:0], b)
-			if len(buf) == 0 {
-				continue
-			}
-			if err := wc.write(ctx, buf); err != nil {
-				return
-			}
-			wc.s.metrics.deltasOut.Add(float64(len(b.Changes)))
-			wc.s.metrics.observeFanout(b)
-		}
-	}
-}
-
 // appendBatch encodes a batch as a delta or counts frame; batches of groups
 // the client has since left encode to nothing.
 func (wc *wsConn) appendBatch(dst []byte, b presence.Batch) []byte {
@@ -376,6 +349,7 @@ func (wc *wsConn) readLoop(ctx context.Context) {
 		if wc.sess != nil {
 			wc.sess.Touch()
 		}
+		wc.lastRead.Store(time.Now().UnixNano())
 		if typ != websocket.MessageText {
 			wc.close(protocol.CloseProtocolError)
 			return

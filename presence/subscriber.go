@@ -16,6 +16,12 @@ type SubscriberConfig struct {
 	// Queue is how many batches may wait for Next (default DefaultQueue).
 	// A subscriber whose queue overflows is cut: see ErrSlowConsumer.
 	Queue int
+	// Ready, if set, is called whenever batches are queued or the
+	// subscriber fails, so that a caller can drain it with TryNext from a
+	// shared worker instead of a goroutine blocked in Next. It runs with the
+	// engine's locks held: it must only signal, never block or call back
+	// into the engine.
+	Ready func()
 }
 
 // SubscribeOptions tune one group subscription.
@@ -53,6 +59,7 @@ type Subscriber struct {
 	x      *index
 	max    int
 	notify chan struct{}
+	ready  func()
 
 	// index.mu guards the following fields.
 	groups    map[string]bool  // subscribed groups: counts only?
@@ -79,7 +86,7 @@ func (x *index) newSubscriber(cfg SubscriberConfig) *Subscriber {
 		cfg.Queue = DefaultQueue
 	}
 	s := &Subscriber{
-		x: x, max: cfg.Queue, notify: make(chan struct{}, 1),
+		x: x, max: cfg.Queue, notify: make(chan struct{}, 1), ready: cfg.Ready,
 		groups: make(map[string]bool), countRefs: make(map[string]uint8),
 	}
 	x.mu.Lock()
@@ -97,6 +104,9 @@ func (s *Subscriber) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
+	}
+	if s.ready != nil {
+		s.ready()
 	}
 }
 
@@ -298,6 +308,23 @@ func (s *Subscriber) Next(ctx context.Context) ([]Batch, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// TryNext is Next without waiting: it returns the queued batches, or none
+// when the queue is empty, or the subscriber's error. The returned slice is
+// valid until the next call of Next or TryNext.
+func (s *Subscriber) TryNext() ([]Batch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	if len(s.queue) == 0 {
+		return nil, nil
+	}
+	out := s.queue
+	s.queue, s.spare = s.spare[:0], out
+	return out, nil
 }
 
 // Close ends every subscription of s.

@@ -374,3 +374,39 @@ func TestBatchesOrderedAcrossGroups(t *testing.T) {
 		}
 	})
 }
+
+// TestReadyAndTryNext: a subscriber drained by a shared worker is signalled
+// through Ready and drained without blocking.
+func TestReadyAndTryNext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFeeder(t, -1, 100)
+		f.lease("n", "i")
+		f.member("g", "u1")
+		f.x.markLoaded()
+		var signals int
+		s := f.x.newSubscriber(SubscriberConfig{Queue: 2, Ready: func() { signals++ }})
+		defer s.Close()
+		if _, err := s.Subscribe("g", SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := s.TryNext(); b != nil || err != nil {
+			t.Fatalf("empty queue: %v %v", b, err)
+		}
+		f.session("u1", "s", "n", "i", protocol.StatusOnline)
+		if signals != 1 {
+			t.Fatalf("Ready called %d times, want 1", signals)
+		}
+		if b, err := s.TryNext(); len(b) != 1 || err != nil {
+			t.Fatalf("TryNext = %v %v", b, err)
+		}
+		for _, st := range []protocol.Status{protocol.StatusAway, protocol.StatusBusy, protocol.StatusOnline} {
+			f.session("u1", "s", "n", "i", st)
+		}
+		if _, err := s.TryNext(); err != ErrSlowConsumer {
+			t.Fatalf("overflowed queue: %v, want ErrSlowConsumer", err)
+		}
+		if signals != 4 {
+			t.Fatalf("Ready called %d times, want 4 (3 batches queued or failed)", signals)
+		}
+	})
+}

@@ -1,0 +1,146 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
+)
+
+// writerPool writes queued batches to WebSockets from a fixed set of
+// goroutines, so that an idle connection owns no writer goroutine: a
+// subscriber's Ready signal queues its connection, once, and a worker
+// drains it.
+type writerPool struct {
+	ch chan *wsConn
+	wg sync.WaitGroup
+
+	mu sync.RWMutex
+	// mu guards the following field; schedule holds it for reading so
+	// that stop never closes ch under a sender.
+	stopped bool
+}
+
+// writers is how many connections may be written at the same time. A
+// worker writing to a slow client waits for at most writeTimeout.
+func writers() int { return 32 * runtime.GOMAXPROCS(0) }
+
+func newWriterPool() *writerPool {
+	p := &writerPool{ch: make(chan *wsConn, 1<<16)}
+	n := writers()
+	p.wg.Add(n)
+	for range n {
+		go func() {
+			defer p.wg.Done()
+			for wc := range p.ch {
+				wc.flush()
+			}
+		}()
+	}
+	return p
+}
+
+// schedule queues wc for a worker unless it is queued already. It never
+// blocks: it runs under the presence engine's locks.
+func (p *writerPool) schedule(wc *wsConn) {
+	if !wc.queued.CompareAndSwap(false, true) {
+		return
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.stopped {
+		return
+	}
+	select {
+	case p.ch <- wc:
+	default:
+		go wc.flush() // the queue is full: never block the engine
+	}
+}
+
+func (p *writerPool) stop() {
+	p.mu.Lock()
+	if !p.stopped {
+		p.stopped = true
+		close(p.ch)
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// flush writes everything queued for wc. flushMu keeps the frames of one
+// connection in order when two workers get it one after the other.
+func (wc *wsConn) flush() {
+	wc.flushMu.Lock()
+	defer wc.flushMu.Unlock()
+	wc.queued.Store(false)
+	for {
+		batches, err := wc.sub.TryNext()
+		switch {
+		case errors.Is(err, presence.ErrSlowConsumer):
+			wc.s.metrics.slowConsumers.Inc()
+			wc.close(protocol.CloseSlowConsumer)
+			return
+		case err != nil || len(batches) == 0:
+			return
+		}
+		buf := wc.buf[:0]
+		for _, b := range batches {
+			buf = wc.appendBatch(buf[:0], b)
+			if len(buf) == 0 {
+				continue
+			}
+			if err := wc.write(context.Background(), buf); err != nil {
+				wc.close(protocol.CloseNormal)
+				return
+			}
+			wc.s.metrics.deltasOut.Add(float64(len(b.Changes)))
+			wc.s.metrics.observeFanout(b)
+		}
+		if cap(buf) <= 64<<10 {
+			wc.buf = buf[:0] // keep a modest buffer; drop a huge one
+		} else {
+			wc.buf = nil
+		}
+	}
+}
+
+// pinger pings connections that have been silent for a third of the idle
+// timeout and closes those that do not answer, from one goroutine for all
+// connections plus a bounded number of pings in flight.
+func (s *Server) pinger(quit <-chan struct{}) {
+	idle := s.cfg.Limits.IdleTimeout
+	t := time.NewTicker(idle / 3)
+	defer t.Stop()
+	sem := make(chan struct{}, 256)
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-idle / 3).UnixNano()
+		for _, wc := range s.conns.all() {
+			if wc.lastRead.Load() > cutoff {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-quit:
+				return
+			}
+			go func() {
+				defer func() { <-sem }()
+				ctx, cancel := context.WithTimeout(context.Background(), idle*2/3)
+				defer cancel()
+				if err := wc.c.Ping(ctx); err != nil {
+					wc.close(protocol.CloseIdleTimeout)
+				}
+			}()
+		}
+	}
+}
