@@ -17,6 +17,9 @@ var errConfig = errors.New("presence-bench: config")
 type Config struct {
 	// Scenario names the preset the run started from ("" for none).
 	Scenario string
+	// Label names the run in the report and in profile file names
+	// (default: the scenario).
+	Label string
 
 	// Server: either Spawn (start presenced from PresencedBin with a fresh
 	// data directory) or URL (with ServerPID to measure it).
@@ -138,6 +141,7 @@ func (g groupsFlag) Set(s string) error {
 // register binds every flag to c, with c's current values as defaults.
 func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "preset: "+strings.Join(scenarioNames(), ", ")+"; other flags override it")
+	fs.StringVar(&c.Label, "label", c.Label, "name of the run in the report and in profile file names (default: the scenario)")
 	fs.BoolVar(&c.Spawn, "spawn", c.Spawn, "start presenced as a child with a temporary data dir, and measure it")
 	fs.StringVar(&c.PresencedBin, "presenced", c.PresencedBin, "presenced binary for --spawn (default: go build ./cmd/presenced into a temp dir)")
 	fs.Var(listFlag{&c.ServerArgs}, "server-args", "extra flags for the spawned presenced, e.g. --server-args='--coalesce 5ms' (repeatable)")

@@ -15,6 +15,7 @@ import (
 // are nil. Durations are milliseconds, memory bytes, CPU seconds.
 type Report struct {
 	Scenario string      `json:"scenario,omitempty"`
+	Label    string      `json:"label,omitempty"`
 	Command  string      `json:"command"`
 	Started  time.Time   `json:"started"`
 	Seconds  float64     `json:"seconds"`
@@ -317,6 +318,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	title := "presence-bench"
 	if r.Scenario != "" {
 		title += " · " + r.Scenario
+	}
+	if r.Label != "" && r.Label != r.Scenario {
+		title += " · " + r.Label
 	}
 	fmt.Fprintf(w, "%s · %s · %.1fs\n", title, r.Started.Format(time.RFC3339), r.Seconds)
 	t.section("machine")

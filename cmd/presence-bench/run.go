@@ -52,6 +52,7 @@ func Run(ctx context.Context, cfg Config, args []string, progress io.Writer) (*R
 	defer cancel()
 	b := &bench{cfg: cfg, log: progress, rep: &Report{
 		Scenario: cfg.Scenario,
+		Label:    cfg.Label,
 		Command:  "presence-bench " + strings.Join(args, " "),
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Machine:  machineInfo(),
@@ -383,7 +384,7 @@ func (b *bench) profile(ctx context.Context, name, path string) {
 		return
 	}
 	b.profiles++
-	file := filepath.Join(b.cfg.ProfileDir, fmt.Sprintf("%s-%s.pb.gz", b.cfg.scenarioOr("custom"), name))
+	file := filepath.Join(b.cfg.ProfileDir, fmt.Sprintf("%s-%s.pb.gz", b.cfg.label(), name))
 	if err := saveProfile(ctx, b.cfg.PprofAddr, path, file); err != nil {
 		b.rep.Errors = append(b.rep.Errors, fmt.Sprintf("profile %s: %v", name, err))
 		return
@@ -404,11 +405,16 @@ func (b *bench) phaseProfile(ctx context.Context, name string) (wait func()) {
 	return wg.Wait
 }
 
-func (c Config) scenarioOr(def string) string {
-	if c.Scenario != "" {
+// label names the run in profile file names: --label, else the
+// scenario, else "custom".
+func (c Config) label() string {
+	switch {
+	case c.Label != "":
+		return c.Label
+	case c.Scenario != "":
 		return c.Scenario
 	}
-	return def
+	return "custom"
 }
 
 func (b *bench) sleep(ctx context.Context, d time.Duration) error {
@@ -438,7 +444,7 @@ func (b *bench) connect(ctx context.Context) error {
 	var profile func(int) string
 	if cfg.ProfileDir != "" {
 		profile = func(i int) string {
-			f := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-worker%d-cpu.pb.gz", cfg.scenarioOr("custom"), i))
+			f := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-worker%d-cpu.pb.gz", cfg.label(), i))
 			b.rep.Profiles = append(b.rep.Profiles, f)
 			return f
 		}
