@@ -139,7 +139,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	patterns, anyOrigin := originPatterns(s.cfg.AllowedOrigins)
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,
@@ -212,7 +212,6 @@ type wsConn struct {
 
 	queued   atomic.Bool  // waiting for a writer
 	flushMu  sync.Mutex   // held by the writer draining this connection
-	buf      []byte       // the writer's frame buffer, under flushMu
 	lastRead atomic.Int64 // unix nanoseconds of the last frame read
 
 	// wmu serialises frames so that a subscription's snapshot reaches the

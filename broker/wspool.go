@@ -88,7 +88,8 @@ func (wc *wsConn) flush() {
 		case err != nil || len(batches) == 0:
 			return
 		}
-		buf := wc.buf[:0]
+		bp := framePool.Get().(*[]byte)
+		buf := (*bp)[:0]
 		for _, b := range batches {
 			buf = wc.appendBatch(buf[:0], b)
 			if len(buf) == 0 {
@@ -96,17 +97,26 @@ func (wc *wsConn) flush() {
 			}
 			if err := wc.write(context.Background(), buf); err != nil {
 				wc.close(protocol.CloseNormal)
+				putFrame(bp, buf)
 				return
 			}
 			wc.s.metrics.deltasOut.Add(float64(len(b.Changes)))
 			wc.s.metrics.observeFanout(b)
 		}
-		if cap(buf) <= 64<<10 {
-			wc.buf = buf[:0] // keep a modest buffer; drop a huge one
-		} else {
-			wc.buf = nil
-		}
+		putFrame(bp, buf)
 	}
+}
+
+// framePool holds the writers' frame buffers: a connection keeps none
+// between flushes.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func putFrame(bp *[]byte, buf []byte) {
+	if cap(buf) > 64<<10 {
+		return // let a huge buffer go
+	}
+	*bp = buf[:0]
+	framePool.Put(bp)
 }
 
 // pinger pings connections that have been silent for a third of the idle
