@@ -30,9 +30,16 @@ func (c compatStatus) ChangedSince(t time.Time) []string {
 	return ids
 }
 
-// SetManualStatus stores a manual status; "online" clears it.
+// SetManualStatus stores a manual status; "online" clears it, and an empty
+// status keeps the current one while the text changes.
 func (c compatStatus) SetManualStatus(ctx context.Context, user string, status protocol.Status, text string) error {
-	return c.e.SetManual(ctx, user, presence.Manual{Status: status, Text: text})
+	m := presence.Manual{Status: status, Text: text}
+	if status == "" {
+		if cur, ok := c.e.ManualOf(user); ok {
+			m.Status, m.Expires = cur.Status, cur.Expires
+		}
+	}
+	return c.e.SetManual(ctx, user, m)
 }
 
 // compatRoutes mounts the Rocket.Chat, CometChat and Bitrix24 endpoints.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +78,41 @@ func TestStatusOverWebSocketSeenByEveryVendorAPI(t *testing.T) {
 	path := "/rest/" + strconv.FormatInt(ua.Seq, 10) + "/" + tokA.Token + "/sonet_group.user.get?ID=" + strconv.FormatInt(g.Seq, 10)
 	if st := get(path, http.Header{}, &bx); st != 200 || len(bx.Result) != 2 || bx.Time == nil {
 		t.Fatalf("Bitrix24 sonet_group.user.get: %d %+v", st, bx)
+	}
+}
+
+// TestSetStatusMessageKeepsManualStatus: a Rocket.Chat users.setStatus with
+// only a message changes the text and keeps a manual busy set elsewhere.
+func TestSetStatusMessageKeepsManualStatus(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	var tokB struct{ Token string }
+	call(t, "POST", s.URL+"/v1/tokens", s.Admin, map[string]any{"userId": "b", "scopes": []string{"connect"}}, &tokB)
+	b := mustDial(t, s, userJWT(t, "b", time.Hour))
+	b.reply(protocol.ClientFrame{Op: protocol.OpSetStatus, Status: protocol.StatusBusy, Text: "call"})
+
+	req, _ := http.NewRequest("POST", s.URL+"/api/v1/users.setStatus", strings.NewReader(`{"message":"still on a call"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-User-Id", "b")
+	req.Header.Set("X-Auth-Token", tokB.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("users.setStatus: %d", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st := s.Engine().Status("b")
+		if st.Text == "still on a call" {
+			if st.Status != protocol.StatusBusy {
+				t.Fatalf("status %s after a message-only setStatus, want busy", st.Status)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("text never changed: %+v", st)
+		}
 	}
 }

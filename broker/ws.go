@@ -407,6 +407,11 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 			return fail(protocol.CodeForbidden, "an observer connection has no status")
 		}
 		m := presence.Manual{Status: f.Status, Text: f.Text}
+		if f.Status == "" { // text only: keep the manual status there is
+			if cur, ok := wc.s.engine.ManualOf(wc.userID()); ok {
+				m.Status, m.Expires = cur.Status, cur.Expires
+			}
+		}
 		if f.ExpiresIn > 0 {
 			m.Expires = time.Now().Add(time.Duration(f.ExpiresIn) * time.Second)
 		}

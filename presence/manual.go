@@ -69,3 +69,17 @@ func (x *index) manualSince(user string, status protocol.Status) time.Time {
 	}
 	return time.Time{}
 }
+
+// ManualOf returns the user's manual status as this node's index has it,
+// and whether there is one.
+func (e *Engine) ManualOf(user string) (Manual, bool) {
+	x := e.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	u := x.users[user]
+	if u == nil || u.manual == nil {
+		return Manual{}, false
+	}
+	r := u.manual.rec
+	return Manual{Status: r.Status, Text: r.Text, Expires: r.Expires}, true
+}
