@@ -11,6 +11,9 @@ import (
 
 var errConfig = errors.New("presence-bench: config")
 
+// maxChanges bounds the status changes of a run.
+const maxChanges = 20_000_000
+
 // Config is one run. The zero value of a field means its default, as the
 // flags describe it; a scenario preset fills fields before the flags given
 // on the command line override them.
@@ -299,8 +302,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Changes > 0 && c.Rate == 0 {
 		return c, fmt.Errorf("%w: --changes needs --rate", errConfig)
 	}
-	if c.Changes > 20_000_000 {
-		return c, fmt.Errorf("%w: %d changes is more than this tool bounds a run to (20,000,000)", errConfig, c.Changes)
+	if c.Changes > maxChanges {
+		return c, fmt.Errorf("%w: %d changes is more than this tool bounds a run to (%d)", errConfig, c.Changes, maxChanges)
 	}
 	if c.Publish == "" {
 		c.Publish = publishREST

@@ -24,6 +24,8 @@ type command struct {
 	Schedule  *schedule         `json:"schedule,omitempty"`
 	Reconnect *reconnectCommand `json:"reconnect,omitempty"`
 	Verify    map[string]int    `json:"verify,omitempty"` // user → seq of their current text
+	// PerSeq asks collect for the deliveries of every change.
+	PerSeq bool `json:"perSeq,omitempty"`
 }
 
 // connectCommand asks a worker for connections First .. First+Count-1 of
@@ -124,6 +126,9 @@ type deliveryReply struct {
 	Closed map[string]int `json:"closed,omitempty"`
 	// Ended counts subscriptions the server ended with an error push.
 	Ended int `json:"ended"`
+	// PerSeq, when asked for, holds the deliveries of each change: one
+	// little-endian uint32 per seq.
+	PerSeq []byte `json:"perSeq,omitempty"`
 }
 
 // verifyReply counts, over every tracking subscription and every user of

@@ -132,9 +132,13 @@ type DeliveryInfo struct {
 	// Latency is from each change's due time to its arrival at each
 	// subscriber.
 	Latency LatencySummary `json:"latency"`
-	Frames  uint64         `json:"frames"`
-	Changes uint64         `json:"changes"`
-	Stray   uint64         `json:"stray,omitempty"`
+	// Frames counts delta frames received, Marked the changes with a
+	// marker in them (Stray of them outside the schedule).
+	Frames uint64 `json:"frames"`
+	Marked uint64 `json:"marked"`
+	Stray  uint64 `json:"stray,omitempty"`
+	// Changes sorts the accepted changes by who received them.
+	Changes ChangeCounts `json:"changes"`
 	// DrainMs is from the last due time to the last delivery; Quiet says
 	// whether deliveries had stopped (or all arrived) when the phase ended.
 	DrainMs   float64 `json:"drainMs"`
@@ -155,6 +159,19 @@ type DeliveryInfo struct {
 	ServerFramesOut  float64        `json:"serverFramesOut"`
 	SlowConsumers    float64        `json:"serverSlowConsumers"`
 	Verify           *verifyReply   `json:"verify,omitempty"`
+}
+
+// ChangeCounts sorts accepted changes: Full reached every subscriber of
+// their group; Superseded reached none because a later change of the same
+// user replaced them in a coalescing window; None reached nobody and were
+// not superseded; Partial reached some subscribers only, Missing
+// deliveries short in all.
+type ChangeCounts struct {
+	Full       int    `json:"full"`
+	Superseded int    `json:"superseded"`
+	None       int    `json:"none"`
+	Partial    int    `json:"partial"`
+	Missing    uint64 `json:"missing"`
 }
 
 // ColdStartInfo is spawn → first WebSocket hello.
@@ -372,7 +389,10 @@ func (r *Report) WriteTable(w io.Writer) {
 		t.row("publish ack (sent → reply)", "%s", p.Ack)
 		t.row("delivered / expected", "%d / %d (%.3f%%)", d.Delivered, d.Expected, 100*d.Ratio)
 		t.row("latency (due → received)", "%s", d.Latency)
-		t.row("frames, changes received", "%d delta frames, %d marked changes (%d stray)", d.Frames, d.Changes, d.Stray)
+		t.row("frames, changes received", "%d delta frames, %d marked changes (%d stray)", d.Frames, d.Marked, d.Stray)
+		ch := d.Changes
+		t.row("changes by reach", "%d to every subscriber, %d superseded by the same user's next (coalesced), %d to nobody, %d to some only (%d deliveries missing)",
+			ch.Full, ch.Superseded, ch.None, ch.Partial, ch.Missing)
 		if d.Quiet {
 			t.row("drain after last due", "%s", fmtMs(d.DrainMs))
 		} else {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -558,7 +559,7 @@ func (b *bench) hold(ctx context.Context) error {
 	if err := b.sleep(ctx, b.cfg.Hold); err != nil {
 		return err
 	}
-	d, err := b.collect(ctx)
+	d, _, err := b.collect(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -567,16 +568,26 @@ func (b *bench) hold(ctx context.Context) error {
 }
 
 // collect sums the workers' delivery counters.
-func (b *bench) collect(ctx context.Context) (*deliveryReply, error) {
-	replies, err := b.workers.broadcast(ctx, command{Cmd: cmdCollect})
+// With perSeq, out.PerSeq sums the deliveries of each change.
+func (b *bench) collect(ctx context.Context, perSeq bool) (*deliveryReply, []uint64, error) {
+	replies, err := b.workers.broadcast(ctx, command{Cmd: cmdCollect, PerSeq: perSeq})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := &deliveryReply{Latency: &Histogram{}, Closed: map[string]int{}}
+	var seqs []uint64
 	for _, r := range replies {
 		d := r.Delivery
 		if d == nil {
 			continue
+		}
+		if perSeq {
+			if seqs == nil {
+				seqs = make([]uint64, len(d.PerSeq)/4)
+			}
+			for i := range min(len(seqs), len(d.PerSeq)/4) {
+				seqs[i] += uint64(binary.LittleEndian.Uint32(d.PerSeq[4*i:]))
+			}
 		}
 		out.Deliveries += d.Deliveries
 		out.Latency.Merge(d.Latency)
@@ -593,7 +604,7 @@ func (b *bench) collect(ctx context.Context) (*deliveryReply, error) {
 	if len(out.Closed) == 0 {
 		out.Closed = nil
 	}
-	return out, nil
+	return out, seqs, nil
 }
 
 // rssSampler records the server's RSS every 250ms until stopped.
@@ -636,7 +647,7 @@ func (b *bench) deliver(ctx context.Context) error {
 	if _, err := b.workers.broadcast(ctx, command{Cmd: cmdSchedule, Schedule: &sched}); err != nil {
 		return err
 	}
-	before, err := b.collect(ctx)
+	before, _, err := b.collect(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -667,7 +678,7 @@ func (b *bench) deliver(ctx context.Context) error {
 	lastCount, lastProgress := uint64(0), drainStart
 	quiet := false
 	for {
-		if d, err = b.collect(ctx); err != nil {
+		if d, _, err = b.collect(ctx, false); err != nil {
 			sampler.finish()
 			return err
 		}
@@ -685,14 +696,19 @@ func (b *bench) deliver(ctx context.Context) error {
 		}
 	}
 	samples := sampler.finish()
+	d, perSeq, err := b.collect(ctx, true)
+	if err != nil {
+		return err
+	}
 	di := &DeliveryInfo{Publish: pres, Expected: expected, Delivered: d.Deliveries - before.Deliveries,
-		Latency: d.Latency.Summary(), Frames: d.Frames - before.Frames, Changes: d.Changes - before.Changes,
+		Latency: d.Latency.Summary(), Frames: d.Frames - before.Frames, Marked: d.Changes - before.Changes,
 		Stray: d.Stray - before.Stray, Open: d.Open, Closed: d.Closed, Ended: d.Ended,
 		ServerCPU: b.serverCPU() - cpu0, ClientCPU: (cpuOf(clientPIDs...) - ccpu0).Seconds(), RSSSamples: samples,
 		Quiet: quiet || lastCount >= expected}
 	if expected > 0 {
 		di.Ratio = float64(di.Delivered) / float64(expected)
 	}
+	di.Changes = classifyChanges(b.plan, pres, perSeq)
 	if d.LastDelivery > 0 {
 		di.DrainMs = ms(time.Unix(0, d.LastDelivery).Sub(lastDue))
 	}
@@ -724,6 +740,36 @@ func (b *bench) deliver(ctx context.Context) error {
 	profWG.Wait()
 	b.logf("delivered %d of %d expected; p99 %s", di.Delivered, expected, fmtMs(di.Latency.P99))
 	return nil
+}
+
+// classifyChanges sorts the accepted changes by how many of their
+// subscribers received them. A change is delivered to every subscriber of
+// its group or to none: coalescing drops a change for the whole group when
+// a later change of the same user follows within the window, so a change
+// nobody got whose user's next change arrived was superseded. A change
+// some subscribers got and others did not is a lost delivery (or a
+// subscriber that disconnected).
+func classifyChanges(p *plan, pres *publishResult, perSeq []uint64) ChangeCounts {
+	var c ChangeCounts
+	stride := len(p.publishers) // the next change of the same user
+	for seq, ok := range pres.ok {
+		if !ok || seq >= len(perSeq) {
+			continue
+		}
+		got, want := perSeq[seq], uint64(p.expected(seq))
+		switch {
+		case got >= want:
+			c.Full++
+		case got == 0 && seq+stride < len(perSeq) && perSeq[seq+stride] > 0:
+			c.Superseded++
+		case got == 0:
+			c.None++
+		default:
+			c.Partial++
+			c.Missing += want - got
+		}
+	}
+	return c
 }
 
 // verify reads every publisher's current status text from the server and

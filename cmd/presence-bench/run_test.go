@@ -80,6 +80,9 @@ func TestRunREST(t *testing.T) {
 	if d.Publish.Accepted != 20 || d.Expected != 20*50 || d.Delivered != d.Expected || d.Latency.Count != d.Delivered {
 		t.Fatalf("delivery: accepted %d, delivered %d of %d, latency n=%d", d.Publish.Accepted, d.Delivered, d.Expected, d.Latency.Count)
 	}
+	if d.Changes != (ChangeCounts{Full: 20}) {
+		t.Fatalf("changes by reach: %+v", d.Changes)
+	}
 	if d.Stray != 0 || d.Frames == 0 || d.Latency.P50 <= 0 || d.Latency.Max < d.Latency.P99 || d.ServerDeltasOut < float64(d.Delivered) {
 		t.Fatalf("delivery: %+v", d)
 	}
@@ -169,5 +172,24 @@ func TestRunWebSocketPublisher(t *testing.T) {
 	}
 	if rep.Snapshot != nil || rep.Reconnect != nil {
 		t.Fatal("phases that were not asked for ran")
+	}
+}
+
+func TestClassifyChanges(t *testing.T) {
+	// One group of 3 subscribers, 2 publishers: changes 0, 2, 4 are one
+	// user's, 1, 3, 5 the other's.
+	p, err := newPlan(Topology{Prefix: "c-", Groups: []GroupSpec{{1, 3}}, Conns: 3, Publishers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pres := &publishResult{ok: []bool{true, true, true, true, false, true}}
+	perSeq := []uint64{3, 0, 0, 2, 0, 0}
+	// 0 full; 1 none, but 3 (its user's next) arrived: superseded; 2 none
+	// and 4 was not delivered either; 3 partial; 4 not accepted; 5 none
+	// with no successor.
+	got := classifyChanges(p, pres, perSeq)
+	want := ChangeCounts{Full: 1, Superseded: 1, None: 2, Partial: 1, Missing: 1}
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,7 +70,10 @@ type worker struct {
 	gateDeadline time.Time
 	subTally     *connTally
 
+	// sched is the timetable of changes; perSeq, written before sched is
+	// stored, counts the deliveries of each.
 	sched        atomic.Pointer[schedule]
+	perSeq       []atomic.Uint32
 	lat          shardedHist
 	deliveries   atomic.Uint64
 	frames       atomic.Uint64
@@ -119,10 +123,21 @@ func (w *worker) do(ctx context.Context, cmd command) reply {
 		if cmd.Schedule == nil {
 			return reply{Err: "schedule: missing"}
 		}
+		if cmd.Schedule.Count < 0 || cmd.Schedule.Count > maxChanges {
+			return reply{Err: "schedule: count out of range"}
+		}
+		w.perSeq = make([]atomic.Uint32, cmd.Schedule.Count)
 		w.sched.Store(cmd.Schedule)
 		return reply{}
 	case cmdCollect:
-		return reply{Delivery: w.collect()}
+		d := w.collect()
+		if cmd.PerSeq {
+			d.PerSeq = make([]byte, 4*len(w.perSeq))
+			for i := range w.perSeq {
+				binary.LittleEndian.PutUint32(d.PerSeq[4*i:], w.perSeq[i].Load())
+			}
+		}
+		return reply{Delivery: d}
 	case cmdReconnect:
 		if cmd.Reconnect == nil || w.cc == nil {
 			return reply{Err: "reconnect: missing, or before connect"}
@@ -426,6 +441,7 @@ func (w *worker) handle(c *subConn, b []byte) {
 				return
 			}
 			delivered++
+			w.perSeq[seq].Add(1)
 			w.lat.Record(c.idx, time.Duration(now-s.due(seq)))
 			if c.last != nil {
 				c.mu.Lock()
