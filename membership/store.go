@@ -87,10 +87,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	w, err := kv.WatchAll(wctx, jetstream.IncludeHistory())
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("membership: watch: %w", err)
+	var w jetstream.KeyWatcher
+	for {
+		w, err = kv.WatchAll(wctx, jetstream.IncludeHistory())
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !transient(err) {
+			cancel()
+			return nil, fmt.Errorf("membership: watch: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond) // a forming cluster: ask again
 	}
 	loaded := make(chan struct{})
 	go s.watch(w, loaded)

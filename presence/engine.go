@@ -43,7 +43,12 @@ type Engine struct {
 	// lifeMu guards the following fields.
 	state   engineState
 	watcher jetstream.KeyWatcher
-	backend *nats.Subscription
+	// watchQuit and watchDone stop and await the current watch loop, so a
+	// stalled watch can be replaced (see restartWatch).
+	watchQuit chan struct{}
+	watchDone chan struct{}
+	bg        context.Context // the engine's background context
+	backend   *nats.Subscription
 
 	ownMu sync.Mutex
 	// ownMu guards the following fields. Lock order: ownMu before x.mu.
@@ -159,12 +164,15 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("presence: watch: %w", err)
 	}
-	e.lifeMu.Lock()
-	e.watcher = w
-	e.lifeMu.Unlock()
 	loaded := make(chan struct{})
+	e.lifeMu.Lock()
+	e.bg = bg
+	e.watcher = w
+	e.watchQuit, e.watchDone = make(chan struct{}), make(chan struct{})
+	quit, done := e.watchQuit, e.watchDone
+	e.lifeMu.Unlock()
 	e.watchWG.Add(1)
-	go e.watchLoop(w, loaded)
+	go e.watchLoop(w, loaded, quit, done)
 	select {
 	case <-loaded:
 	case <-ctx.Done():
@@ -204,16 +212,20 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 
 // watchLoop applies every entry of the presence bucket to the index, in
 // stream order, and publishes the change feed when this node leads.
-func (e *Engine) watchLoop(w jetstream.KeyWatcher, loaded chan struct{}) {
+func (e *Engine) watchLoop(w jetstream.KeyWatcher, loaded, quit, done chan struct{}) {
 	defer e.watchWG.Done()
+	defer close(done)
 	for {
 		select {
 		case <-e.stop:
+			return
+		case <-quit:
 			return
 		case kve, ok := <-w.Updates():
 			if !ok {
 				select {
 				case <-e.stop:
+				case <-quit:
 				default:
 					e.setFault(errors.New("presence: the watch of the presence bucket ended"))
 				}
@@ -238,6 +250,54 @@ func (e *Engine) watchLoop(w jetstream.KeyWatcher, loaded chan struct{}) {
 		}
 	}
 }
+
+// restartWatch replaces a stalled watch with one that resumes right after
+// the last revision applied. A watch's ordered consumer lives on one server;
+// when that server dies the client may take long to notice, while the
+// stream itself, replicated, goes on with a new leader.
+func (e *Engine) restartWatch() {
+	e.lifeMu.Lock()
+	if e.state != stateRunning {
+		e.lifeMu.Unlock()
+		return
+	}
+	old, quit, done, bg := e.watcher, e.watchQuit, e.watchDone, e.bg
+	e.lifeMu.Unlock()
+	close(quit)
+	_ = old.Stop()
+	<-done
+	from := e.Rev() + 1
+	w, err := e.kv.WatchAll(bg, jetstream.ResumeFromRevision(from))
+	if err != nil {
+		e.log.Warn("presence: resuming the watch failed; retrying at the next lease refresh", zap.Error(err))
+		// Keep a closed pair so the next attempt does not close twice.
+		e.lifeMu.Lock()
+		e.watchQuit, e.watchDone = make(chan struct{}), make(chan struct{})
+		close(e.watchDone)
+		e.watcher = nopWatcher{}
+		e.lifeMu.Unlock()
+		return
+	}
+	e.lifeMu.Lock()
+	if e.state != stateRunning {
+		e.lifeMu.Unlock()
+		_ = w.Stop()
+		return
+	}
+	e.watcher = w
+	e.watchQuit, e.watchDone = make(chan struct{}), make(chan struct{})
+	quit, done = e.watchQuit, e.watchDone
+	e.lifeMu.Unlock()
+	e.watchWG.Add(1)
+	go e.watchLoop(w, nil, quit, done)
+	e.log.Info("presence: watch resumed", zap.Uint64("from", from))
+}
+
+// nopWatcher stands for a watch that could not be resumed yet.
+type nopWatcher struct{}
+
+func (nopWatcher) Updates() <-chan jetstream.KeyValueEntry { return nil }
+func (nopWatcher) Stop() error                             { return nil }
 
 // Err reports a fault that keeps the index from following the bucket: the
 // watch ended (the connection was closed), or the presence stream was

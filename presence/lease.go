@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -48,6 +49,26 @@ func (e *Engine) leaseLoop() {
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
 		e.refreshLease(ctx)
 		cancel()
+		e.checkWatch()
+	}
+}
+
+// checkWatch is the watch's self-test: this node's own lease write must
+// come back through its watch within one refresh interval. If it does not,
+// the watch has stalled and is resumed from the last revision applied.
+func (e *Engine) checkWatch() {
+	e.ownMu.Lock()
+	rev := e.leaseRev
+	e.ownMu.Unlock()
+	if rev <= e.Rev() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseRefresh)
+	err := e.WaitRev(ctx, rev)
+	cancel()
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		e.log.Warn("presence: the watch stalled; resuming it", zap.Uint64("applied", e.Rev()), zap.Uint64("stored", rev))
+		e.restartWatch()
 	}
 }
 
