@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// serverArgs are the presenced flags a spawned server gets besides the
+// basic ones: what the load needs, then the user's --server-args (which
+// win, coming last).
+func (b *bench) serverArgs() []string {
+	var args []string
+	if b.cfg.Publish == publishWS && b.cfg.Changes > 0 {
+		// A publisher connection sends Rate/Publishers set_status per
+		// second; the default op limit is 50/s.
+		per := b.cfg.Rate / float64(len(b.plan.publishers))
+		args = append(args, "--ops-per-second", strconv.FormatFloat(max(50, math.Ceil(2*per)), 'f', -1, 64))
+	}
+	return append(args, b.cfg.ServerArgs...)
+}
+
+func (b *bench) startServer(ctx context.Context) error {
+	cfg := &b.cfg
+	if !cfg.Spawn {
+		b.srv = &serverProc{BaseURL: strings.TrimRight(cfg.URL, "/"), PID: cfg.ServerPID}
+		b.rep.Server = ServerInfo{URL: b.srv.BaseURL, PID: cfg.ServerPID}
+		b.rest = newRESTClient(b.srv.BaseURL, cfg.AdminToken, 4)
+		if cfg.ServerPID == 0 {
+			b.note("no --server-pid: server RSS and CPU are not measured")
+		}
+		return nil
+	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = "pb_" + randomHex(16)
+	}
+	if cfg.JWTSecret == "" {
+		cfg.JWTSecret = randomHex(32)
+	}
+	if cfg.PresencedBin == "" {
+		bin := filepath.Join(b.tmp, "presenced")
+		b.logf("building presenced (go build ./cmd/presenced)")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/presenced/presenced/cmd/presenced")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("presence-bench: go build presenced (run from the module, or pass --presenced): %v\n%s", err, out)
+		}
+		cfg.PresencedBin = bin
+	}
+	if fi, err := os.Stat(b.serverLog()); err == nil {
+		b.logOffset = fi.Size()
+	}
+	b.logf("starting presenced")
+	srv, cold, err := spawnServer(ctx, b.spawnConfig())
+	if err != nil {
+		return err
+	}
+	b.srv = srv
+	b.rep.Server = ServerInfo{URL: srv.BaseURL, PID: srv.PID, Spawned: true, Args: redactArgs(srv.args), ColdStartMs: ms(cold)}
+	b.rest = newRESTClient(srv.BaseURL, cfg.AdminToken, 4)
+	return nil
+}
+
+func (b *bench) spawnConfig() spawnConfig {
+	return spawnConfig{Bin: b.cfg.PresencedBin, DataDir: filepath.Join(b.tmp, "data"), AdminToken: b.cfg.AdminToken,
+		JWTSecret: b.cfg.JWTSecret, PprofAddr: b.cfg.PprofAddr, Args: b.serverArgs(),
+		LogPath: b.serverLog()}
+}
+
+// serverLog is where the spawned server's output goes: --server-log, or
+// a file in the temporary directory.
+func (b *bench) serverLog() string {
+	if b.cfg.ServerLog != "" {
+		return b.cfg.ServerLog
+	}
+	return filepath.Join(b.tmp, "presenced.log")
+}
+
+// scanServerLog counts the warnings and errors a spawned server logged
+// (JSON lines) from offset on, by message.
+func scanServerLog(path string, offset int64) map[string]int {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil
+	}
+	out := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Level, Msg, Error string
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		// net/http's accept errors come through a standard logger, at
+		// info level.
+		if line.Level != "warn" && line.Level != "error" && !strings.Contains(line.Msg, "error") {
+			continue
+		}
+		key := line.Level + ": " + line.Msg
+		if line.Error != "" {
+			key += ": " + line.Error
+		}
+		key = addrPattern.ReplaceAllString(key, "ADDR")
+		if len(key) > 200 {
+			key = key[:200]
+		}
+		if _, ok := out[key]; ok || len(out) < 20 {
+			out[key]++
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// redactArgs hides the values of secret flags.
+func redactArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] == "--admin-token" || out[i] == "--jwt-secret" {
+			out[i+1] = "…"
+		}
+	}
+	return out
+}
+
+// importTopology creates the users, groups and members with one NDJSON
+// import.
+func (b *bench) importTopology(ctx context.Context) error {
+	b.logf("importing %d users in %d groups", b.plan.Users(), b.plan.NumGroups())
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(b.plan.writeImport(pw)) }()
+	start := time.Now()
+	body, err := b.rest.do(ctx, http.MethodPost, "/v1/import", pr)
+	_ = pr.Close()
+	if err != nil {
+		return fmt.Errorf("presence-bench: import: %w", err)
+	}
+	b.rep.Setup.ImportMs = ms(time.Since(start))
+	var rep struct {
+		Lines, Failed int
+		Errors        []struct {
+			Line    int
+			Message string
+		}
+	}
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return fmt.Errorf("presence-bench: import report: %w", err)
+	}
+	if rep.Failed > 0 {
+		msg := ""
+		if len(rep.Errors) > 0 {
+			msg = fmt.Sprintf(": line %d: %s", rep.Errors[0].Line, rep.Errors[0].Message)
+		}
+		return fmt.Errorf("presence-bench: import: %d of %d lines failed%s", rep.Failed, rep.Lines, msg)
+	}
+	return nil
+}
+
+// coldStarts restarts the spawned server ColdStarts times on its data
+// directory (now holding the imported topology) and times each start.
+func (b *bench) coldStarts(ctx context.Context) error {
+	cs := &ColdStartInfo{FirstRunMs: b.rep.Server.ColdStartMs}
+	for i := range b.cfg.ColdStarts {
+		if err := b.srv.stop(ctx); err != nil {
+			return err
+		}
+		b.logf("cold start %d of %d", i+1, b.cfg.ColdStarts)
+		srv, d, err := spawnServer(ctx, b.spawnConfig())
+		if err != nil {
+			b.srv = nil
+			return err
+		}
+		b.srv = srv
+		cs.RestartsMs = append(cs.RestartsMs, ms(d))
+	}
+	b.rest.close()
+	b.rest = newRESTClient(b.srv.BaseURL, b.cfg.AdminToken, 4)
+	b.rep.Server.PID = b.srv.PID
+	sorted := slices.Clone(cs.RestartsMs)
+	slices.Sort(sorted)
+	cs.MinMs, cs.MaxMs, cs.MedianMs = sorted[0], sorted[len(sorted)-1], sorted[len(sorted)/2]
+	b.rep.ColdStart = cs
+	return nil
+}
+
+func (b *bench) serverCPU() float64 {
+	d, err := procCPU(b.srv.PID)
+	if err != nil {
+		return 0
+	}
+	return d.Seconds()
+}
+
+func (b *bench) serverRSS() int64 {
+	v, _ := procRSS(b.srv.PID)
+	return v
+}
+
+// gcServer makes the server collect garbage through pprof, when it can,
+// so that heap figures compare like with like.
+func (b *bench) gcServer(ctx context.Context) {
+	if b.cfg.PprofAddr != "" {
+		_ = saveProfile(ctx, b.cfg.PprofAddr, "/debug/pprof/heap?gc=1", filepath.Join(b.tmp, "gc.pb.gz"))
+	}
+}
+
+func (b *bench) profile(ctx context.Context, name, path string) {
+	if b.cfg.ProfileDir == "" {
+		return
+	}
+	file := filepath.Join(b.cfg.ProfileDir, fmt.Sprintf("%s-%s.pb.gz", b.cfg.label(), name))
+	if err := saveProfile(ctx, b.cfg.PprofAddr, path, file); err != nil {
+		b.rep.Errors = append(b.rep.Errors, fmt.Sprintf("profile %s: %v", name, err))
+		return
+	}
+	b.rep.Profiles = append(b.rep.Profiles, file)
+}
+
+// phaseProfile starts a CPU profile of the server over the first
+// ProfileSeconds of a phase; the returned function waits for it.
+func (b *bench) phaseProfile(ctx context.Context, name string) (wait func()) {
+	if b.cfg.ProfileDir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		b.profile(ctx, name, fmt.Sprintf("/debug/pprof/profile?seconds=%d", b.cfg.ProfileSeconds))
+	})
+	return wg.Wait
+}
