@@ -76,6 +76,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{http.StatusUnauthorized, codeTokenExpired, "token expired"}
 	case errors.Is(err, membership.ErrUnauthorized):
 		ae = &apiError{http.StatusUnauthorized, codeUnauthorized, "missing or invalid credentials"}
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return // the client went away: nobody to answer
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrNotReady):
 		ae = &apiError{http.StatusServiceUnavailable, codeUnavailable, "not ready, retry"}
 	default:

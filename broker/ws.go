@@ -233,6 +233,10 @@ const writeTimeout = 10 * time.Second
 func (wc *wsConn) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// coder/websocket does not close the socket when a read fails: without
+	// this, a client that went away keeps its file descriptor until the
+	// garbage collector finds the connection.
+	defer func() { _ = wc.c.CloseNow() }()
 	wc.armExpiry()
 	hello := protocol.AppendHello(nil, protocol.Hello{
 		Session: wc.sessionID(), User: wc.p.UserID, Node: wc.s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),

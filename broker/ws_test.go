@@ -373,3 +373,27 @@ func TestWSObserver(t *testing.T) {
 		t.Fatalf("stats: %d %+v", code, st)
 	}
 }
+
+// TestWSClosedClientReleasesItsSocket: when a client goes away, the server
+// closes its side at once (no file descriptor kept until a GC).
+func TestWSClosedClientReleasesItsSocket(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	before := fds()
+	for range 50 {
+		c := mustDial(t, s, userJWT(t, "a", time.Hour))
+		_ = c.c.CloseNow()
+	}
+	for deadline := time.Now().Add(10 * time.Second); fds() > before+5; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("open files %d after 50 closed WebSockets, %d before", fds(), before)
+		}
+	}
+}
