@@ -181,13 +181,7 @@ func (s *Server) groupSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := s.store.Index().Group(id); !ok {
 		return &apiError{http.StatusNotFound, codeNotFound, "group " + id + " not found"}
 	}
-	snap := s.engine.Snapshot(id)
-	members := make([]protocol.Member, len(snap.Members))
-	for i, m := range snap.Members {
-		members[i] = protocol.Member{User: m.User, Status: m.Status, Text: m.Text, Since: m.Since.UnixMilli()}
-	}
-	buf := protocol.AppendSnapshot(nil, protocol.SnapshotHeader{Group: id, Rev: snap.Rev, Epoch: snap.Epoch,
-		Online: snap.Online, Total: snap.Total}, members)
+	buf := s.encodeSnapshot(0, id, s.engine.Snapshot(id))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(buf)

@@ -39,6 +39,7 @@ type Server struct {
 	hooks   *webhook.Service
 	conns   *wsConns
 	writers *writerPool
+	snaps   snapCache
 	quit    chan struct{} // stops the pinger
 
 	httpSrv  *http.Server

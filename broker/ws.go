@@ -563,12 +563,12 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, []protocol.GroupCount{
 			{Group: f.Group, Online: snap.Online, Total: snap.Total, Rev: snap.Rev}}))
 	}
-	return wc.writeLocked(ctx, encodeInitial(f.ID, f.Group, init))
+	return wc.writeLocked(ctx, wc.s.encodeInitial(f.ID, f.Group, init))
 }
 
 // encodeInitial encodes a subscription's first frame: a snapshot, or the
 // changes a resuming client missed.
-func encodeInitial(id uint64, group string, init presence.Initial) []byte {
+func (s *Server) encodeInitial(id uint64, group string, init presence.Initial) []byte {
 	switch r := init.(type) {
 	case presence.Resumed:
 		changes := make([]protocol.Member, len(r.Changes))
@@ -578,18 +578,17 @@ func encodeInitial(id uint64, group string, init presence.Initial) []byte {
 		return protocol.AppendResumed(nil, protocol.Resumed{ID: id, Group: group, Rev: r.Rev, Epoch: r.Epoch,
 			Online: r.Online, Total: r.Total, Changes: changes})
 	case presence.Snapshot:
-		return encodeSnapshot(id, group, r)
+		return s.encodeSnapshot(id, group, r)
 	}
 	return protocol.AppendError(nil, id, protocol.CodeInternal, "unexpected subscription start")
 }
 
-func encodeSnapshot(id uint64, group string, snap presence.Snapshot) []byte {
-	buf := protocol.AppendSnapshotStart(make([]byte, 0, 128+64*len(snap.Members)), protocol.SnapshotHeader{
+func (s *Server) encodeSnapshot(id uint64, group string, snap presence.Snapshot) []byte {
+	members := s.snaps.members(group, snap)
+	buf := protocol.AppendSnapshotStart(make([]byte, 0, 160+len(members)), protocol.SnapshotHeader{
 		ID: id, Group: group, Rev: snap.Rev, Epoch: snap.Epoch, Fresh: snap.Fresh, Online: snap.Online, Total: snap.Total,
 	})
-	for i, m := range snap.Members {
-		buf = protocol.AppendMember(buf, protocol.Member{User: m.User, Status: m.Status, Text: m.Text, Since: m.Since.UnixMilli()}, i == 0)
-	}
+	buf = append(buf, members...)
 	return protocol.AppendSnapshotEnd(buf)
 }
 
