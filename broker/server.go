@@ -40,6 +40,7 @@ type Server struct {
 	conns   *wsConns
 	writers *writerPool
 	snaps   snapCache
+	frames  frameCache
 	quit    chan struct{} // stops the pinger
 
 	httpSrv  *http.Server

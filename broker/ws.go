@@ -312,23 +312,18 @@ func (wc *wsConn) write(ctx context.Context, frame []byte) error {
 	return err
 }
 
-// appendBatch encodes a batch as a delta or counts frame; batches of groups
-// the client has since left encode to nothing.
-func (wc *wsConn) appendBatch(dst []byte, b presence.Batch) []byte {
-	if b.CountsOnly {
-		return protocol.AppendCounts(dst, 0, []protocol.GroupCount{{Group: b.Group, Online: b.Online, Total: b.Total, Rev: b.Rev}})
+// batchFrame returns the frame of a batch, shared with every other
+// subscriber of the group, or nil for a group the client has since left.
+func (wc *wsConn) batchFrame(b presence.Batch) []byte {
+	if !b.CountsOnly {
+		wc.mu.Lock()
+		_, subscribed := wc.groups[b.Group]
+		wc.mu.Unlock()
+		if !subscribed {
+			return nil
+		}
 	}
-	wc.mu.Lock()
-	_, subscribed := wc.groups[b.Group]
-	wc.mu.Unlock()
-	if !subscribed {
-		return dst
-	}
-	changes := make([]protocol.Member, len(b.Changes))
-	for i, d := range b.Changes {
-		changes[i] = memberOf(d)
-	}
-	return protocol.AppendDelta(dst, protocol.Delta{Group: b.Group, Rev: b.Rev, Online: b.Online, Total: b.Total, Changes: changes})
+	return wc.s.frames.frame(b)
 }
 
 func memberOf(d presence.Delta) protocol.Member {

@@ -88,35 +88,19 @@ func (wc *wsConn) flush() {
 		case err != nil || len(batches) == 0:
 			return
 		}
-		bp := framePool.Get().(*[]byte)
-		buf := (*bp)[:0]
 		for _, b := range batches {
-			buf = wc.appendBatch(buf[:0], b)
-			if len(buf) == 0 {
+			frame := wc.batchFrame(b)
+			if frame == nil {
 				continue
 			}
-			if err := wc.write(context.Background(), buf); err != nil {
+			if err := wc.write(context.Background(), frame); err != nil {
 				wc.close(protocol.CloseNormal)
-				putFrame(bp, buf)
 				return
 			}
 			wc.s.metrics.deltasOut.Add(float64(len(b.Changes)))
 			wc.s.metrics.observeFanout(b)
 		}
-		putFrame(bp, buf)
 	}
-}
-
-// framePool holds the writers' frame buffers: a connection keeps none
-// between flushes.
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-func putFrame(bp *[]byte, buf []byte) {
-	if cap(buf) > 64<<10 {
-		return // let a huge buffer go
-	}
-	*bp = buf[:0]
-	framePool.Put(bp)
 }
 
 // pinger pings connections that have been silent for a third of the idle

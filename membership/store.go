@@ -308,7 +308,9 @@ func (s *Store) ensureBuiltinRoles(ctx context.Context) error {
 // idempotent, so asking again is safe. Other errors return at once.
 func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		// Long enough for a loaded cluster to place a replicated stream;
+		// a request cut short is asked again.
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
 		cancel()
 		if err == nil {

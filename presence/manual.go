@@ -44,20 +44,24 @@ func (e *Engine) SetManual(ctx context.Context, user string, m Manual) error {
 	}
 	key := manualKey(user)
 	if m.Status == "" && m.Text == "" {
-		if _, err := e.deleteKey(ctx, key, 0); err != nil {
+		rev, err := e.deleteKey(ctx, key, 0)
+		if err != nil {
 			return fmt.Errorf("presence: clear manual status: %w", err)
 		}
-		return nil
+		return e.WaitRev(ctx, rev)
 	}
 	rec := manualRecord{Status: m.Status, Text: m.Text, Expires: m.Expires, Since: e.x.manualSince(user, m.Status)}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	if _, err := e.kv.Put(ctx, key, b); err != nil {
+	rev, err := e.kv.Put(ctx, key, b)
+	if err != nil {
 		return fmt.Errorf("presence: set manual status: %w", err)
 	}
-	return nil
+	// Read your own writes: a caller that reads the status next (ManualOf,
+	// Status) on this node sees this one.
+	return e.WaitRev(ctx, rev)
 }
 
 // manualSince keeps the since of an unchanged manual status.

@@ -1,0 +1,58 @@
+package broker
+
+import (
+	"sync"
+
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
+)
+
+// frameCache encodes each batch once for all the connections it goes to:
+// a group's batch is shared by its subscribers and its frame carries no
+// reply id, so every subscriber gets the same bytes. It keeps the latest
+// frame per group; (group, rev, kind, size) tells batches apart.
+type frameCache struct {
+	mu sync.Mutex
+	// mu guards the following field.
+	m map[string]cachedFrame
+}
+
+type cachedFrame struct {
+	rev    uint64
+	counts bool
+	n      int
+	frame  []byte // read-only once cached
+}
+
+// frameCacheMax bounds the groups kept; past it the cache starts over.
+const frameCacheMax = 4096
+
+// frame returns the encoded batch. The result is shared: never modify it.
+func (c *frameCache) frame(b presence.Batch) []byte {
+	c.mu.Lock()
+	e, ok := c.m[b.Group]
+	c.mu.Unlock()
+	if ok && e.rev == b.Rev && e.counts == b.CountsOnly && e.n == len(b.Changes) {
+		return e.frame
+	}
+	f := encodeBatch(b)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= frameCacheMax {
+		c.m = map[string]cachedFrame{}
+	}
+	c.m[b.Group] = cachedFrame{rev: b.Rev, counts: b.CountsOnly, n: len(b.Changes), frame: f}
+	c.mu.Unlock()
+	return f
+}
+
+func encodeBatch(b presence.Batch) []byte {
+	if b.CountsOnly {
+		return protocol.AppendCounts(nil, 0, []protocol.GroupCount{{Group: b.Group, Online: b.Online, Total: b.Total, Rev: b.Rev}})
+	}
+	changes := make([]protocol.Member, len(b.Changes))
+	for i, d := range b.Changes {
+		changes[i] = memberOf(d)
+	}
+	return protocol.AppendDelta(make([]byte, 0, 96+80*len(changes)), protocol.Delta{
+		Group: b.Group, Rev: b.Rev, Online: b.Online, Total: b.Total, Changes: changes})
+}

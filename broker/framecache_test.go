@@ -1,0 +1,38 @@
+package broker
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
+)
+
+func TestFrameCache(t *testing.T) {
+	var c frameCache
+	b := presence.Batch{Group: "g", Rev: 7, Online: 1, Total: 2, Changes: []presence.Delta{
+		{User: "u", Status: protocol.StatusBusy, Text: `"quoted"`, Since: time.UnixMilli(5), Rev: 7}}}
+	f1 := c.frame(b)
+	if !bytes.Equal(f1, encodeBatch(b)) {
+		t.Fatal("cached frame differs from a fresh encoding")
+	}
+	d, err := protocol.DecodeServerFrame(f1)
+	if err != nil || d.Op != protocol.OpDelta || d.Changes[0].Text != `"quoted"` || d.Rev != 7 {
+		t.Fatalf("frame %s: %+v %v", f1, d, err)
+	}
+	if f2 := c.frame(b); &f2[0] != &f1[0] {
+		t.Fatal("the same batch was encoded twice")
+	}
+	// The counts batch of the same revision is another frame.
+	cb := presence.Batch{Group: "g", Rev: 7, Online: 1, Total: 2, CountsOnly: true}
+	if d, _ := protocol.DecodeServerFrame(c.frame(cb)); d.Op != protocol.OpCounts {
+		t.Fatalf("counts batch encoded as %s", d.Op)
+	}
+	// A later batch replaces the entry.
+	b2 := b
+	b2.Rev, b2.Changes = 8, []presence.Delta{{User: "u", Status: protocol.StatusOnline, Rev: 8}}
+	if d, _ := protocol.DecodeServerFrame(c.frame(b2)); d.Rev != 8 || d.Changes[0].Status != protocol.StatusOnline {
+		t.Fatalf("later batch: %+v", d)
+	}
+}
