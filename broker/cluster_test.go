@@ -2,9 +2,9 @@ package broker_test
 
 import (
 	"context"
-	"os"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"sync"
