@@ -61,7 +61,8 @@ func (m *metrics) observeFanout(b presence.Batch) {
 	}
 }
 
-// registerEngine exports the presence engine's and NATS's health.
+// registerMetrics exports the presence engine's counters, NATS's health
+// and the webhooks' counters.
 func (s *Server) registerMetrics() {
 	m := s.metrics
 	gauge := func(name, help string, f func() float64) {

@@ -303,13 +303,7 @@ func (wc *wsConn) armExpiry() {
 func (wc *wsConn) write(ctx context.Context, frame []byte) error {
 	wc.wmu.Lock()
 	defer wc.wmu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	err := wc.c.Write(ctx, websocket.MessageText, frame)
-	if err == nil {
-		wc.s.metrics.framesOut.Inc()
-	}
-	return err
+	return wc.writeLocked(ctx, frame)
 }
 
 // batchFrame returns the frame of a batch, shared with every other
@@ -460,6 +454,7 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 	}
 }
 
+// writeLocked writes one frame; the caller holds wmu.
 func (wc *wsConn) writeLocked(ctx context.Context, frame []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()

@@ -110,11 +110,7 @@ func (c *wsClient) nextWithin(d time.Duration) protocol.ServerFrame {
 func (c *wsClient) until(match func(protocol.ServerFrame) bool) protocol.ServerFrame {
 	c.t.Helper()
 	for {
-		f := c.next()
-		if os.Getenv("WSDEBUG") != "" {
-			c.t.Logf("frame %+v", f)
-		}
-		if match(f) {
+		if f := c.next(); match(f) {
 			return f
 		}
 	}
