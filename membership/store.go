@@ -304,14 +304,24 @@ func (s *Store) ensureBuiltinRoles(ctx context.Context) error {
 
 // CreateBucket creates or binds a KV bucket, asking again while the error
 // is one a cluster gives as it forms: no answer, JetStream temporarily
-// unavailable, or too few servers yet for the replicas asked. Creating is
-// idempotent, so asking again is safe. Other errors return at once.
+// unavailable, or too few servers yet for the replicas asked. Other errors
+// return at once.
+//
+// It asks to create first: JetStream answers a create with a configuration
+// identical to the stream's from the stream's leader, without changing
+// anything, which is what every restart of a node does. An update is only
+// sent when the configuration differs. In a cluster an update is answered
+// only by the stream's leader once it applied it, so an update sent while
+// the stream elects a leader (a peer restarting, a cluster forming) gets no
+// answer at all; the short first deadline asks again soon.
 func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	wait := 2 * time.Second
 	for {
-		// Long enough for a loaded cluster to place a replicated stream;
-		// a request cut short is asked again.
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		kv, err := js.CreateOrUpdateKeyValue(actx, cfg)
+		actx, cancel := context.WithTimeout(ctx, wait)
+		kv, err := js.CreateKeyValue(actx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.UpdateKeyValue(actx, cfg)
+		}
 		cancel()
 		if err == nil {
 			return kv, nil
@@ -319,6 +329,9 @@ func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		if ctx.Err() != nil || !transient(err) {
 			return nil, err
 		}
+		// Long enough, after a few tries, for a loaded cluster to place
+		// a replicated stream.
+		wait = min(2*wait, 10*time.Second)
 		select {
 		case <-ctx.Done():
 			return nil, err
