@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,8 +31,17 @@ func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, jetstrea
 		Replicas:    e.cfg.Replicas,
 		// With subject transforms given, the source is used as is: only
 		// member keys, renamed into this bucket.
+		//
+		// OptStartSeq 1: a source that has not delivered anything yet
+		// starts at the membership stream's first message. Without it,
+		// nats-server starts such a source at the time of the presence
+		// stream's last message once that stream's first sequence is past
+		// 1, which lease refreshes make happen within seconds: a first
+		// try to set the source up that fails (a cluster forming) would
+		// then skip every membership change made before the retry.
 		Sources: []*jetstream.StreamSource{{
-			Name: streamName(mb),
+			Name:        streamName(mb),
+			OptStartSeq: 1,
 			SubjectTransforms: []jetstream.SubjectTransformConfig{{
 				Source:      subjectOf(mb, membership.MemberKeyFilter),
 				Destination: subjectOf(pb, membership.MemberKeyFilter),
@@ -49,58 +56,6 @@ func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, jetstrea
 		return nil, nil, fmt.Errorf("presence: bucket %s: %w", pb, err)
 	}
 	return kv, st, nil
-}
-
-// sourcedUpTo waits until every member change stored in the membership
-// bucket so far has been sourced into the presence bucket, and returns the
-// presence stream's revision of the last one (0 if there is none). It polls,
-// bounded by ctx.
-func (e *Engine) sourcedUpTo(ctx context.Context, presence jetstream.Stream) (uint64, error) {
-	mb, pb := e.cfg.MembershipBucket, e.cfg.Bucket
-	ms, err := e.cfg.JetStream.Stream(ctx, streamName(mb))
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		e.log.Warn("presence: membership bucket does not exist yet; starting without members")
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("presence: membership bucket %s: %w", mb, err)
-	}
-	last, err := ms.GetLastMsgForSubject(ctx, subjectOf(mb, membership.MemberKeyFilter))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("presence: membership bucket %s: %w", mb, err)
-	}
-	for {
-		m, err := presence.GetLastMsgForSubject(ctx, subjectOf(pb, membership.MemberKeyFilter))
-		switch {
-		case err == nil:
-			if seq, ok := sourceSeq(m.Header); ok && seq >= last.Sequence {
-				return m.Sequence, nil
-			}
-		case !errors.Is(err, jetstream.ErrMsgNotFound):
-			return 0, fmt.Errorf("presence: bucket %s: %w", pb, err)
-		}
-		t := time.NewTimer(20 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return 0, fmt.Errorf("presence: membership not sourced: %w", ctx.Err())
-		case <-t.C:
-		}
-	}
-}
-
-// sourceSeq reads the source stream's sequence from a sourced message's
-// Nats-Stream-Source header ("<stream> <seq> ...").
-func sourceSeq(h nats.Header) (uint64, bool) {
-	f := strings.Fields(h.Get("Nats-Stream-Source"))
-	if len(f) < 2 {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(f[1], 10, 64)
-	return n, err == nil
 }
 
 // isWrongSeq reports a failed compare-and-set.

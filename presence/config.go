@@ -19,6 +19,7 @@ const (
 	DefaultLeaseRefresh = 2 * time.Second
 	DefaultGrace        = 5 * time.Second
 	DefaultCoalesce     = 25 * time.Millisecond
+	DefaultSourceStall  = 10 * time.Second
 	DefaultHistory      = 1024
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 	// 1024). Every node keeps them for every group (a client may resume on
 	// any node), at about 100 bytes per delta.
 	History int
+	// SourceStall is how long the sourcing of membership into the
+	// presence bucket may lag without progress before the engine asks the
+	// presence stream's leader to step down (default 10s; see sourcing.go).
+	SourceStall time.Duration
 	// Clock drives every timer (default SystemClock).
 	Clock Clock
 	// Logger (default zap.NewNop()).
@@ -108,6 +113,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.AutoAway < 0 {
 		return c, errors.New("presence: config: negative AutoAway")
+	}
+	if c.SourceStall <= 0 {
+		c.SourceStall = DefaultSourceStall
 	}
 	if c.Coalesce == 0 {
 		c.Coalesce = DefaultCoalesce

@@ -39,6 +39,8 @@ type Engine struct {
 
 	fault atomic.Pointer[error] // why the index stopped following the bucket
 
+	srcWatch sourceWatch // see sourcing.go
+
 	lifeMu sync.Mutex
 	// lifeMu guards the following fields.
 	state   engineState
@@ -180,7 +182,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	case <-e.stop:
 		return ErrClosed
 	}
-	upTo, err := e.sourcedUpTo(ctx, stream)
+	upTo, err := e.sourcedUpTo(ctx)
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,7 @@ func (e *Engine) leaseLoop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
 		e.refreshLease(ctx)
+		e.watchSourcing(ctx)
 		cancel()
 		e.checkWatch()
 	}

@@ -5,6 +5,8 @@
 package natstest
 
 import (
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -93,4 +95,32 @@ func joinComma(ss []string) string {
 		out += s
 	}
 	return out
+}
+
+// StartCluster runs n JetStream servers named s1, s2, ... joined by routes
+// on loopback ports picked free a moment before (another process may take
+// one first: the test then fails to start, it does not hang).
+func StartCluster(t testing.TB, n int) []*server.Server {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("natstest: %v", err)
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	srvs := make([]*server.Server, n)
+	for i := range srvs {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			}
+		}
+		srvs[i] = StartWith(t, Options{ServerName: fmt.Sprintf("s%d", i+1), ClusterName: "natstest",
+			ClusterPort: ports[i], Routes: routes})
+	}
+	return srvs
 }
