@@ -12,6 +12,7 @@ import (
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
 	"github.com/presenced/presenced/protocol/jsclient"
+	"go.uber.org/zap"
 )
 
 // startPresence starts the presence engine on the node's JetStream.
@@ -62,6 +63,7 @@ func (s *Server) Engine() *presence.Engine { return s.engine }
 func (s *Server) presenceRoutes(mux *http.ServeMux) {
 	read := membership.ScopePresenceRead
 	mux.Handle("POST /v1/presence/status", s.api(membership.ScopePresencePublish, s.publishStatus))
+	mux.Handle("POST /v1/presence/status/batch", s.api(membership.ScopePresencePublish, s.publishStatusBatch))
 	mux.Handle("GET /v1/presence/users", s.api(read, s.presenceOfUsers))
 	mux.Handle("GET /v1/presence/users/{id}", s.api(read, s.presenceOfUser))
 	mux.Handle("GET /v1/presence/users/{id}/groups", s.api(read, s.whereNow))
@@ -103,6 +105,61 @@ func (s *Server) publishStatus(w http.ResponseWriter, r *http.Request) error {
 		return presenceError(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "rev": rev})
+	return nil
+}
+
+// batchResult is one event's outcome in a batch: ok and rev, or error.
+type batchResult struct {
+	OK    bool              `json:"ok,omitempty"`
+	Rev   uint64            `json:"rev,omitempty"`
+	Error map[string]string `json:"error,omitempty"`
+}
+
+// publishStatusBatch stores up to presence.MaxBatch backend events of one
+// request, pipelined, and answers each in order. An event that fails fails
+// alone; the request fails as a whole only when its body is not a batch.
+func (s *Server) publishStatusBatch(w http.ResponseWriter, r *http.Request) error {
+	var b struct {
+		Events []statusBody `json:"events"`
+	}
+	if err := s.decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	if b.Events == nil {
+		return badRequest("events: required")
+	}
+	if len(b.Events) > presence.MaxBatch {
+		return badRequest("events: more than %d in one batch", presence.MaxBatch)
+	}
+	results := make([]batchResult, len(b.Events))
+	evs := make([]presence.Event, 0, len(b.Events))
+	at := make([]int, 0, len(b.Events))
+	idx := s.store.Index()
+	for i, e := range b.Events {
+		if _, ok := idx.User(e.User); !ok {
+			results[i].Error = map[string]string{"code": codeNotFound, "message": "user " + e.User + " not found"}
+			continue
+		}
+		evs = append(evs, presence.Event{User: e.User, Status: e.Status, Text: e.Text, Source: e.Source,
+			TTL: time.Duration(e.TTL * float64(time.Second))})
+		at = append(at, i)
+	}
+	res, err := s.engine.PublishBatch(r.Context(), evs)
+	if err != nil {
+		return presenceError(err)
+	}
+	for j, i := range at {
+		switch err := res[j].Err; {
+		case err == nil:
+			results[i] = batchResult{OK: true, Rev: res[j].Rev}
+		case errors.Is(err, presence.ErrInvalid):
+			results[i].Error = map[string]string{"code": codeBadRequest, "message": strings.TrimPrefix(err.Error(), "presence: ")}
+		default:
+			s.log.Warn("batch publish failed", zap.Error(err))
+			results[i].Error = map[string]string{"code": codeUnavailable, "message": "presence store unavailable, retry"}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
 	return nil
 }
 

@@ -19,7 +19,7 @@ import (
 // env is one NATS server with a membership bucket and a fake clock shared
 // by the engines of a test.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *server.Server
 	nc    *nats.Conn
 	js    jetstream.JetStream
@@ -27,7 +27,7 @@ type env struct {
 	clock *fakeClock
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc := natstest.Connect(t, srv)

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/presenced/presenced/membership"
@@ -16,9 +18,11 @@ import (
 
 // NATS subjects of the presence engine.
 const (
-	// SubjectPublish receives backend status events: JSON PublishRequest.
-	// Every engine subscribes in queue group PublishQueue, so each event is
-	// handled once; the reply is a PublishReply.
+	// SubjectPublish receives backend status events: a JSON
+	// PublishRequest, answered by a PublishReply, or a JSON array of up to
+	// MaxBatch of them, answered by an array of replies in the same order.
+	// Every engine subscribes in queue group PublishQueue, so each message
+	// is handled once.
 	SubjectPublish = "presenced.status.publish"
 	PublishQueue   = "presenced"
 	// SubjectChanges + <user> carries every status change of the user as
@@ -77,28 +81,92 @@ func (e *Engine) Publish(ctx context.Context, ev Event) (uint64, error) {
 	if err := e.running(); err != nil {
 		return 0, err
 	}
+	m, err := e.eventMsg(ev)
+	if err != nil {
+		return 0, err
+	}
+	ack, err := e.cfg.JetStream.PublishMsg(ctx, m)
+	if err != nil {
+		return 0, fmt.Errorf("presence: publish: %w", err)
+	}
+	return ack.Sequence, nil
+}
+
+// MaxBatch bounds the events of one PublishBatch.
+const MaxBatch = 1000
+
+// PublishResult is the outcome of one event of a batch: its revision, or
+// why it was not stored.
+type PublishResult struct {
+	Rev uint64
+	Err error
+}
+
+// PublishBatch stores events like Publish, in order, and returns one result
+// per event. The writes are pipelined: all are sent before the first
+// acknowledgement is awaited, so a batch costs about one round trip to
+// JetStream instead of one per event. An invalid event fails alone.
+func (e *Engine) PublishBatch(ctx context.Context, evs []Event) ([]PublishResult, error) {
+	if err := e.running(); err != nil {
+		return nil, err
+	}
+	if len(evs) > MaxBatch {
+		return nil, invalid("more than %d events in a batch", MaxBatch)
+	}
+	out := make([]PublishResult, len(evs))
+	acks := make([]jetstream.PubAckFuture, len(evs))
+	for i, ev := range evs {
+		m, err := e.eventMsg(ev)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		// The stall wait bounds how long a full pipeline holds the caller
+		// before the event fails as unavailable.
+		if acks[i], err = e.cfg.JetStream.PublishMsgAsync(m, jetstream.WithStallWait(2*time.Second)); err != nil {
+			out[i].Err = fmt.Errorf("presence: publish: %w", err)
+		}
+	}
+	for i, f := range acks {
+		if f == nil {
+			continue
+		}
+		select {
+		case ack := <-f.Ok():
+			out[i].Rev = ack.Sequence
+		case err := <-f.Err():
+			out[i].Err = fmt.Errorf("presence: publish: %w", err)
+		case <-ctx.Done():
+			out[i].Err = fmt.Errorf("presence: publish: %w", ctx.Err())
+		}
+	}
+	return out, nil
+}
+
+// eventMsg validates a backend event and returns the message that stores
+// it in the presence bucket: the source's record, or a delete marker for
+// offline.
+func (e *Engine) eventMsg(ev Event) (*nats.Msg, error) {
 	if !membership.ValidID(ev.User) {
-		return 0, invalid("user id %q", ev.User)
+		return nil, invalid("user id %q", ev.User)
 	}
 	if !membership.ValidID(ev.Source) {
-		return 0, invalid("source id %q", ev.Source)
+		return nil, invalid("source id %q", ev.Source)
 	}
 	if !ev.Status.Valid() {
-		return 0, invalid("status %q", ev.Status)
+		return nil, invalid("status %q", ev.Status)
 	}
 	if len(ev.Text) > protocol.MaxStatusText {
-		return 0, invalid("status text longer than %d bytes", protocol.MaxStatusText)
+		return nil, invalid("status text longer than %d bytes", protocol.MaxStatusText)
 	}
 	if ev.TTL < 0 || ev.TTL > MaxSourceTTL {
-		return 0, invalid("ttl out of 0..%s", MaxSourceTTL)
+		return nil, invalid("ttl out of 0..%s", MaxSourceTTL)
 	}
 	key := sourceKey(ev.User, ev.Source)
+	m := nats.NewMsg(subjectOf(e.cfg.Bucket, key))
 	if ev.Status == protocol.StatusOffline {
-		rev, err := e.deleteKey(ctx, key, 0)
-		if err != nil {
-			return 0, fmt.Errorf("presence: publish: %w", err)
-		}
-		return rev, nil
+		m.Header.Set("KV-Operation", "DEL")
+		return m, nil
 	}
 	rec := sessionRecord{User: ev.User, Session: ev.Source, Status: ev.Status, Text: ev.Text,
 		Since: e.x.sourceSince(key, ev.User, ev.Status)}
@@ -107,13 +175,10 @@ func (e *Engine) Publish(ctx context.Context, ev Event) (uint64, error) {
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	rev, err := e.kv.Put(ctx, key, b)
-	if err != nil {
-		return 0, fmt.Errorf("presence: publish: %w", err)
-	}
-	return rev, nil
+	m.Data = b
+	return m, nil
 }
 
 // sourceSince keeps a source's since while its status stays, else carries
@@ -151,32 +216,94 @@ func (e *Engine) stopBackend() {
 	}
 }
 
-// handlePublish serves SubjectPublish.
+// handlePublish serves SubjectPublish: a PublishRequest gets a
+// PublishReply; a JSON array of up to MaxBatch of them gets an array of
+// replies in the same order (a body that is no such array: one error
+// reply).
 func (e *Engine) handlePublish(m *nats.Msg) {
-	var req PublishRequest
-	var reply PublishReply
-	if err := json.Unmarshal(m.Data, &req); err != nil {
-		reply.Error = &PublishError{Code: CodeBadRequest, Message: "body is not a JSON publish request"}
-	} else if req.TTL < 0 || req.TTL > MaxSourceTTL.Seconds() {
-		reply.Error = &PublishError{Code: CodeBadRequest, Message: fmt.Sprintf("ttl out of 0..%g seconds", MaxSourceTTL.Seconds())}
+	var reply any
+	if body := bytes.TrimLeft(m.Data, " \t\r\n"); len(body) > 0 && body[0] == '[' {
+		reply = e.publishBatchReply(body)
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		rev, err := e.Publish(ctx, Event{User: req.User, Status: req.Status, Text: req.Text, Source: req.Source,
-			TTL: time.Duration(req.TTL * float64(time.Second))})
-		cancel()
-		switch {
-		case err == nil:
-			reply.OK, reply.Rev = true, rev
-		case errors.Is(err, ErrInvalid):
-			reply.Error = &PublishError{Code: CodeBadRequest, Message: err.Error()}
-		default:
-			e.log.Warn("presence: backend publish failed", zap.Error(err))
-			reply.Error = &PublishError{Code: CodeUnavailable, Message: "presence store unavailable"}
-		}
+		reply = e.publishReply(m.Data)
 	}
 	if m.Reply == "" {
 		return
 	}
 	b, _ := json.Marshal(reply)
 	_ = m.Respond(b)
+}
+
+func (e *Engine) publishReply(body []byte) PublishReply {
+	var req PublishRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return badPublish("body is not a JSON publish request")
+	}
+	ev, bad := req.event()
+	if bad != nil {
+		return *bad
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rev, err := e.Publish(ctx, ev)
+	return e.replyOf(rev, err)
+}
+
+func (e *Engine) publishBatchReply(body []byte) any {
+	var reqs []PublishRequest
+	if err := json.Unmarshal(body, &reqs); err != nil {
+		return badPublish("body is not a JSON array of publish requests")
+	}
+	if len(reqs) > MaxBatch {
+		return badPublish(fmt.Sprintf("more than %d events in a batch", MaxBatch))
+	}
+	replies := make([]PublishReply, len(reqs))
+	evs := make([]Event, 0, len(reqs))
+	at := make([]int, 0, len(reqs)) // index in reqs of each event
+	for i, req := range reqs {
+		ev, bad := req.event()
+		if bad != nil {
+			replies[i] = *bad
+			continue
+		}
+		evs = append(evs, ev)
+		at = append(at, i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := e.PublishBatch(ctx, evs)
+	for j, i := range at {
+		if err != nil {
+			replies[i] = e.replyOf(0, err)
+		} else {
+			replies[i] = e.replyOf(res[j].Rev, res[j].Err)
+		}
+	}
+	return replies
+}
+
+// event checks what only the wire form can get wrong.
+func (req PublishRequest) event() (Event, *PublishReply) {
+	if req.TTL < 0 || req.TTL > MaxSourceTTL.Seconds() {
+		r := badPublish(fmt.Sprintf("ttl out of 0..%g seconds", MaxSourceTTL.Seconds()))
+		return Event{}, &r
+	}
+	return Event{User: req.User, Status: req.Status, Text: req.Text, Source: req.Source,
+		TTL: time.Duration(req.TTL * float64(time.Second))}, nil
+}
+
+func badPublish(msg string) PublishReply {
+	return PublishReply{Error: &PublishError{Code: CodeBadRequest, Message: msg}}
+}
+
+func (e *Engine) replyOf(rev uint64, err error) PublishReply {
+	switch {
+	case err == nil:
+		return PublishReply{OK: true, Rev: rev}
+	case errors.Is(err, ErrInvalid):
+		return badPublish(err.Error())
+	default:
+		e.log.Warn("presence: backend publish failed", zap.Error(err))
+		return PublishReply{Error: &PublishError{Code: CodeUnavailable, Message: "presence store unavailable"}}
+	}
 }

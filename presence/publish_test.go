@@ -1,7 +1,10 @@
 package presence
 
 import (
+	"context"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,4 +187,87 @@ func TestRecreatedStreamIsAFault(t *testing.T) {
 			t.Fatal("a recreated stream went unnoticed")
 		}
 	}
+}
+
+func TestBackendSubjectBatch(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("a")
+	m, err := v.nc.Request(SubjectPublish, []byte(` [
+		{"user":"u1","status":"busy","text":"on a call","source":"pbx"},
+		{"user":"u2","status":"napping","source":"pbx"},
+		{"user":"u3","status":"away","source":"pbx","ttl":-1},
+		{"user":"u4","status":"online","source":"crm"},
+		{"user":"u4","status":"offline","source":"crm"}
+	]`), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []PublishReply
+	if err := json.Unmarshal(m.Data, &rs); err != nil {
+		t.Fatalf("reply %s: %v", m.Data, err)
+	}
+	if len(rs) != 5 {
+		t.Fatalf("%d replies to 5 events: %s", len(rs), m.Data)
+	}
+	for i, bad := range []bool{false, true, true, false, false} {
+		if bad != (rs[i].Error != nil) || bad == rs[i].OK || (bad && rs[i].Error.Code != CodeBadRequest) {
+			t.Errorf("event %d: reply %+v", i, rs[i])
+		}
+	}
+	if rs[0].Rev == 0 || rs[4].Rev <= rs[3].Rev || rs[3].Rev <= rs[0].Rev {
+		t.Fatalf("revisions out of order: %s", m.Data)
+	}
+	if err := e.WaitRev(ctxT(t), rs[4].Rev); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Status("u1"); st.Status != protocol.StatusBusy || st.Text != "on a call" {
+		t.Fatalf("u1 = %+v", st)
+	}
+	if st := e.Status("u4"); st.Status != protocol.StatusOffline {
+		t.Fatalf("u4 = %+v, want offline (the batch's last word)", st)
+	}
+
+	for _, bad := range []string{`[1, 2]`, `[{"user":"u"}`, "[" + strings.Repeat(`{},`, MaxBatch) + `{}]`} {
+		m, err := v.nc.Request(SubjectPublish, []byte(bad), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r PublishReply
+		if err := json.Unmarshal(m.Data, &r); err != nil || r.Error == nil || r.Error.Code != CodeBadRequest {
+			t.Errorf("%.40s: reply %s, want one bad_request", bad, m.Data)
+		}
+	}
+}
+
+// BenchmarkPublishBatch measures ingest through the engine: batches of 500
+// events over 1,000 users, pipelined to JetStream, until every event has
+// been applied to the index. Reported: events/s.
+func BenchmarkPublishBatch(b *testing.B) {
+	v := newEnv(b)
+	e := v.engine("a")
+	evs := make([]Event, 500)
+	statuses := []protocol.Status{protocol.StatusOnline, protocol.StatusAway, protocol.StatusBusy}
+	var last uint64
+	b.ResetTimer()
+	start := time.Now()
+	for n := 0; n < b.N; n++ {
+		for i := range evs {
+			k := n*len(evs) + i
+			evs[i] = Event{User: "u" + strconv.Itoa(k%1000), Source: "bench", Status: statuses[k%3]}
+		}
+		res, err := e.PublishBatch(context.Background(), evs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+		last = res[len(res)-1].Rev
+	}
+	if err := e.WaitRev(context.Background(), last); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N*len(evs))/time.Since(start).Seconds(), "events/s")
 }
