@@ -95,7 +95,9 @@ func TestPresenceREST(t *testing.T) {
 		{"/v1/presence/status", `{"user":"nobody","status":"online","source":"s"}`, 404},
 		{"/v1/presence/status", `{"user":"a","status":"napping","source":"s"}`, 400},
 	} {
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		if st := call(t, "POST", s.URL+c.path, s.Admin, c.body, &e); st != c.status || e.Error.Code == "" || e.Error.Message == "" {
 			t.Errorf("%s %.60s: %d %+v, want %d", c.path, c.body, st, e, c.status)
 		}

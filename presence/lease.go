@@ -56,18 +56,22 @@ func (e *Engine) leaseLoop() {
 
 // checkWatch is the watch's self-test: this node's own lease write must
 // come back through its watch within one refresh interval. If it does not,
-// the watch has stalled and is resumed from the last revision applied.
+// and nothing at all was applied meanwhile, the watch has stalled and is
+// resumed from the last revision applied.
 func (e *Engine) checkWatch() {
 	e.ownMu.Lock()
 	rev := e.leaseRev
 	e.ownMu.Unlock()
-	if rev <= e.Rev() {
+	from := e.Rev()
+	if rev <= from {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseRefresh)
 	err := e.WaitRev(ctx, rev)
 	cancel()
-	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+	// A watch that applied anything meanwhile is behind, not stalled (a
+	// burst of writes is being worked through).
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && e.Rev() == from {
 		e.log.Warn("presence: the watch stalled; resuming it", zap.Uint64("applied", e.Rev()), zap.Uint64("stored", rev))
 		e.restartWatch()
 	}

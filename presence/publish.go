@@ -200,6 +200,11 @@ func (e *Engine) subscribeBackend() error {
 	if err != nil {
 		return fmt.Errorf("presence: subscribe %s: %w", SubjectPublish, err)
 	}
+	// Once the engine is ready, a request must find the subscription.
+	if err := e.cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("presence: subscribe %s: %w", SubjectPublish, err)
+	}
 	e.lifeMu.Lock()
 	e.backend = sub
 	e.lifeMu.Unlock()
