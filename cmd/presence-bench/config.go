@@ -71,6 +71,9 @@ type Config struct {
 	Publish      string
 	Publishers   int // default: max(1, Rate), at most every user
 	PublishConns int // concurrent REST requests (default 64)
+	// PublishBatch > 1 sends that many changes per REST request
+	// (POST /v1/presence/status/batch), each when the batch's last is due.
+	PublishBatch int
 	// Drain is how long to wait for deliveries after the last change
 	// (default 5s; the wait also ends when every delivery arrived or none
 	// came for a second).
@@ -173,6 +176,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Publish, "publish", c.Publish, "how changes are made: rest (POST /v1/presence/status) or ws (set_status on a publisher WebSocket)")
 	fs.IntVar(&c.Publishers, "publishers", c.Publishers, "users the changes rotate over (default: rate, at least 1)")
 	fs.IntVar(&c.PublishConns, "publish-conns", c.PublishConns, "concurrent REST requests of the publisher")
+	fs.IntVar(&c.PublishBatch, "publish-batch", c.PublishBatch, "changes per REST request (POST /v1/presence/status/batch; 1: one per request)")
 	fs.DurationVar(&c.Drain, "drain", c.Drain, "longest wait for deliveries after the last change")
 	fs.BoolVar(&c.Verify, "verify", c.Verify, "check that every subscriber ends with every user's final status text")
 	fs.IntVar(&c.SnapshotProbes, "snapshot-probes", c.SnapshotProbes, "snapshots of the largest group to time over REST, and over a WebSocket up to 90 (negative: none)")
@@ -317,6 +321,12 @@ func (c Config) withDefaults() (Config, error) {
 	c.Publishers = min(c.Publishers, members)
 	if c.PublishConns <= 0 {
 		c.PublishConns = 64
+	}
+	if c.PublishBatch <= 0 {
+		c.PublishBatch = 1
+	}
+	if c.PublishBatch > 1000 || (c.PublishBatch > 1 && c.Publish != publishREST) {
+		return c, fmt.Errorf("%w: --publish-batch %d: 1 to 1000, with --publish rest", errConfig, c.PublishBatch)
 	}
 	if c.Drain <= 0 {
 		c.Drain = 5 * time.Second

@@ -42,6 +42,8 @@ func TestConfigErrors(t *testing.T) {
 		{"--spawn", "--jwt-secret", "short"},
 		{"--spawn", "--conns", "40000", "--workers", "2", "--groups", "1x10"},
 		{"--spawn", "--publish", "carrier-pigeon"},
+		{"--spawn", "--rate", "10", "--publish", "ws", "--publish-batch", "10"},
+		{"--spawn", "--rate", "10", "--publish-batch", "1001"},
 		{"--spawn", "--changes", "5"},
 		{"--url", "http://x", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef", "--cold-starts", "1"},
 	} {

@@ -110,7 +110,7 @@ func (b *bench) deliver(ctx context.Context) error {
 		profWG.Go(func() { b.profile(ctx, "cpu-changes", fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs)) })
 	}
 	b.logf("making %d status changes at %.0f/s over %s", sched.Count, cfg.Rate, cfg.Publish)
-	pres, err := publish(ctx, publishConfig{Mode: cfg.Publish, Sched: sched, Plan: b.plan, Conns: cfg.PublishConns,
+	pres, err := publish(ctx, publishConfig{Mode: cfg.Publish, Sched: sched, Plan: b.plan, Conns: cfg.PublishConns, Batch: cfg.PublishBatch,
 		BaseURL: b.srv.BaseURL, AdminToken: cfg.AdminToken, Secret: cfg.JWTSecret, AckTimeout: 10 * time.Second})
 	if err != nil {
 		sampler.finish()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -37,7 +38,9 @@ type publishConfig struct {
 	Sched schedule
 	Plan  *plan
 	// Conns is the number of concurrent REST requests (rest only).
-	Conns      int
+	Conns int
+	// Batch > 1 sends that many changes per request (rest only).
+	Batch      int
 	BaseURL    string
 	AdminToken string
 	Secret     string
@@ -162,6 +165,10 @@ func publish(ctx context.Context, pc publishConfig) (*publishResult, error) {
 }
 
 func publishOverREST(ctx context.Context, pc publishConfig, t *publishTally) {
+	if pc.Batch > 1 {
+		publishBatchesOverREST(ctx, pc, t)
+		return
+	}
 	conns := max(pc.Conns, 1)
 	rc := newRESTClient(pc.BaseURL, pc.AdminToken, conns)
 	defer rc.close()
@@ -178,14 +185,85 @@ func publishOverREST(ctx context.Context, pc publishConfig, t *publishTally) {
 				sent := time.Now()
 				t.lag.Record(w, sent.Sub(time.Unix(0, pc.Sched.due(seq))))
 				t.sent.Add(1)
-				body = append(body[:0], `{"user":"`...)
-				body = append(body, pc.Plan.userID(pc.Plan.publisher(seq))...)
-				body = append(body, `","status":"online","text":"`...)
-				body = append(body, markerText(seq)...)
-				body = append(body, `","source":"pb"}`...)
+				body = appendEvent(body[:0], pc, seq)
 				_, err := rc.do(ctx, http.MethodPost, "/v1/presence/status", bytes.NewReader(body))
 				t.ack.Record(w, time.Since(sent))
 				t.done(seq, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// appendEvent appends change seq as a backend status event.
+func appendEvent(b []byte, pc publishConfig, seq int) []byte {
+	b = append(b, `{"user":"`...)
+	b = append(b, pc.Plan.userID(pc.Plan.publisher(seq))...)
+	b = append(b, `","status":"online","text":"`...)
+	b = append(b, markerText(seq)...)
+	return append(b, `","source":"pb"}`...)
+}
+
+// publishBatchesOverREST sends changes pc.Batch at a time, each request
+// when the last change of its batch is due: a change waits at most one
+// batch's span (Batch / rate) in the publisher, which its latency shows.
+func publishBatchesOverREST(ctx context.Context, pc publishConfig, t *publishTally) {
+	conns := max(pc.Conns, 1)
+	rc := newRESTClient(pc.BaseURL, pc.AdminToken, conns)
+	defer rc.close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range conns {
+		wg.Go(func() {
+			var body []byte
+			var reply struct {
+				Results []struct {
+					OK    bool `json:"ok"`
+					Error *struct {
+						Code, Message string
+					} `json:"error"`
+				} `json:"results"`
+			}
+			for {
+				first := int(next.Add(int64(pc.Batch)) - int64(pc.Batch))
+				if first >= pc.Sched.Count {
+					return
+				}
+				end := min(first+pc.Batch, pc.Sched.Count)
+				if !waitDue(ctx, &pc.Sched, end-1) {
+					return
+				}
+				sent := time.Now()
+				body = append(body[:0], `{"events":[`...)
+				for seq := first; seq < end; seq++ {
+					t.lag.Record(w, sent.Sub(time.Unix(0, pc.Sched.due(seq))))
+					if seq > first {
+						body = append(body, ',')
+					}
+					body = appendEvent(body, pc, seq)
+				}
+				body = append(body, "]}"...)
+				t.sent.Add(int64(end - first))
+				resp, err := rc.do(ctx, http.MethodPost, "/v1/presence/status/batch", bytes.NewReader(body))
+				ack := time.Since(sent)
+				if err == nil {
+					reply.Results = reply.Results[:0]
+					if err = json.Unmarshal(resp, &reply); err == nil && len(reply.Results) != end-first {
+						err = fmt.Errorf("%d results for %d events", len(reply.Results), end-first)
+					}
+				}
+				for seq := first; seq < end; seq++ {
+					t.ack.Record(w, ack)
+					switch {
+					case err != nil:
+						t.done(seq, err)
+					case reply.Results[seq-first].Error != nil:
+						e := reply.Results[seq-first].Error
+						t.done(seq, fmt.Errorf("%s: %s", e.Code, e.Message))
+					default:
+						t.done(seq, nil)
+					}
+				}
 			}
 		})
 	}

@@ -193,3 +193,27 @@ func TestClassifyChanges(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 }
+
+// TestRunRESTBatches publishes in batches: 25 changes in batches of 10
+// (the last one short), every one accepted, delivered and verified.
+func TestRunRESTBatches(t *testing.T) {
+	bin := presencedBin(t)
+	cfg := Config{Spawn: true, PresencedBin: bin, Groups: []GroupSpec{{1, 20}}, Rate: 100, Changes: 25,
+		Publishers: 5, PublishBatch: 10, PublishConns: 2, Verify: true, Settle: 100 * time.Millisecond, SnapshotProbes: -1}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg, nil, logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rep.Delivery
+	if d.Publish.Sent != 25 || d.Publish.Accepted != 25 || d.Publish.Ack.Count != 25 || d.Publish.SendLag.Count != 25 {
+		t.Fatalf("publish: %+v", d.Publish)
+	}
+	if v := d.Verify; v == nil || v.Total != 5*20 || v.Match != v.Total {
+		t.Fatalf("verify: %+v", d.Verify)
+	}
+	if d.Delivered == 0 || d.Stray != 0 {
+		t.Fatalf("delivery: %+v", d)
+	}
+}

@@ -39,10 +39,10 @@ var scenarios = map[string]scenario{
 		},
 	},
 	"ingest100k": {
-		about: "100,000 status events/s for 10s over 1,000 users in 10 groups of 100, 10 subscribers each: ingest rate, coalescing, bounded memory",
+		about: "100,000 status events/s for 10s over 1,000 users in 10 groups of 100, 10 subscribers each, sent in batches of 100 over REST: ingest rate, coalescing, bounded memory",
 		cfg: func() Config {
 			return Config{Spawn: true, Groups: []GroupSpec{{10, 100}}, Subscribers: 10, Rate: 100000,
-				Duration: 10 * time.Second, Publishers: 1000, PublishConns: 128, Verify: true, Drain: 10 * time.Second,
+				Duration: 10 * time.Second, Publishers: 1000, PublishConns: 32, PublishBatch: 100, Verify: true, Drain: 10 * time.Second,
 				Targets: Targets{Rate: 100000}}
 		},
 	},
