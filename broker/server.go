@@ -39,6 +39,7 @@ type Server struct {
 	hooks   *webhook.Service
 	conns   *wsConns
 	writers *writerPool
+	ops     *opPool
 	snaps   snapCache
 	frames  frameCache
 	quit    chan struct{} // stops the pinger
@@ -126,6 +127,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	s.writers = newWriterPool()
+	s.ops = newOpPool()
 	s.quit = make(chan struct{})
 	go s.pinger(s.quit)
 	s.registerMetrics()
@@ -252,6 +254,9 @@ func (s *Server) Kill() {
 func (s *Server) stopRest() {
 	if s.quit != nil {
 		close(s.quit)
+	}
+	if s.ops != nil {
+		s.ops.stop()
 	}
 	if s.writers != nil {
 		s.writers.stop()

@@ -175,6 +175,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		p:       p,
 		sess:    sess,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
+		done:    make(chan struct{}, 1),
 		groups:  map[string]bool{},
 	}
 	wc.lastRead.Store(time.Now().UnixNano())
@@ -200,8 +201,8 @@ func clip(s string, n int) string {
 	return s
 }
 
-// wsConn is one WebSocket session. One goroutine reads and answers ops;
-// batches are written by the server's writer pool when the subscriber
+// wsConn is one WebSocket session. One goroutine reads, the op pool
+// answers ops; batches are written by the server's writer pool when the subscriber
 // signals them, and the server's pinger checks idle connections.
 type wsConn struct {
 	s       *Server
@@ -209,6 +210,7 @@ type wsConn struct {
 	sess    *presence.Session
 	sub     *presence.Subscriber
 	limiter *rate.Limiter
+	done    chan struct{} // the reader's wait for its ops (see opPool)
 
 	queued   atomic.Bool  // waiting for a writer
 	flushMu  sync.Mutex   // held by the writer draining this connection
@@ -241,10 +243,12 @@ func (wc *wsConn) run() {
 	hello := protocol.AppendHello(nil, protocol.Hello{
 		Session: wc.sessionID(), User: wc.p.UserID, Node: wc.s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),
 	})
-	if err := wc.write(ctx, hello); err == nil {
+	var err error
+	wc.s.ops.do(wc.done, func() { err = wc.write(ctx, hello) })
+	if err == nil {
 		wc.readLoop(ctx)
 	}
-	wc.cleanup()
+	wc.s.ops.do(wc.done, wc.cleanup)
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -329,6 +333,8 @@ func memberOf(d presence.Delta) protocol.Member {
 }
 
 // readLoop reads and answers ops until the connection ends.
+// readLoop reads frames and hands each to the op pool (see opPool), until
+// the connection fails or an op ends it.
 func (wc *wsConn) readLoop(ctx context.Context) {
 	for {
 		typ, data, err := wc.c.Read(ctx)
@@ -338,39 +344,40 @@ func (wc *wsConn) readLoop(ctx context.Context) {
 			}
 			return
 		}
-		if wc.sess != nil {
-			wc.sess.Touch()
-		}
-		wc.lastRead.Store(time.Now().UnixNano())
-		if typ != websocket.MessageText {
-			wc.close(protocol.CloseProtocolError)
-			return
-		}
-		if !wc.limiter.Allow() {
-			wc.mu.Lock()
-			wc.violations++
-			v := wc.violations
-			wc.mu.Unlock()
-			if v > 20 {
-				wc.close(protocol.CloseRateLimited)
-				return
-			}
-			if wc.write(ctx, protocol.AppendError(nil, 0, protocol.CodeRateLimited, "too many ops, slow down")) != nil {
-				return
-			}
-			continue
-		}
-		f, err := protocol.DecodeClientFrame(data)
-		if err != nil {
-			if wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeOf(err), err.Error())) != nil {
-				return
-			}
-			continue
-		}
-		if err := wc.handle(ctx, f); err != nil {
+		more := false
+		wc.s.ops.do(wc.done, func() { more = wc.op(ctx, typ, data) })
+		if !more {
 			return
 		}
 	}
+}
+
+// op answers one frame read from the client; false ends the connection.
+func (wc *wsConn) op(ctx context.Context, typ websocket.MessageType, data []byte) bool {
+	if wc.sess != nil {
+		wc.sess.Touch()
+	}
+	wc.lastRead.Store(time.Now().UnixNano())
+	if typ != websocket.MessageText {
+		wc.close(protocol.CloseProtocolError)
+		return false
+	}
+	if !wc.limiter.Allow() {
+		wc.mu.Lock()
+		wc.violations++
+		v := wc.violations
+		wc.mu.Unlock()
+		if v > 20 {
+			wc.close(protocol.CloseRateLimited)
+			return false
+		}
+		return wc.write(ctx, protocol.AppendError(nil, 0, protocol.CodeRateLimited, "too many ops, slow down")) == nil
+	}
+	f, err := protocol.DecodeClientFrame(data)
+	if err != nil {
+		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeOf(err), err.Error())) == nil
+	}
+	return wc.handle(ctx, f) == nil
 }
 
 // handle runs one op and writes its reply. It returns an error only when

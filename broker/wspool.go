@@ -138,3 +138,61 @@ func (s *Server) pinger(quit <-chan struct{}) {
 		}
 	}
 }
+
+// opPool runs the ops of WebSocket connections. A connection's reader
+// goroutine only reads: it hands each op to a parked worker and waits for
+// it, so the deep work (decoding, snapshots, writes) grows the stacks of a
+// few workers instead of one stack per connection, and an idle connection
+// keeps a small reader stack. Ops of one connection still run one at a
+// time, in order. When every worker is busy (writes to slow clients wait
+// up to writeTimeout) the op runs in a goroutine of its own.
+type opPool struct {
+	jobs chan opJob
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+type opJob struct {
+	f    func()
+	done chan struct{}
+}
+
+func newOpPool() *opPool {
+	p := &opPool{jobs: make(chan opJob), quit: make(chan struct{})}
+	n := 8 * runtime.GOMAXPROCS(0)
+	p.wg.Add(n)
+	for range n {
+		go func() {
+			defer p.wg.Done()
+			for {
+				select {
+				case j := <-p.jobs:
+					j.f()
+					j.done <- struct{}{}
+				case <-p.quit:
+					return
+				}
+			}
+		}()
+	}
+	return p
+}
+
+// do runs f on a worker and returns when it is done. done is the
+// caller's own channel, with room for one value.
+func (p *opPool) do(done chan struct{}, f func()) {
+	select {
+	case p.jobs <- opJob{f, done}:
+	default:
+		go func() {
+			f()
+			done <- struct{}{}
+		}()
+	}
+	<-done
+}
+
+func (p *opPool) stop() {
+	close(p.quit)
+	p.wg.Wait()
+}
