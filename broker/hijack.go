@@ -15,8 +15,12 @@ import (
 const hijackBufSize = 512
 
 // smallBuffers gives the hijacked connection of a WebSocket small buffers
-// instead of net/http's, which would otherwise live as long as it does.
-type smallBuffers struct{ http.ResponseWriter }
+// instead of net/http's, which would otherwise live as long as it does, and
+// hands the connection to conn.
+type smallBuffers struct {
+	http.ResponseWriter
+	conn *net.Conn
+}
 
 func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.ResponseWriter.(http.Hijacker)
@@ -31,6 +35,7 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		c.Close()
 		return nil, nil, err
 	}
+	*w.conn = c
 	var r io.Reader = c
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -139,7 +140,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	patterns, anyOrigin := originPatterns(s.cfg.AllowedOrigins)
-	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	var nc net.Conn
+	c, err := websocket.Accept(smallBuffers{w, &nc}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,
@@ -172,6 +174,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	wc := &wsConn{
 		s:       s,
 		c:       c,
+		nc:      nc,
 		p:       p,
 		sess:    sess,
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
@@ -207,6 +210,7 @@ func clip(s string, n int) string {
 type wsConn struct {
 	s       *Server
 	c       *websocket.Conn
+	nc      net.Conn // under c, for write deadlines
 	sess    *presence.Session
 	sub     *presence.Subscriber
 	limiter *rate.Limiter
@@ -463,9 +467,16 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 
 // writeLocked writes one frame; the caller holds wmu.
 func (wc *wsConn) writeLocked(ctx context.Context, frame []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	err := wc.c.Write(ctx, websocket.MessageText, frame)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// A deadline on the socket bounds the write: a context with a timeout
+	// per frame costs a timer and coder/websocket's watch of it, on every
+	// frame of every fan-out. It is cleared afterwards, since the library
+	// writes pongs and close frames on the same socket.
+	_ = wc.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	err := wc.c.Write(context.Background(), websocket.MessageText, frame)
+	_ = wc.nc.SetWriteDeadline(time.Time{})
 	if err == nil {
 		wc.s.metrics.framesOut.Inc()
 	}
