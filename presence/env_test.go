@@ -46,7 +46,7 @@ func newEnv(t testing.TB) *env {
 }
 
 func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -125,7 +125,7 @@ func (v *env) sync(es ...*Engine) {
 // waitUntil waits, applied entry by applied entry, until cond holds.
 func waitUntil(t *testing.T, e *Engine, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
+	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
 	for {
 		ch := e.x.waitCh(e.Rev() + 1)
