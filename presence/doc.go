@@ -38,7 +38,11 @@
 // (see aggregate), so the KV revision of an entry is the revision of every
 // delta it causes, identical on every node. Start returns only after the
 // initial load and once the source has caught up with the membership bucket,
-// so a node that starts late serves the same snapshots as the others.
+// so a node that starts late serves the same snapshots as the others. The
+// source starts at the membership stream's first message when it has no
+// position yet, and a node that sees it behind without progress for
+// SourceStall has the presence stream's leader step down so that it is set
+// up again (see sourcing.go).
 //
 // Revisions count within one incarnation of the stream: Epoch (the stream's
 // creation time) names it, and a resume from another epoch gets a fresh
@@ -67,7 +71,9 @@
 //     {"user","status","text","source","ttl"} with ttl in seconds (0: until
 //     the source publishes offline, which removes it). The reply is
 //     {"ok":true,"rev":N} or {"error":{"code":"bad_request","message":"..."}}
-//     (code "unavailable" when the store fails).
+//     (code "unavailable" when the store fails). A JSON array of up to
+//     MaxBatch such events is answered by an array of replies in the same
+//     order; its writes are pipelined (see PublishBatch).
 //   - SubjectChanges + <user> ("presenced.changes.<user>"): every change of
 //     a user's status or text as JSON {"user","status","text","since","rev"}.
 //     It is published by exactly one node, the leader of the revision that
