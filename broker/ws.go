@@ -204,8 +204,8 @@ func clip(s string, n int) string {
 	return s
 }
 
-// wsConn is one WebSocket session. One goroutine reads, the op pool
-// answers ops; batches are written by the server's writer pool when the subscriber
+// wsConn is one WebSocket session. One goroutine reads, the op pool answers
+// ops; batches are written by the server's writer pool when the subscriber
 // signals them, and the server's pinger checks idle connections.
 type wsConn struct {
 	s       *Server
@@ -336,7 +336,6 @@ func memberOf(d presence.Delta) protocol.Member {
 	return m
 }
 
-// readLoop reads and answers ops until the connection ends.
 // readLoop reads frames and hands each to the op pool (see opPool), until
 // the connection fails or an op ends it.
 func (wc *wsConn) readLoop(ctx context.Context) {
