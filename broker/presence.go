@@ -32,7 +32,7 @@ func (s *Server) startPresence(ctx context.Context, replicas int) error {
 		Grace:        s.cfg.Grace,
 		AutoAway:     s.cfg.AutoAway,
 		Coalesce:     s.cfg.Coalesce,
-		Logger:       s.log,
+		Logger:       s.cfg.Logger, // the engine names its node itself
 	})
 	if err != nil {
 		return err
