@@ -1,8 +1,6 @@
 package presence
 
 import (
-	"encoding/json"
-
 	"go.uber.org/zap"
 )
 
@@ -11,11 +9,9 @@ import (
 // node with the smallest id among the leases), so exactly one node publishes
 // each change while leases are current.
 func (e *Engine) publishChanges(cs []Change) {
+	var b []byte
 	for _, c := range cs {
-		b, err := json.Marshal(c)
-		if err != nil {
-			continue
-		}
+		b = c.appendJSON(b[:0]) // Publish copies it
 		if err := e.cfg.Conn.Publish(SubjectChanges+c.User, b); err != nil {
 			e.log.Warn("presence: change feed publish failed", zap.Error(err))
 			return

@@ -173,11 +173,7 @@ func (e *Engine) eventMsg(ev Event) (*nats.Msg, error) {
 	if ev.TTL > 0 {
 		rec.Expires = e.clock.Now().Add(ev.TTL)
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
-	m.Data = b
+	m.Data = rec.appendJSON(make([]byte, 0, 192))
 	return m, nil
 }
 

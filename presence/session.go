@@ -2,7 +2,6 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -260,11 +259,7 @@ func (s *Session) store(ctx context.Context, expires time.Time) error {
 		Since: s.since, Expires: expires, Auto: s.auto,
 	}
 	s.mu.Unlock()
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	rev, err := s.e.kv.Put(ctx, s.key, b)
+	rev, err := s.e.kv.Put(ctx, s.key, rec.appendJSON(nil))
 	if err != nil {
 		return fmt.Errorf("presence: store session: %w", err)
 	}

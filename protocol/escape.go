@@ -2,6 +2,10 @@ package protocol
 
 import "unicode/utf8"
 
+// AppendString appends s as a JSON string, as the frame encoders do, for
+// other packages that write JSON by hand (see appendString).
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s) }
+
 // appendString appends s as a JSON string. The output is byte for byte what
 // encoding/json writes with HTML escaping off: '"' and '\\' escaped, control
 // characters as \b \f \n \r \t or \u00XX, U+2028 and U+2029 as \u escapes
