@@ -340,6 +340,10 @@ func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	}
 }
 
+// Transient reports whether a JetStream error is one a cluster gives while
+// it forms or elects a leader: asking again later may succeed.
+func Transient(err error) bool { return transient(err) }
+
 // transient reports whether a JetStream error is one of a forming cluster.
 func transient(err error) bool {
 	var apiErr *jetstream.APIError

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/presenced/presenced/membership"
 )
 
 // Engine is one node's presence engine: it watches the presence bucket,
@@ -163,8 +165,17 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	// The watch outlives ctx: its ordered consumer is recreated with this
 	// context whenever it has to be.
 	w, err := kv.WatchAll(bg)
-	if err != nil {
-		return fmt.Errorf("presence: watch: %w", err)
+	for err != nil {
+		// A forming cluster may not answer the consumer's creation.
+		if ctx.Err() != nil || !membership.Transient(err) {
+			return fmt.Errorf("presence: watch: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("presence: watch: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		w, err = kv.WatchAll(bg)
 	}
 	loaded := make(chan struct{})
 	e.lifeMu.Lock()
