@@ -246,6 +246,42 @@ func TestCluster(t *testing.T) {
 		}
 		waitAgree(t, "team", a, b)
 	})
+
+	t.Run("a node that joins later serves the same snapshot once it is ready", func(t *testing.T) {
+		// Let the sessions of the subtests before linger out, then keep
+		// one user online while the new node starts.
+		for deadline := time.Now().Add(30 * time.Second); a.Engine().Stats().Sessions != 0; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("sessions left: %+v", a.Engine().Stats())
+			}
+		}
+		mustDial(t, a.testServer, userJWT(t, "carol", time.Hour))
+		for deadline := time.Now().Add(10 * time.Second); a.Engine().Status("carol").Status == protocol.StatusOffline; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("carol never came online (her manual busy from before stays)")
+			}
+		}
+		members := func(n *clusterNode) string {
+			snap := n.Engine().Snapshot("team")
+			return fmt.Sprintf("online=%d total=%d members=%v", snap.Online, snap.Total, snap.Members)
+		}
+		want := members(a)
+		d := &clusterNode{name: "n4", dir: t.TempDir(), clusterAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			routes: []string{"nats-route://" + a.clusterAddr, "nats-route://" + b.clusterAddr, "nats-route://" + c.clusterAddr}}
+		if err := startNode(t, d); err != nil {
+			t.Fatal(err)
+		}
+		// Start returned, so the node reports ready: it must not need to
+		// catch up any more.
+		if got := members(d); got != want {
+			t.Fatalf("the new node is ready with\n%s\nthe others serve\n%s", got, want)
+		}
+		var ready struct{ Ready bool }
+		if st := call(t, "GET", d.URL+"/readyz", "", nil, &ready); st != 200 || !ready.Ready {
+			t.Fatalf("new node not ready: %d", st)
+		}
+		waitAgree(t, "team", a, b, d)
+	})
 }
 
 // TestClusterRollingRestart stops a node gracefully while its user moves to
