@@ -89,6 +89,11 @@ type statusBody struct {
 	TTL    float64         `json:"ttl"` // seconds; 0: until offline is published
 }
 
+func (b statusBody) event() presence.Event {
+	return presence.Event{User: b.User, Status: b.Status, Text: b.Text, Source: b.Source,
+		TTL: time.Duration(b.TTL * float64(time.Second))}
+}
+
 func (s *Server) publishStatus(w http.ResponseWriter, r *http.Request) error {
 	var b statusBody
 	if err := s.decodeJSON(w, r, &b); err != nil {
@@ -97,10 +102,7 @@ func (s *Server) publishStatus(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := s.store.Index().User(b.User); !ok {
 		return &apiError{http.StatusNotFound, codeNotFound, "user " + b.User + " not found"}
 	}
-	rev, err := s.engine.Publish(r.Context(), presence.Event{
-		User: b.User, Status: b.Status, Text: b.Text, Source: b.Source,
-		TTL: time.Duration(b.TTL * float64(time.Second)),
-	})
+	rev, err := s.engine.Publish(r.Context(), b.event())
 	if err != nil {
 		return presenceError(err)
 	}
@@ -140,8 +142,7 @@ func (s *Server) publishStatusBatch(w http.ResponseWriter, r *http.Request) erro
 			results[i].Error = map[string]string{"code": codeNotFound, "message": "user " + e.User + " not found"}
 			continue
 		}
-		evs = append(evs, presence.Event{User: e.User, Status: e.Status, Text: e.Text, Source: e.Source,
-			TTL: time.Duration(e.TTL * float64(time.Second))})
+		evs = append(evs, e.event())
 		at = append(at, i)
 	}
 	res, err := s.engine.PublishBatch(r.Context(), evs)
