@@ -14,8 +14,8 @@ import (
 
 // TestStalledSourceIsKicked starts a three-server JetStream cluster and an
 // engine whose membership bucket does not exist yet, so that the presence
-// stream's first attempt to source it fails and nats-server backs off for
-// more than ten seconds. Once the membership bucket exists and holds a
+// stream's first attempt to source it goes unanswered and nats-server would
+// not try again for more than 30 seconds. Once the membership bucket exists and holds a
 // member, the engine must notice that sourcing is behind, make the
 // presence stream's leader step down, and see the member arrive.
 func TestStalledSourceIsKicked(t *testing.T) {
@@ -44,10 +44,12 @@ func TestStalledSourceIsKicked(t *testing.T) {
 	}
 
 	// The presence stream's leader has tried to source the missing
-	// stream by now (its first try follows its election at once): that
-	// try failed or goes unanswered, and nats-server waits 12 s or more
-	// before trying again by itself.
-	time.Sleep(time.Second)
+	// stream by now: nats-server sets a replicated stream's sources up
+	// 0.1-0.8 s after its election, which came before Start returned.
+	// Nobody answers a consumer request for a stream that does not
+	// exist; nats-server waits 30 s for the answer and backs off before it
+	// tries again by itself.
+	time.Sleep(3 * time.Second)
 	mkv, err := membership.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: mbucket, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
