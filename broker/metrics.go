@@ -95,6 +95,8 @@ func (s *Server) registerMetrics() {
 	counter("presenced_status_events_total", "Presence events applied from the stream.", func() float64 { return float64(stats().EventsApplied) })
 	counter("presenced_deltas_total", "Member changes computed for groups.", func() float64 { return float64(stats().DeltasOut) })
 	counter("presenced_batches_total", "Coalesced batches handed to subscribers.", func() float64 { return float64(stats().BatchesOut) })
+	counter("presenced_source_restarts_total", "Times this node made the presence stream's leader step down because membership was not being sourced.",
+		func() float64 { return float64(stats().SourceKicks) })
 	gauge("presenced_revision", "Last presence revision applied.", func() float64 {
 		if s.engine == nil {
 			return 0

@@ -33,7 +33,7 @@ type sourceWatch struct {
 	behind bool      // the last check found sourcing behind
 	got    uint64    // source sequence of the last member change sourced
 	since  time.Time // when got last moved while behind, or the last kick
-	kicks  int
+	kicks  uint64
 }
 
 // sourcing reports the membership stream's sequence of its last member
@@ -177,14 +177,6 @@ func (e *Engine) kickSourcing(ctx context.Context, want, got uint64) {
 	e.srcWatch.mu.Unlock()
 	log.Warn("presence: membership changes were not reaching the presence bucket; its leader stepped down so that a new one sets the source up again",
 		zap.String("leader", info.Cluster.Leader))
-}
-
-// SourceKicks reports how often this node made the presence stream's
-// leader step down over a stalled source.
-func (e *Engine) SourceKicks() int {
-	e.srcWatch.mu.Lock()
-	defer e.srcWatch.mu.Unlock()
-	return e.srcWatch.kicks
 }
 
 // sourceSeq reads the source stream's sequence from a sourced message's

@@ -65,7 +65,7 @@ func TestStalledSourceIsKicked(t *testing.T) {
 		}
 	}
 	t.Logf("member sourced %v after it was written", time.Since(start))
-	if e.SourceKicks() == 0 {
+	if e.Stats().SourceKicks == 0 {
 		t.Fatal("the member arrived without the engine kicking the source: nats-server retried first?")
 	}
 }

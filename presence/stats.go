@@ -7,6 +7,7 @@ type Stats struct {
 	DeltasOut     uint64 // deltas recorded for groups
 	BatchesOut    uint64 // batches queued to subscribers
 	SlowConsumers uint64 // subscribers cut for falling behind
+	SourceKicks   uint64 // presence stream leaders this node made step down over a stalled source
 	// Gauges.
 	Sessions    int // sessions and sources that count, all nodes
 	OwnSessions int // open sessions on this node
@@ -22,6 +23,9 @@ func (e *Engine) Stats() Stats {
 	e.ownMu.Lock()
 	st.OwnSessions = len(e.own)
 	e.ownMu.Unlock()
+	e.srcWatch.mu.Lock()
+	st.SourceKicks = e.srcWatch.kicks
+	e.srcWatch.mu.Unlock()
 	return st
 }
 
