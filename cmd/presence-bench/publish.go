@@ -164,35 +164,92 @@ func publish(ctx context.Context, pc publishConfig) (*publishResult, error) {
 	return t.result(pc), err
 }
 
+// publishOverREST sends changes from pc.Conns workers, pc.Batch at a time
+// (at least one), each request when the last change in it is due: a change
+// waits at most one batch's span (Batch / rate) in the publisher, which its
+// latency shows. One change goes to POST /v1/presence/status, more to
+// /v1/presence/status/batch.
 func publishOverREST(ctx context.Context, pc publishConfig, t *publishTally) {
-	if pc.Batch > 1 {
-		publishBatchesOverREST(ctx, pc, t)
-		return
-	}
-	conns := max(pc.Conns, 1)
+	conns, n := max(pc.Conns, 1), max(pc.Batch, 1)
 	rc := newRESTClient(pc.BaseURL, pc.AdminToken, conns)
 	defer rc.close()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := range conns {
 		wg.Go(func() {
+			send := sendOne
+			if n > 1 {
+				send = sendBatch
+			}
 			var body []byte
+			errs := make([]error, n)
 			for {
-				seq := int(next.Add(1) - 1)
-				if seq >= pc.Sched.Count || !waitDue(ctx, &pc.Sched, seq) {
+				first := int(next.Add(int64(n)) - int64(n))
+				if first >= pc.Sched.Count {
+					return
+				}
+				end := min(first+n, pc.Sched.Count)
+				if !waitDue(ctx, &pc.Sched, end-1) {
 					return
 				}
 				sent := time.Now()
-				t.lag.Record(w, sent.Sub(time.Unix(0, pc.Sched.due(seq))))
-				t.sent.Add(1)
-				body = appendEvent(body[:0], pc, seq)
-				_, err := rc.do(ctx, http.MethodPost, "/v1/presence/status", bytes.NewReader(body))
-				t.ack.Record(w, time.Since(sent))
-				t.done(seq, err)
+				for seq := first; seq < end; seq++ {
+					t.lag.Record(w, sent.Sub(time.Unix(0, pc.Sched.due(seq))))
+				}
+				t.sent.Add(int64(end - first))
+				body = send(ctx, rc, pc, first, end, body[:0], errs[:end-first])
+				ack := time.Since(sent)
+				for seq := first; seq < end; seq++ {
+					t.ack.Record(w, ack)
+					t.done(seq, errs[seq-first])
+				}
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// sendOne posts change first (end is first+1) and sets errs[0]; it returns
+// body's buffer for reuse.
+func sendOne(ctx context.Context, rc *restClient, pc publishConfig, first, _ int, body []byte, errs []error) []byte {
+	body = appendEvent(body, pc, first)
+	_, errs[0] = rc.do(ctx, http.MethodPost, "/v1/presence/status", bytes.NewReader(body))
+	return body
+}
+
+// sendBatch posts changes first..end-1 in one batch and sets each one's
+// outcome in errs.
+func sendBatch(ctx context.Context, rc *restClient, pc publishConfig, first, end int, body []byte, errs []error) []byte {
+	body = append(body, `{"events":[`...)
+	for seq := first; seq < end; seq++ {
+		if seq > first {
+			body = append(body, ',')
+		}
+		body = appendEvent(body, pc, seq)
+	}
+	body = append(body, "]}"...)
+	resp, err := rc.do(ctx, http.MethodPost, "/v1/presence/status/batch", bytes.NewReader(body))
+	var reply struct {
+		Results []struct {
+			Error *struct{ Code, Message string } `json:"error"`
+		} `json:"results"`
+	}
+	if err == nil {
+		if err = json.Unmarshal(resp, &reply); err == nil && len(reply.Results) != end-first {
+			err = fmt.Errorf("%d results for %d events", len(reply.Results), end-first)
+		}
+	}
+	for i := range errs {
+		switch {
+		case err != nil:
+			errs[i] = err
+		case reply.Results[i].Error != nil:
+			errs[i] = fmt.Errorf("%s: %s", reply.Results[i].Error.Code, reply.Results[i].Error.Message)
+		default:
+			errs[i] = nil
+		}
+	}
+	return body
 }
 
 // appendEvent appends change seq as a backend status event.
@@ -202,72 +259,6 @@ func appendEvent(b []byte, pc publishConfig, seq int) []byte {
 	b = append(b, `","status":"online","text":"`...)
 	b = append(b, markerText(seq)...)
 	return append(b, `","source":"pb"}`...)
-}
-
-// publishBatchesOverREST sends changes pc.Batch at a time, each request
-// when the last change of its batch is due: a change waits at most one
-// batch's span (Batch / rate) in the publisher, which its latency shows.
-func publishBatchesOverREST(ctx context.Context, pc publishConfig, t *publishTally) {
-	conns := max(pc.Conns, 1)
-	rc := newRESTClient(pc.BaseURL, pc.AdminToken, conns)
-	defer rc.close()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range conns {
-		wg.Go(func() {
-			var body []byte
-			var reply struct {
-				Results []struct {
-					OK    bool `json:"ok"`
-					Error *struct {
-						Code, Message string
-					} `json:"error"`
-				} `json:"results"`
-			}
-			for {
-				first := int(next.Add(int64(pc.Batch)) - int64(pc.Batch))
-				if first >= pc.Sched.Count {
-					return
-				}
-				end := min(first+pc.Batch, pc.Sched.Count)
-				if !waitDue(ctx, &pc.Sched, end-1) {
-					return
-				}
-				sent := time.Now()
-				body = append(body[:0], `{"events":[`...)
-				for seq := first; seq < end; seq++ {
-					t.lag.Record(w, sent.Sub(time.Unix(0, pc.Sched.due(seq))))
-					if seq > first {
-						body = append(body, ',')
-					}
-					body = appendEvent(body, pc, seq)
-				}
-				body = append(body, "]}"...)
-				t.sent.Add(int64(end - first))
-				resp, err := rc.do(ctx, http.MethodPost, "/v1/presence/status/batch", bytes.NewReader(body))
-				ack := time.Since(sent)
-				if err == nil {
-					reply.Results = reply.Results[:0]
-					if err = json.Unmarshal(resp, &reply); err == nil && len(reply.Results) != end-first {
-						err = fmt.Errorf("%d results for %d events", len(reply.Results), end-first)
-					}
-				}
-				for seq := first; seq < end; seq++ {
-					t.ack.Record(w, ack)
-					switch {
-					case err != nil:
-						t.done(seq, err)
-					case reply.Results[seq-first].Error != nil:
-						e := reply.Results[seq-first].Error
-						t.done(seq, fmt.Errorf("%s: %s", e.Code, e.Message))
-					default:
-						t.done(seq, nil)
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // publishOverWS opens one WebSocket per publisher and sends each change
