@@ -87,17 +87,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	var w jetstream.KeyWatcher
-	for {
-		w, err = kv.WatchAll(wctx, jetstream.IncludeHistory())
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || !transient(err) {
-			cancel()
-			return nil, fmt.Errorf("membership: watch: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond) // a forming cluster: ask again
+	w, err := WatchBucket(ctx, wctx, kv, jetstream.IncludeHistory())
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("membership: watch: %w", err)
 	}
 	loaded := make(chan struct{})
 	go s.watch(w, loaded)
@@ -340,9 +333,22 @@ func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	}
 }
 
-// Transient reports whether a JetStream error is one a cluster gives while
-// it forms or elects a leader: asking again later may succeed.
-func Transient(err error) bool { return transient(err) }
+// WatchBucket watches every key of kv for as long as life lasts, asking
+// again while the error is one a forming cluster gives (a consumer's
+// creation unanswered, no leader yet); ctx bounds the asking.
+func WatchBucket(ctx, life context.Context, kv jetstream.KeyValue, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	for {
+		w, err := kv.WatchAll(life, opts...)
+		if err == nil || ctx.Err() != nil || !transient(err) {
+			return w, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
 
 // transient reports whether a JetStream error is one of a forming cluster.
 func transient(err error) bool {

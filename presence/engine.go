@@ -164,18 +164,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	e.cancel = cancel
 	// The watch outlives ctx: its ordered consumer is recreated with this
 	// context whenever it has to be.
-	w, err := kv.WatchAll(bg)
-	for err != nil {
-		// A forming cluster may not answer the consumer's creation.
-		if ctx.Err() != nil || !membership.Transient(err) {
-			return fmt.Errorf("presence: watch: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("presence: watch: %w", err)
-		case <-time.After(100 * time.Millisecond):
-		}
-		w, err = kv.WatchAll(bg)
+	w, err := membership.WatchBucket(ctx, bg, kv)
+	if err != nil {
+		return fmt.Errorf("presence: watch: %w", err)
 	}
 	loaded := make(chan struct{})
 	e.lifeMu.Lock()

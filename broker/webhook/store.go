@@ -104,7 +104,7 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	w, err := kv.WatchAll(wctx)
+	w, err := membership.WatchBucket(ctx, wctx, kv)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("webhook: watch %s: %w", cfg.Bucket, err)
