@@ -126,6 +126,18 @@ func (s *Subscriber) errNow() error {
 	return s.err
 }
 
+// beginLocked prepares a new subscription or watch under x.mu: the index
+// must be loaded, and what is pending is delivered first, since all of it
+// is older than the initial state the caller returns and all that follows
+// is newer.
+func (s *Subscriber) beginLocked() error {
+	if !s.x.loaded {
+		return ErrNotReady
+	}
+	s.x.flushLocked()
+	return s.errNow()
+}
+
 // Subscribe starts delivering group's batches and returns where they start
 // from: a Snapshot at the current revision, or, when o asks to resume and
 // the group's history still holds every delta after o.FromRev, Resumed with
@@ -139,13 +151,7 @@ func (s *Subscriber) Subscribe(group string, o SubscribeOptions) (Initial, error
 	x := s.x
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.loaded {
-		return nil, ErrNotReady
-	}
-	// Deliver what is pending first: all of it is older than the initial
-	// state returned here, and all that follows is newer.
-	x.flushLocked()
-	if err := s.errNow(); err != nil {
+	if err := s.beginLocked(); err != nil {
 		return nil, err
 	}
 	g := x.groupLocked(group)
@@ -225,11 +231,7 @@ func (s *Subscriber) WatchCounts(groups []string) ([]GroupCount, error) {
 	x := s.x
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.loaded {
-		return nil, ErrNotReady
-	}
-	x.flushLocked()
-	if err := s.errNow(); err != nil {
+	if err := s.beginLocked(); err != nil {
 		return nil, err
 	}
 	if groups == nil {
