@@ -42,22 +42,27 @@ func sessionValue(b *testing.B, user string, st protocol.Status) []byte {
 // BenchmarkApplyEvent applies one session write (a status change of a user
 // in 5 groups of 1000 members, each with 10 subscribers), JSON decoding,
 // aggregation, deltas and batches included.
-func BenchmarkApplyEvent(b *testing.B) {
+func BenchmarkApplyEvent(b *testing.B) { benchToggle(b, 5, 1000, 10) }
+
+// benchToggle applies b.N status changes of user u1, a member of every one
+// of groups groups of members members, each watched by subs subscribers,
+// as the watch loop does on the node that leads.
+func benchToggle(b *testing.B, groups, members, subs int) {
 	x, put := benchIndex(b, DefaultHistory)
-	for g := range 5 {
-		for u := range 1000 {
+	for g := range groups {
+		for u := range members {
 			put(membership.MemberKey(fmt.Sprintf("g%d", g), fmt.Sprintf("u%d", u)), membership.Member{})
 		}
 	}
 	x.markLoaded()
-	var subs []*Subscriber
-	for g := range 5 {
-		for range 10 {
+	var all []*Subscriber
+	for g := range groups {
+		for range subs {
 			s := x.newSubscriber(SubscriberConfig{Queue: 1 << 30})
 			if _, err := s.Subscribe(fmt.Sprintf("g%d", g), SubscribeOptions{}); err != nil {
 				b.Fatal(err)
 			}
-			subs = append(subs, s)
+			all = append(all, s)
 		}
 	}
 	vals := [2][]byte{sessionValue(b, "u1", protocol.StatusOnline), sessionValue(b, "u1", protocol.StatusAway)}
@@ -71,8 +76,12 @@ func BenchmarkApplyEvent(b *testing.B) {
 		x.apply(entry{op: opPut, key: key, value: vals[i%2], rev: rev, created: now})
 		_ = x.takeChanges() // as the watch loop does; this node leads
 		if i%64 == 63 {
-			drainQueues(subs) // what the consumers' Next does
+			drainQueues(all) // what the consumers' Next does
 		}
+	}
+	b.StopTimer()
+	if st := x.stats(); st.SlowConsumers != 0 {
+		b.Fatalf("slow consumers: %d", st.SlowConsumers)
 	}
 }
 
@@ -111,40 +120,4 @@ func BenchmarkSnapshot10k(b *testing.B) {
 // BenchmarkFanout100Groups changes the status of a user who is in 100
 // groups, each with 10 subscribers: 100 deltas, 100 shared batches, 1000
 // queue pushes per event.
-func BenchmarkFanout100Groups(b *testing.B) {
-	x, put := benchIndex(b, DefaultHistory)
-	for g := range 100 {
-		for u := range 50 {
-			put(membership.MemberKey(fmt.Sprintf("g%d", g), fmt.Sprintf("u%d", u)), membership.Member{})
-		}
-	}
-	x.markLoaded()
-	var subs []*Subscriber
-	for g := range 100 {
-		for range 10 {
-			s := x.newSubscriber(SubscriberConfig{Queue: 1 << 30})
-			if _, err := s.Subscribe(fmt.Sprintf("g%d", g), SubscribeOptions{}); err != nil {
-				b.Fatal(err)
-			}
-			subs = append(subs, s)
-		}
-	}
-	vals := [2][]byte{sessionValue(b, "u1", protocol.StatusOnline), sessionValue(b, "u1", protocol.StatusAway)}
-	rev := x.currentRev()
-	now := time.Now()
-	key := sessionKey("u1", "s")
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		rev++
-		x.apply(entry{op: opPut, key: key, value: vals[i%2], rev: rev, created: now})
-		_ = x.takeChanges() // as the watch loop does; this node leads
-		if i%64 == 63 {
-			drainQueues(subs) // what the consumers' Next does
-		}
-	}
-	b.StopTimer()
-	if st := x.stats(); st.SlowConsumers != 0 {
-		b.Fatalf("slow consumers: %d", st.SlowConsumers)
-	}
-}
+func BenchmarkFanout100Groups(b *testing.B) { benchToggle(b, 100, 50, 10) }
