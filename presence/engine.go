@@ -201,9 +201,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return ErrClosed // killed meanwhile
 	}
 	e.state = stateRunning
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.leaseLoop()
 	go e.sweepLoop()
+	go e.sourceLoop()
 	if e.cfg.AutoAway > 0 {
 		e.wg.Add(1)
 		go e.autoAwayLoop()

@@ -48,7 +48,6 @@ func (e *Engine) leaseLoop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
 		e.refreshLease(ctx)
-		e.watchSourcing(ctx)
 		cancel()
 		e.checkWatch()
 	}

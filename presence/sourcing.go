@@ -96,7 +96,27 @@ func (e *Engine) sourcedUpTo(ctx context.Context) (uint64, error) {
 	}
 }
 
-// watchSourcing is the running node's periodic check (from the lease loop).
+// sourceLoop checks the sourcing every LeaseRefresh. It runs apart from
+// the lease loop: its JetStream requests may wait for answers a forming
+// cluster does not give, and a lease refresh must never wait behind them.
+func (e *Engine) sourceLoop() {
+	defer e.wg.Done()
+	tick := make(chan struct{}, 1)
+	for {
+		t := e.clock.AfterFunc(e.cfg.LeaseRefresh, func() { kick(tick) })
+		select {
+		case <-e.quit:
+			t.Stop()
+			return
+		case <-tick:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
+		e.watchSourcing(ctx)
+		cancel()
+	}
+}
+
+// watchSourcing is the running node's periodic check.
 func (e *Engine) watchSourcing(ctx context.Context) {
 	want, got, _, err := e.sourcing(ctx)
 	if err != nil {
