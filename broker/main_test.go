@@ -20,5 +20,9 @@ func TestMain(m *testing.M) {
 		// nats-server's wait for a source consumer's answer outlives its
 		// shutdown (see presence's TestMain).
 		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*stream).trySetupSourceConsumer.func3"),
+		// A cluster node stopped while a peer is dead may still be closing
+		// its file stores when the tests end (its Shutdown is bounded).
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*fileStore).flushStreamStateLoop"),
+		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server/ats.Register.func1"),
 	)
 }
