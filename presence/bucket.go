@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/membership"
 )
 
@@ -23,7 +24,7 @@ func subjectOf(bucket, key string) string { return "$KV." + bucket + "." + key }
 // it at start.
 func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
 	mb, pb := e.cfg.MembershipBucket, e.cfg.Bucket
-	kv, err := membership.CreateBucket(ctx, e.cfg.JetStream, jetstream.KeyValueConfig{
+	kv, err := jskv.CreateBucket(ctx, e.cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      pb,
 		Description: "presenced presence: sessions, sources, manual statuses, node leases; members sourced from " + mb,
 		History:     1,

@@ -12,9 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/internal/jskv"
 	"go.uber.org/zap"
-
-	"github.com/presenced/presenced/membership"
 )
 
 // Engine is one node's presence engine: it watches the presence bucket,
@@ -164,7 +163,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	e.cancel = cancel
 	// The watch outlives ctx: its ordered consumer is recreated with this
 	// context whenever it has to be.
-	w, err := membership.WatchBucket(ctx, bg, kv)
+	w, err := jskv.WatchBucket(ctx, bg, kv)
 	if err != nil {
 		return fmt.Errorf("presence: watch: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/internal/natstest"
 	"github.com/presenced/presenced/membership"
 )
@@ -50,7 +51,7 @@ func TestStalledSourceIsKicked(t *testing.T) {
 	// exist; nats-server waits 30 s for the answer and backs off before it
 	// tries again by itself.
 	time.Sleep(3 * time.Second)
-	mkv, err := membership.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: mbucket, Replicas: 3})
+	mkv, err := jskv.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: mbucket, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
 )
 
 // EndpointStats are one webhook's delivery counters on one node. Counts
@@ -262,7 +263,7 @@ func (e *endpoint) deliver(ctx context.Context, b batch) {
 		e.stats.FailedAttempts++
 		e.stats.LastError, e.stats.LastErrorAt = describe(err), now
 		e.mu.Unlock()
-		wait := backoff(attempt, cfg.MinBackoff, cfg.MaxBackoff, cfg.Rand())
+		wait := protocol.Backoff(attempt, cfg.MinBackoff, cfg.MaxBackoff, cfg.Rand())
 		if hint > wait {
 			wait = min(hint, cfg.MaxBackoff)
 		}

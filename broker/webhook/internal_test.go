@@ -64,39 +64,6 @@ func TestQueueGrowsOnDemand(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	const lo, hi = 250 * time.Millisecond, 30 * time.Second
-	tests := []struct {
-		attempt int
-		r       float64
-		want    time.Duration
-	}{
-		{0, 0, lo},
-		{0, 0.99, lo}, // never below the minimum
-		{1, 0, 500 * time.Millisecond},
-		{1, 0.5, 375 * time.Millisecond},
-		{2, 0, time.Second},
-		{6, 0, 16 * time.Second},
-		{7, 0, hi},
-		{7, 0.5, 22500 * time.Millisecond},
-		{1000, 0, hi}, // no overflow
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("attempt %d r %.2f", tt.attempt, tt.r), func(t *testing.T) {
-			if got := backoff(tt.attempt, lo, hi, tt.r); got != tt.want {
-				t.Fatalf("backoff = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	for attempt := range 20 {
-		for _, r := range []float64{0, 0.3, 0.999} {
-			if d := backoff(attempt, lo, hi, r); d < lo || d > hi {
-				t.Fatalf("backoff(%d, %v) = %v outside [%v, %v]", attempt, r, d, lo, hi)
-			}
-		}
-	}
-}
-
 func TestRetryAfter(t *testing.T) {
 	tests := []struct {
 		v    string

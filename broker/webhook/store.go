@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/presenced/presenced/membership"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/internal/jskv"
 	"go.uber.org/zap"
 )
 
@@ -83,7 +83,7 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	kv, err := membership.CreateBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
+	kv, err := jskv.CreateBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "presenced webhooks: registered endpoints and their secrets",
 		History:     1,
@@ -104,7 +104,7 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	w, err := membership.WatchBucket(ctx, wctx, kv)
+	w, err := jskv.WatchBucket(ctx, wctx, kv)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("webhook: watch %s: %w", cfg.Bucket, err)

@@ -203,7 +203,7 @@ func (c *Client) run(ctx context.Context, cn *conn) {
 // (Close: it then returns nil, nil).
 func (c *Client) reconnect(ctx context.Context) (*conn, error) {
 	for attempt := 0; ; attempt++ {
-		t := time.NewTimer(backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff, jitter))
+		t := time.NewTimer(protocol.Backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff, jitter()))
 		select {
 		case <-ctx.Done():
 			t.Stop()

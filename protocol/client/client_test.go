@@ -689,33 +689,3 @@ func TestCloseFailsPendingRequests(t *testing.T) {
 		t.Errorf("pending Ping after Close: %v", err)
 	}
 }
-
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 5*time.Second
-	minDraw := func(n int64) int64 { return 0 }
-	maxDraw := func(n int64) int64 { return n - 1 }
-	tests := []struct {
-		attempt  int
-		min, max time.Duration
-	}{
-		{0, 50 * time.Millisecond, 100 * time.Millisecond},
-		{1, 100 * time.Millisecond, 200 * time.Millisecond},
-		{5, 1600 * time.Millisecond, 3200 * time.Millisecond},
-		{6, 2500 * time.Millisecond, 5 * time.Second},
-		{40, 2500 * time.Millisecond, 5 * time.Second},
-		{1000, 2500 * time.Millisecond, 5 * time.Second},
-	}
-	for _, tt := range tests {
-		if got := backoff(tt.attempt, lo, hi, minDraw); got != tt.min {
-			t.Errorf("backoff(%d) lowest = %v, want %v", tt.attempt, got, tt.min)
-		}
-		if got := backoff(tt.attempt, lo, hi, maxDraw); got != tt.max {
-			t.Errorf("backoff(%d) highest = %v, want %v", tt.attempt, got, tt.max)
-		}
-		for range 100 {
-			if got := backoff(tt.attempt, lo, hi, jitter); got < tt.min || got > tt.max {
-				t.Fatalf("backoff(%d) = %v, outside [%v, %v]", tt.attempt, got, tt.min, tt.max)
-			}
-		}
-	}
-}
