@@ -42,27 +42,22 @@ func (c compatStatus) SetManualStatus(ctx context.Context, user string, status p
 	return c.e.SetManual(ctx, user, m)
 }
 
-// compatRoutes mounts the Rocket.Chat, CometChat and Bitrix24 endpoints.
-func (s *Server) compatRoutes(mux *http.ServeMux) error {
+// compatHandlers builds the Rocket.Chat, CometChat and Bitrix24 endpoints,
+// mounted under /api/v1/, /v3/ and /rest/.
+func (s *Server) compatHandlers() (rc, cc, bx http.Handler, err error) {
 	st := compatStatus{s.engine}
 	ix := s.store.Index()
 	auth := compatAuth{s.auth}
-	rc, err := rocketchat.New(rocketchat.Config{
+	if rc, err = rocketchat.New(rocketchat.Config{
 		Directory: ix, Presence: st, StatusWriter: st, Auth: auth, Logger: s.log.Named("rocketchat"),
-	})
-	if err != nil {
-		return err
+	}); err != nil {
+		return nil, nil, nil, err
 	}
-	cc, err := cometchat.New(cometchat.Config{Directory: ix, Presence: st, Auth: auth, Logger: s.log.Named("cometchat")})
-	if err != nil {
-		return err
+	if cc, err = cometchat.New(cometchat.Config{Directory: ix, Presence: st, Auth: auth, Logger: s.log.Named("cometchat")}); err != nil {
+		return nil, nil, nil, err
 	}
-	bx, err := bitrix24.New(bitrix24.Config{Directory: ix, Auth: auth, Logger: s.log.Named("bitrix24")})
-	if err != nil {
-		return err
+	if bx, err = bitrix24.New(bitrix24.Config{Directory: ix, Auth: auth, Logger: s.log.Named("bitrix24")}); err != nil {
+		return nil, nil, nil, err
 	}
-	mux.Handle("/api/v1/", rc)
-	mux.Handle("/v3/", cc)
-	mux.Handle("/rest/", bx)
-	return nil
+	return rc, cc, bx, nil
 }

@@ -8,59 +8,11 @@ import (
 	"net/http/pprof"
 	"time"
 
-	"github.com/presenced/presenced/broker/dashboard"
-	"github.com/presenced/presenced/membership"
 	"go.uber.org/zap"
 )
 
-// routes builds the HTTP routing table.
-func (s *Server) routes() (*http.ServeMux, error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.metricsHandler())
-
-	read, write := membership.ScopeMembershipRead, membership.ScopeMembershipWrite
-	mux.Handle("GET /v1/users", s.api(read, s.listUsers))
-	mux.Handle("POST /v1/users", s.api(write, s.createUser))
-	mux.Handle("GET /v1/users/{id}", s.api(read, s.getUser))
-	mux.Handle("PATCH /v1/users/{id}", s.api(write, s.patchUser))
-	mux.Handle("DELETE /v1/users/{id}", s.api(write, s.deleteUser))
-	mux.Handle("GET /v1/users/{id}/groups", s.api(read, s.listUserGroups))
-	mux.Handle("PUT /v1/users/{id}/roles/{role}", s.api(write, s.setUserRole(true)))
-	mux.Handle("DELETE /v1/users/{id}/roles/{role}", s.api(write, s.setUserRole(false)))
-	mux.Handle("GET /v1/groups", s.api(read, s.listGroups))
-	mux.Handle("POST /v1/groups", s.api(write, s.createGroup))
-	mux.Handle("GET /v1/groups/{id}", s.api(read, s.getGroup))
-	mux.Handle("PATCH /v1/groups/{id}", s.api(write, s.patchGroup))
-	mux.Handle("DELETE /v1/groups/{id}", s.api(write, s.deleteGroup))
-	mux.Handle("GET /v1/groups/{id}/members", s.api(read, s.listMembers))
-	mux.Handle("PUT /v1/groups/{id}/members/{user}", s.api(write, s.putMember))
-	mux.Handle("DELETE /v1/groups/{id}/members/{user}", s.api(write, s.deleteMember))
-	mux.Handle("GET /v1/roles", s.api(read, s.listRoles))
-	mux.Handle("PUT /v1/roles/{id}", s.api(write, s.putRole))
-	mux.Handle("DELETE /v1/roles/{id}", s.api(write, s.deleteRole))
-	mux.Handle("GET /v1/tokens", s.api(membership.ScopeTokens, s.listTokens))
-	mux.Handle("POST /v1/tokens", s.api(membership.ScopeTokens, s.createToken))
-	mux.Handle("DELETE /v1/tokens/{id}", s.api(membership.ScopeTokens, s.revokeToken))
-	mux.Handle("POST /v1/import", s.api(write, s.importNDJSON))
-	s.presenceRoutes(mux)
-	s.hooks.Routes(mux, func(scope string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
-		return s.api(scope, h)
-	})
-	mux.Handle("GET /dashboard/", dashboard.Handler())
-	if err := s.compatRoutes(mux); err != nil {
-		return nil, err
-	}
-
-	mux.Handle("/v1/", s.api("", func(w http.ResponseWriter, r *http.Request) error {
-		return &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + r.Method + " " + r.URL.Path}
-	}))
-	return mux, nil
-}
-
 func (s *Server) startHTTP() error {
-	mux, err := s.routes()
+	mux, err := s.mux()
 	if err != nil {
 		return err
 	}
@@ -114,47 +66,6 @@ func (s *Server) shutdownHTTP(ctx context.Context) error {
 	}
 	<-s.serveErr
 	return err
-}
-
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// readyz answers 200 once NATS and JetStream answer and the indexes are
-// loaded, 503 otherwise.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	checks := map[string]string{}
-	ok := s.isReady.Load()
-	if !ok {
-		checks["startup"] = "not finished"
-	}
-	if s.nc == nil || !s.nc.IsConnected() {
-		ok = false
-		checks["nats"] = "disconnected"
-	} else {
-		checks["nats"] = "ok"
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if _, err := s.js.AccountInfo(ctx); err != nil {
-			ok = false
-			checks["jetstream"] = err.Error()
-		} else {
-			checks["jetstream"] = "ok"
-		}
-	}
-	if s.engine != nil {
-		if err := s.engine.Err(); err != nil {
-			ok = false
-			checks["presence"] = err.Error()
-		} else {
-			checks["presence"] = "ok"
-		}
-	}
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, map[string]any{"ready": ok, "checks": checks})
 }
 
 // BaseURL turns a listen address into the http URL a local client uses.

@@ -86,7 +86,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	start := time.Now()
 	defer func() {
 		if err != nil {
-			s.Kill()
+			s.kill()
 		}
 	}()
 	if s.ns, err = s.startNATS(); err != nil {
@@ -185,9 +185,6 @@ func (s *Server) NodeName() string { return s.cfg.NodeName }
 // the data directory already had one or the operator supplied it.
 func (s *Server) FirstRunToken() string { return s.firstToken }
 
-// Store returns the membership store (for commands and tests in-process).
-func (s *Server) Store() *membership.Store { return s.store }
-
 // NATSClientURL returns the URL external publishers use, or "" when the
 // client port is closed.
 func (s *Server) NATSClientURL() string {
@@ -224,29 +221,34 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.hooks != nil {
 			errs = append(errs, s.hooks.Shutdown(ctx))
 		}
-		errs = append(errs, s.stopPresence(ctx, true))
+		errs = append(errs, s.stopPresence(ctx))
 		s.stopRest()
 	})
 	return errors.Join(errs...)
 }
 
-// Kill stops the node at once without any cleanup, as if the process died:
-// for tests of node failure.
-func (s *Server) Kill() {
+// kill stops the node at once, as if the process died: the NATS
+// connection goes first, so that nothing more is written on the way down,
+// then the sockets are dropped without a close frame. Start uses it to
+// undo a failed start; tests use it to simulate a node's death.
+func (s *Server) kill() {
 	s.stopOnce.Do(func() {
 		s.isReady.Store(false)
+		if s.nc != nil {
+			s.nc.Close()
+		}
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
 		}
 		for _, wc := range s.conns.all() {
-			_ = wc.c.CloseNow() // as the sockets of a dead process would
+			_ = wc.c.CloseNow()
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // nothing queued is delivered, nothing more is written
 		if s.hooks != nil {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel() // no delivery of what is queued: as if the process died
 			_ = s.hooks.Shutdown(ctx)
 		}
-		_ = s.stopPresence(context.Background(), false)
+		_ = s.stopPresence(ctx)
 		s.stopRest()
 	})
 }

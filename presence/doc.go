@@ -6,7 +6,8 @@
 // # Entry points
 //
 //   - New(Config) → Engine.Start(ctx) → Engine.Ready() → Engine.Shutdown(ctx)
-//     (Engine.Kill for tests: stop as if the process died).
+//     (tests stop an engine as if its process died with Kill, in
+//     export_test.go).
 //   - Engine.Connect returns a Session (SetStatus, Touch, Close);
 //     Engine.SetManual sets a hand-made status; Engine.Publish stores a
 //     backend status event (the REST path; NATS has SubjectPublish).

@@ -413,10 +413,10 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Kill stops the engine at once with no cleanup at all, as if the process
+// kill stops the engine at once with no cleanup at all, as if the process
 // died: sessions and lease stay in the bucket until the other nodes expire
-// them. For tests.
-func (e *Engine) Kill() {
+// them.
+func (e *Engine) kill() {
 	e.lifeMu.Lock()
 	e.state = stateStopped
 	e.lifeMu.Unlock()

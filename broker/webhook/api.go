@@ -16,23 +16,23 @@ import (
 // Scope is the token scope every webhook route requires.
 const Scope = membership.ScopeAdmin
 
-// Routes registers the webhook API on mux, each route wrapped by wrap with
-// Scope. wrap authenticates, checks the scope and renders a returned error
-// (an *HTTPError as its Status and {"error":{"code","message"}}).
+// API is the webhook REST API: one handler per route, each needing Scope.
+// A handler returns its error (an *HTTPError carries the status and code)
+// for the caller to render as {"error":{"code","message"}}.
 //
-//	GET    /v1/webhooks              list (?limit=1..1000, default 100; ?cursor=)
-//	POST   /v1/webhooks              create {url, secret?, users?, disabled?}: 201, secret shown once
-//	GET    /v1/webhooks/{id}         one webhook, without its secret
-//	PATCH  /v1/webhooks/{id}         change {url?, users?, disabled?}
-//	DELETE /v1/webhooks/{id}         remove: 204
-//	GET    /v1/webhooks/{id}/status  delivery counters over the cluster
-func (s *Service) Routes(mux *http.ServeMux, wrap func(scope string, h func(w http.ResponseWriter, r *http.Request) error) http.Handler) {
-	mux.Handle("GET /v1/webhooks", wrap(Scope, s.apiList))
-	mux.Handle("POST /v1/webhooks", wrap(Scope, s.apiCreate))
-	mux.Handle("GET /v1/webhooks/{id}", wrap(Scope, s.apiGet))
-	mux.Handle("PATCH /v1/webhooks/{id}", wrap(Scope, s.apiPatch))
-	mux.Handle("DELETE /v1/webhooks/{id}", wrap(Scope, s.apiDelete))
-	mux.Handle("GET /v1/webhooks/{id}/status", wrap(Scope, s.apiStatus))
+//	GET    /v1/webhooks              List (?limit=1..1000, default 100; ?cursor=)
+//	POST   /v1/webhooks              Create {url, secret?, users?, disabled?}: 201, secret shown once
+//	GET    /v1/webhooks/{id}         Get: one webhook, without its secret
+//	PATCH  /v1/webhooks/{id}         Patch {url?, users?, disabled?}
+//	DELETE /v1/webhooks/{id}         Delete: 204
+//	GET    /v1/webhooks/{id}/status  Status: delivery counters over the cluster
+type API struct {
+	List, Create, Get, Patch, Delete, Status func(w http.ResponseWriter, r *http.Request) error
+}
+
+// API returns the handlers of the webhook REST API.
+func (s *Service) API() API {
+	return API{List: s.apiList, Create: s.apiCreate, Get: s.apiGet, Patch: s.apiPatch, Delete: s.apiDelete, Status: s.apiStatus}
 }
 
 // view is a webhook as the API shows it: the secret only at creation.

@@ -29,7 +29,7 @@ type api struct {
 func newAPI(t *testing.T, s *webhook.Service) *api {
 	a := &api{t: t}
 	mux := http.NewServeMux()
-	s.Routes(mux, func(scope string, h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	wrap := func(scope string, h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 		a.mu.Lock()
 		a.scopes = append(a.scopes, scope)
 		a.mu.Unlock()
@@ -46,7 +46,14 @@ func newAPI(t *testing.T, s *webhook.Service) *api {
 			w.WriteHeader(he.Status)
 			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": he.Code, "message": he.Message}})
 		})
-	})
+	}
+	h := s.API()
+	mux.Handle("GET /v1/webhooks", wrap(webhook.Scope, h.List))
+	mux.Handle("POST /v1/webhooks", wrap(webhook.Scope, h.Create))
+	mux.Handle("GET /v1/webhooks/{id}", wrap(webhook.Scope, h.Get))
+	mux.Handle("PATCH /v1/webhooks/{id}", wrap(webhook.Scope, h.Patch))
+	mux.Handle("DELETE /v1/webhooks/{id}", wrap(webhook.Scope, h.Delete))
+	mux.Handle("GET /v1/webhooks/{id}/status", wrap(webhook.Scope, h.Status))
 	a.srv = httptest.NewServer(mux)
 	t.Cleanup(a.srv.Close)
 	return a

@@ -1,0 +1,48 @@
+package broker
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 once NATS and JetStream answer and the indexes are
+// loaded, 503 otherwise.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	checks := map[string]string{}
+	ok := s.isReady.Load()
+	if !ok {
+		checks["startup"] = "not finished"
+	}
+	if s.nc == nil || !s.nc.IsConnected() {
+		ok = false
+		checks["nats"] = "disconnected"
+	} else {
+		checks["nats"] = "ok"
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := s.js.AccountInfo(ctx); err != nil {
+			ok = false
+			checks["jetstream"] = err.Error()
+		} else {
+			checks["jetstream"] = "ok"
+		}
+	}
+	if s.engine != nil {
+		if err := s.engine.Err(); err != nil {
+			ok = false
+			checks["presence"] = err.Error()
+		} else {
+			checks["presence"] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ok, "checks": checks})
+}
