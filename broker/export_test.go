@@ -15,3 +15,19 @@ func (s *Server) Store() *membership.Store { return s.store }
 
 // Kill stops the node at once, as if the process died.
 func (s *Server) Kill() { s.kill() }
+
+// NativeRoutes returns the pattern of every route of the native API, in the
+// order of the routing table.
+func (s *Server) NativeRoutes() ([]string, error) {
+	rs, err := s.routes()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range rs {
+		if r.native {
+			out = append(out, r.pattern)
+		}
+	}
+	return out, nil
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/presenced/presenced/broker/dashboard"
+	"github.com/presenced/presenced/broker/openapi"
 	"github.com/presenced/presenced/broker/webhook"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/protocol/jsclient"
@@ -39,6 +40,7 @@ func (s *Server) routes() ([]route, error) {
 		plain("GET /healthz", s.healthz),
 		plain("GET /readyz", s.readyz),
 		route{"GET /metrics", s.metricsHandler(), true},
+		route{"GET /v1/openapi.json", openapi.Handler(), true},
 
 		// Membership (api_users.go, api_groups.go, api_roles.go, api_import.go).
 		api("GET /v1/users", read, s.listUsers),
