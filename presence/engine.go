@@ -332,8 +332,8 @@ func (e *Engine) checkRev(rev uint64) {
 // WaitRev blocks until the index has applied revision rev, or ctx ends.
 func (e *Engine) WaitRev(ctx context.Context, rev uint64) error {
 	for {
-		ch := e.x.waitCh(rev)
-		if ch == nil {
+		ch, reached := e.x.waitCh(rev)
+		if reached {
 			return nil
 		}
 		select {

@@ -128,7 +128,7 @@ func waitUntil(t *testing.T, e *Engine, what string, cond func() bool) {
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
 	for {
-		ch := e.x.waitCh(e.Rev() + 1)
+		ch, _ := e.x.waitCh(e.Rev() + 1)
 		if cond() {
 			return
 		}

@@ -451,16 +451,20 @@ func (x *index) takeChanges() []Change {
 	return c
 }
 
-// waitCh returns a channel closed at the next applied entry, or nil if rev
-// has been reached.
-func (x *index) waitCh(rev uint64) <-chan struct{} {
+// closedCh is a channel that is always closed.
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// waitCh returns a channel that is closed once revision rev has been
+// applied (already closed when it has been), and whether it has been. A
+// caller that waits on it never misses an entry applied in between.
+func (x *index) waitCh(rev uint64) (<-chan struct{}, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.rev >= rev {
-		return nil
+		return closedCh, true
 	}
 	if x.waiters == nil {
 		x.waiters = make(chan struct{})
 	}
-	return x.waiters
+	return x.waiters, false
 }

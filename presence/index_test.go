@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/presenced/presenced/membership"
@@ -264,5 +265,22 @@ func TestValidIDMatchesMembership(t *testing.T) {
 		if validID(id) != membership.ValidID(id) {
 			t.Errorf("validID(%q) = %v, membership.ValidID says %v", id, validID(id), membership.ValidID(id))
 		}
+	}
+}
+
+// TestWaitChAfterApplied is the race of a waiter that reads the revision,
+// and asks to wait for the next one after that one was applied: the wait
+// must end at once, not block until a later entry (the test helpers
+// waitUntil and waitStatus hung on it).
+func TestWaitChAfterApplied(t *testing.T) {
+	x := newIndex("n", SystemClock{}, zap.NewNop(), -1, 0)
+	defer x.close()
+	rev := x.currentRev()
+	x.apply(entry{op: opPut, key: leaseKey("n"), value: []byte(`{"node":"n","inst":"i"}`), rev: rev + 1, created: time.Now()})
+	ch, _ := x.waitCh(rev + 1) // the caller read rev before the entry came
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("a wait for a revision already applied did not end")
 	}
 }
