@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,26 +29,28 @@ type Config struct {
 	Logger *zap.Logger
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+	// WatchCheck is how often the watch of the bucket is checked for a
+	// stall (default 1s; see jskv.Follower).
+	WatchCheck time.Duration
 }
 
 // Store owns the membership bucket: every write goes through it and returns
 // only after JetStream acknowledged it and the local Index applied it, so a
 // caller reads its own writes.
 type Store struct {
-	cfg   Config
-	kv    jetstream.KeyValue
-	index *Index
-	log   *zap.Logger
+	cfg    Config
+	kv     jetstream.KeyValue
+	index  *Index
+	log    *zap.Logger
+	follow *jskv.Follower // applies the bucket to the index
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	resumes atomic.Uint64
 
 	mu sync.Mutex
 	// mu guards the following fields.
-	applied chan struct{} // closed and replaced after each applied entry
 	subs    map[int]func(Change)
 	nextSub int
-	err     error // why the watch stopped, if it did
+	loading bool // the initial load is being applied: no changes to tell
 }
 
 // Open creates or binds the bucket, loads it into the index and keeps the
@@ -83,28 +86,25 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		kv:      kv,
 		index:   newIndex(),
 		log:     cfg.Logger.Named("membership"),
-		done:    make(chan struct{}),
-		applied: make(chan struct{}),
 		subs:    map[int]func(Change){},
+		loading: true,
 	}
-	wctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	w, err := jskv.WatchBucket(ctx, wctx, kv, jetstream.IncludeHistory())
+	st, err := cfg.JetStream.Stream(ctx, "KV_"+cfg.Bucket)
 	if err != nil {
-		cancel()
+		return nil, fmt.Errorf("membership: open bucket %s: %w", cfg.Bucket, err)
+	}
+	s.follow, err = jskv.Follow(ctx, kv, st, jskv.FollowConfig{
+		Apply: s.apply, History: true, Check: cfg.WatchCheck, Logger: s.log,
+		OnResume: func(string) { s.resumes.Add(1) },
+	})
+	if err != nil {
 		return nil, fmt.Errorf("membership: watch: %w", err)
 	}
-	loaded := make(chan struct{})
-	go s.watch(w, loaded)
 	select {
-	case <-loaded:
-	case <-s.done:
-		cancel()
-		return nil, s.watchErr()
+	case <-s.follow.Loaded():
 	case <-ctx.Done():
-		cancel()
-		<-s.done
-		return nil, ctx.Err()
+		s.follow.Stop()
+		return nil, fmt.Errorf("membership: loading bucket %s: %w", cfg.Bucket, ctx.Err())
 	}
 	if err := s.ensureBuiltinRoles(ctx); err != nil {
 		s.Close()
@@ -120,10 +120,21 @@ func (s *Store) Index() *Index { return s.index }
 func (s *Store) KV() jetstream.KeyValue { return s.kv }
 
 // Close stops the watch. Reads keep answering from the last state.
-func (s *Store) Close() {
-	s.cancel()
-	<-s.done
+func (s *Store) Close() { s.follow.Stop() }
+
+// Err reports why the index may not follow the bucket right now (its
+// watch stalled and is being resumed), nil while all is well: readiness
+// checks report it.
+func (s *Store) Err() error {
+	if s.follow.Lagging() {
+		return fmt.Errorf("membership: the index is behind the bucket at revision %d; resuming its watch", s.follow.Rev())
+	}
+	return nil
 }
+
+// Resumes counts the watches of the bucket resumed because one stalled or
+// ended (a watch's consumer lives on one server, which may die).
+func (s *Store) Resumes() uint64 { return s.resumes.Load() }
 
 // Subscribe registers fn to be called, in bucket order, with every change
 // applied to the index after this call. fn runs on the store's watch
@@ -142,68 +153,42 @@ func (s *Store) Subscribe(fn func(Change)) (cancel func()) {
 	}
 }
 
-func (s *Store) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
-	defer close(s.done)
-	defer w.Stop()
-	initial := true
-	for e := range w.Updates() {
-		if e == nil {
-			if initial {
-				initial = false
-				close(loaded)
-			}
-			continue
-		}
-		deleted := e.Operation() != jetstream.KeyValuePut
-		c, changed, err := s.index.apply(e.Key(), e.Value(), e.Revision(), deleted)
-		if err != nil {
-			s.log.Warn("skipping undecodable record", zap.String("key", e.Key()), zap.Error(err))
-		}
+// apply is the Follower's callback: it applies one entry of the bucket to
+// the index and tells the subscribers; nil ends the initial load.
+func (s *Store) apply(e jetstream.KeyValueEntry) {
+	if e == nil {
 		s.mu.Lock()
-		close(s.applied)
-		s.applied = make(chan struct{})
-		var subs []func(Change)
-		if changed && !initial {
-			for _, fn := range s.subs {
-				subs = append(subs, fn)
-			}
-		}
+		s.loading = false
 		s.mu.Unlock()
-		for _, fn := range subs {
-			fn(c)
+		return
+	}
+	deleted := e.Operation() != jetstream.KeyValuePut
+	c, changed, err := s.index.apply(e.Key(), e.Value(), e.Revision(), deleted)
+	if err != nil {
+		s.log.Warn("skipping undecodable record", zap.String("key", e.Key()), zap.Error(err))
+	}
+	if !changed {
+		return
+	}
+	s.mu.Lock()
+	var subs []func(Change)
+	if !s.loading {
+		for _, fn := range s.subs {
+			subs = append(subs, fn)
 		}
 	}
-	s.mu.Lock()
-	s.err = errors.New("membership: watch stopped")
 	s.mu.Unlock()
-}
-
-func (s *Store) watchErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err == nil {
-		return errors.New("membership: watch stopped")
+	for _, fn := range subs {
+		fn(c)
 	}
-	return s.err
 }
 
 // waitApplied blocks until the index has applied revision rev.
 func (s *Store) waitApplied(ctx context.Context, rev uint64) error {
-	for {
-		s.mu.Lock()
-		ch := s.applied
-		s.mu.Unlock()
-		if s.index.Rev() >= rev {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-s.done:
-			return s.watchErr()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := s.follow.Wait(ctx, rev); err != nil {
+		return fmt.Errorf("membership: waiting for revision %d: %w", rev, err)
 	}
+	return nil
 }
 
 // put writes value under key, with CAS when lastRev is not nil (0 means the

@@ -1,0 +1,338 @@
+package jskv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// A KV watch is an ordered consumer that lives on one server. When that
+// server dies, or the stream's leader moves, the client may take long to
+// notice, or never does: the watch goes silent while the bucket goes on.
+// A Follower applies every entry of a bucket in order and keeps doing so:
+// it checks that the stream is not ahead of it without progress, and
+// resumes a watch that stalled or ended right after the last revision it
+// applied.
+
+// FollowConfig configures Follow. Apply is required.
+type FollowConfig struct {
+	// Apply receives every entry, in stream order, from one goroutine; a
+	// nil entry marks the end of the initial load (once). It must not call
+	// back into the Follower.
+	Apply func(jetstream.KeyValueEntry)
+	// History makes the initial load deliver every revision the bucket
+	// keeps, not only the last of each key.
+	History bool
+	// Check is how often the follower compares its revision with the
+	// stream's (default 1s). Two checks in a row that find the stream
+	// ahead, having moved, while nothing was applied, resume the watch.
+	Check time.Duration
+	// OnResume is told why the watch was resumed (for metrics and logs).
+	OnResume func(reason string)
+	// Logger (default zap.NewNop()).
+	Logger *zap.Logger
+}
+
+// Follower follows one bucket. Create it with Follow; Stop it.
+type Follower struct {
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+	cfg    FollowConfig
+	log    *zap.Logger
+
+	applied atomic.Uint64
+	// floor is the stream's last sequence when a resumed watch found
+	// nothing to deliver: the messages up to it were removed (purged)
+	// before this follower saw them, so being behind it is no stall.
+	floor   atomic.Uint64
+	resumes atomic.Uint64
+	lagging atomic.Bool // the last check found the stream ahead without progress
+	loaded  chan struct{}
+	kick    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+	life    context.Context
+	cancel  context.CancelFunc
+	once    sync.Once
+
+	mu sync.Mutex
+	// mu guards the following field: closed and replaced after every
+	// applied entry, for Wait.
+	progress chan struct{}
+}
+
+// ErrStopped is returned by Wait once the Follower is stopped.
+var ErrStopped = errors.New("jskv: follower stopped")
+
+// Follow starts following kv, whose stream is stream. ctx bounds the
+// creation of the first watch (asked again while a cluster forms); the
+// follower lives until Stop.
+func Follow(ctx context.Context, kv jetstream.KeyValue, stream jetstream.Stream, cfg FollowConfig) (*Follower, error) {
+	if cfg.Apply == nil {
+		return nil, errors.New("jskv: FollowConfig.Apply is required")
+	}
+	if cfg.Check <= 0 {
+		cfg.Check = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	f := &Follower{
+		kv: kv, stream: stream, cfg: cfg, log: cfg.Logger,
+		loaded: make(chan struct{}), kick: make(chan struct{}, 1),
+		quit: make(chan struct{}), done: make(chan struct{}), progress: make(chan struct{}),
+	}
+	f.life, f.cancel = context.WithCancel(context.Background())
+	var opts []jetstream.WatchOpt
+	if cfg.History {
+		opts = append(opts, jetstream.IncludeHistory())
+	}
+	w, err := WatchBucket(ctx, f.life, kv, opts...)
+	if err != nil {
+		f.cancel()
+		return nil, err
+	}
+	go f.run(w)
+	return f, nil
+}
+
+// Loaded is closed once the initial load has been applied.
+func (f *Follower) Loaded() <-chan struct{} { return f.loaded }
+
+// Done is closed once the Follower has stopped.
+func (f *Follower) Done() <-chan struct{} { return f.done }
+
+// Rev is the revision of the last entry applied.
+func (f *Follower) Rev() uint64 { return f.applied.Load() }
+
+// Lagging reports whether the last check found the stream ahead of what
+// was applied, without progress: the watch may have stalled (it is resumed
+// at the next check if so).
+func (f *Follower) Lagging() bool { return f.lagging.Load() }
+
+// Resumes counts the watches resumed because one stalled or ended.
+func (f *Follower) Resumes() uint64 { return f.resumes.Load() }
+
+// Check asks for a check of the watch now, as a caller that waits for a
+// revision longer than it should does.
+func (f *Follower) Check() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Wait blocks until revision rev has been applied, ctx ends or the
+// Follower stops. A wait that takes longer than half a check interval
+// asks for a check, so that a write never waits long behind a stalled
+// watch.
+func (f *Follower) Wait(ctx context.Context, rev uint64) error {
+	slow := time.NewTimer(f.cfg.Check / 2)
+	defer slow.Stop()
+	for {
+		f.mu.Lock()
+		ch := f.progress
+		f.mu.Unlock()
+		if f.applied.Load() >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-slow.C:
+			f.Check()
+			slow.Reset(f.cfg.Check)
+		case <-f.done:
+			return ErrStopped
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Stop ends the watch and waits for the follower's goroutines.
+func (f *Follower) Stop() {
+	f.once.Do(func() { close(f.quit) })
+	<-f.done
+}
+
+// run applies entries and replaces the watch when the checker, or the
+// watch itself, says it must be.
+func (f *Follower) run(w jetstream.KeyWatcher) {
+	defer close(f.done)
+	defer f.cancel()
+	resume := make(chan stall, 1)
+	checkerDone := make(chan struct{})
+	go func() {
+		defer close(checkerDone)
+		f.checker(resume)
+	}()
+	defer func() { <-checkerDone }()
+	updates := w.Updates()
+	// fresh is the stream's last sequence seen when the current watch was
+	// resumed, until the watch delivers its first item.
+	var fresh uint64
+	for {
+		select {
+		case <-f.quit:
+			go func() { _ = w.Stop() }() // deleting its consumer may wait for a dead server
+			return
+		case r := <-resume:
+			if w = f.resume(w, r.reason); w == nil {
+				return
+			}
+			updates, fresh = w.Updates(), r.last
+		case e, ok := <-updates:
+			if !ok {
+				if w = f.resume(w, "the watch ended"); w == nil {
+					return
+				}
+				updates, fresh = w.Updates(), 0
+				continue
+			}
+			if e == nil {
+				if fresh > 0 && f.loadedYet() {
+					f.floor.Store(max(f.floor.Load(), fresh)) // nothing was pending
+				}
+				fresh = 0
+				if !f.loadedYet() {
+					f.cfg.Apply(nil)
+					close(f.loaded)
+				}
+				continue
+			}
+			fresh = 0
+			if e.Revision() <= f.applied.Load() {
+				continue // a resumed watch may repeat what was applied
+			}
+			f.cfg.Apply(e)
+			f.applied.Store(e.Revision())
+			f.mu.Lock()
+			close(f.progress)
+			f.progress = make(chan struct{})
+			f.mu.Unlock()
+		}
+	}
+}
+
+// resume replaces w with a watch that starts right after the last applied
+// revision, asking again until it gets one or the follower stops. It
+// returns nil once stopped.
+func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWatcher {
+	go func() { _ = w.Stop() }()
+	f.resumes.Add(1)
+	if f.cfg.OnResume != nil {
+		f.cfg.OnResume(reason)
+	}
+	for attempt := 0; ; attempt++ {
+		from := f.applied.Load() + 1
+		var opts []jetstream.WatchOpt
+		if !f.loadedYet() && !f.cfg.History {
+			from = 0 // the initial load was not finished: load again
+		}
+		if from > 1 {
+			opts = append(opts, jetstream.ResumeFromRevision(from))
+		} else if f.cfg.History {
+			opts = append(opts, jetstream.IncludeHistory())
+		}
+		got := make(chan jetstream.KeyWatcher, 1)
+		errc := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(f.life, 2*f.cfg.Check+time.Second)
+			defer cancel()
+			nw, err := WatchBucket(ctx, f.life, f.kv, opts...)
+			if err != nil {
+				errc <- err
+				return
+			}
+			got <- nw
+		}()
+		select {
+		case <-f.quit:
+			go func() {
+				select {
+				case nw := <-got:
+					_ = nw.Stop()
+				case <-errc:
+				}
+			}()
+			return nil
+		case nw := <-got:
+			f.log.Info("jskv: watch resumed", zap.String("bucket", f.kv.Bucket()),
+				zap.String("reason", reason), zap.Uint64("from", from))
+			return nw
+		case err := <-errc:
+			f.log.Warn("jskv: resuming the watch failed; trying again", zap.String("bucket", f.kv.Bucket()), zap.Error(err))
+		}
+		select {
+		case <-f.quit:
+			return nil
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, f.cfg.Check)):
+		}
+	}
+}
+
+func (f *Follower) loadedYet() bool {
+	select {
+	case <-f.loaded:
+		return true
+	default:
+		return false
+	}
+}
+
+// stall is the checker's finding.
+type stall struct {
+	reason string
+	last   uint64 // the stream's last sequence at the check
+}
+
+// checker compares the stream's last sequence with the applied revision
+// every Check (or when kicked) and asks run to resume the watch once the
+// stream has been ahead, with nothing applied, at two checks in a row. A
+// stream whose last messages were removed before the follower saw them is
+// ahead for good: a resumed watch then finds nothing pending, and run
+// raises the floor below which being behind is no stall.
+func (f *Follower) checker(resume chan<- stall) {
+	t := time.NewTicker(f.cfg.Check)
+	defer t.Stop()
+	var prevApplied uint64
+	var counted time.Time // the check that last counted as behind
+	behind := 0
+	for {
+		select {
+		case <-f.quit:
+			return
+		case <-t.C:
+		case <-f.kick:
+		}
+		ctx, cancel := context.WithTimeout(f.life, f.cfg.Check)
+		info, err := f.stream.Info(ctx)
+		cancel()
+		if err != nil {
+			continue // the stream does not answer: nothing to compare with
+		}
+		last, applied := info.State.LastSeq, f.applied.Load()
+		switch {
+		case last <= max(applied, f.floor.Load()) || applied != prevApplied || !f.loadedYet() && applied == 0:
+			behind = 0
+		case time.Since(counted) >= f.cfg.Check/2: // checks asked for in a burst count once
+			behind++
+			counted = time.Now()
+		}
+		prevApplied = applied
+		f.lagging.Store(behind > 0)
+		if behind >= 2 {
+			behind = 0
+			select {
+			case resume <- stall{fmt.Sprintf("stalled at revision %d while the stream is at %d", applied, last), last}:
+			default:
+			}
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package jskv_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/presenced/presenced/internal/jskv"
+	"github.com/presenced/presenced/internal/natstest"
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// bucket is a KV bucket on a test server and its stream.
+func bucket(t *testing.T) (jetstream.KeyValue, jetstream.Stream) {
+	t.Helper()
+	nc := natstest.Connect(t, natstest.Start(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := jskv.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctxT(t), "KV_b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv, st
+}
+
+// faultyKV hands out a first watch that breaks once the initial load is
+// delivered: it goes silent (stall) or ends (its channel closes).
+type faultyKV struct {
+	jetstream.KeyValue
+	stall   bool
+	watches atomic.Int32
+}
+
+func (k *faultyKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	w, err := k.KeyValue.WatchAll(ctx, opts...)
+	if err != nil || k.watches.Add(1) > 1 {
+		return w, err
+	}
+	b := &brokenWatch{KeyWatcher: w, out: make(chan jetstream.KeyValueEntry)}
+	go func() {
+		for e := range w.Updates() {
+			b.out <- e
+			if e == nil {
+				break // the initial load is done: break down
+			}
+		}
+		if !k.stall {
+			close(b.out)
+		}
+	}()
+	return b, nil
+}
+
+type brokenWatch struct {
+	jetstream.KeyWatcher
+	out chan jetstream.KeyValueEntry
+}
+
+func (b *brokenWatch) Updates() <-chan jetstream.KeyValueEntry { return b.out }
+
+// follow starts a Follower with a short check interval and records what
+// it applies.
+func follow(t *testing.T, kv jetstream.KeyValue, st jetstream.Stream) (*jskv.Follower, func() []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var keys []string
+	f, err := jskv.Follow(ctxT(t), kv, st, jskv.FollowConfig{
+		Check:  50 * time.Millisecond,
+		Logger: zaptest.NewLogger(t),
+		Apply: func(e jetstream.KeyValueEntry) {
+			if e != nil {
+				mu.Lock()
+				keys = append(keys, e.Key())
+				mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	select {
+	case <-f.Loaded():
+	case <-ctxT(t).Done():
+		t.Fatal("initial load never ended")
+	}
+	return f, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), keys...)
+	}
+}
+
+// TestFollowResumesBrokenWatch writes to a bucket whose watch went silent,
+// or ended, after its initial load: every write must still be applied, in
+// order, and Wait for it must return.
+func TestFollowResumesBrokenWatch(t *testing.T) {
+	for _, stall := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stall=%v", stall), func(t *testing.T) {
+			kv, st := bucket(t)
+			if _, err := kv.Put(ctxT(t), "k0", []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+			f, applied := follow(t, &faultyKV{KeyValue: kv, stall: stall}, st)
+			var last uint64
+			for i := 1; i <= 5; i++ {
+				rev, err := kv.Put(ctxT(t), fmt.Sprintf("k%d", i), []byte("v"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				last = rev
+			}
+			if err := f.Wait(ctxT(t), last); err != nil {
+				t.Fatalf("wait for revision %d: %v (applied %d)", last, err, f.Rev())
+			}
+			if got := fmt.Sprint(applied()); got != "[k0 k1 k2 k3 k4 k5]" {
+				t.Fatalf("applied %s", got)
+			}
+			if f.Resumes() == 0 {
+				t.Fatal("no resume counted")
+			}
+		})
+	}
+}
+
+// TestFollowPurgedTailIsNoStall removes the stream's last message: the
+// stream stays ahead of what a watch can deliver, which must not be taken
+// for a stall again and again.
+func TestFollowPurgedTailIsNoStall(t *testing.T) {
+	kv, st := bucket(t)
+	for i := range 3 {
+		if _, err := kv.Put(ctxT(t), fmt.Sprintf("k%d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, _ := follow(t, kv, st)
+	if err := st.Purge(ctxT(t), jetstream.WithPurgeSubject("$KV.b.k2")); err != nil {
+		t.Fatal(err)
+	}
+	// Twenty checks, each asked for and answered before the next.
+	for range 20 {
+		f.Check()
+		time.Sleep(10 * time.Millisecond)
+	}
+	// One resume may find that nothing is pending; after it, none.
+	if n := f.Resumes(); n > 1 {
+		t.Fatalf("%d resumes of a watch that was not stalled", n)
+	}
+}
