@@ -56,10 +56,13 @@ type Config struct {
 	// PresenceFileStorage keeps sessions on disk instead of memory.
 	PresenceFileStorage bool
 
-	// WebhookQueueLimit bounds the changes queued per webhook endpoint
-	// while it fails; past it the oldest are dropped and counted (default
-	// 10,000).
+	// WebhookQueueLimit bounds the changes the webhooks' change stream
+	// keeps (besides 24 hours and 1 GiB); past it the oldest are dropped,
+	// delivered or not, and counted (default: the webhook package's).
 	WebhookQueueLimit int
+	// WebhookAllowPrivate lets webhooks target loopback, private,
+	// link-local and other non-public addresses.
+	WebhookAllowPrivate bool
 
 	// Limits (zero: defaults in limits.go).
 	Limits Limits

@@ -119,7 +119,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	if s.hooks, err = webhook.New(webhook.Config{
 		Conn: s.nc, JetStream: s.js, Replicas: replicas, Logger: s.log,
-		QueueLimit: s.cfg.WebhookQueueLimit,
+		QueueLimit: s.cfg.WebhookQueueLimit, NodeID: s.cfg.NodeName, AllowPrivate: s.cfg.WebhookAllowPrivate,
 	}); err != nil {
 		return err
 	}

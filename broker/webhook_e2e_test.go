@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/broker"
 	"github.com/presenced/presenced/broker/webhook"
 )
 
 // TestWebhookDelivery registers a webhook through the API and receives a
 // signed batch when a user comes online over the WebSocket.
 func TestWebhookDelivery(t *testing.T) {
-	s := startServer(t, "")
+	s := startServer(t, "", func(c *broker.Config) { c.WebhookAllowPrivate = true }) // the receiver is on loopback
 	seedTeam(t, s)
 	type batch struct {
 		Changes []struct{ User, Status string }
@@ -23,7 +24,7 @@ func TestWebhookDelivery(t *testing.T) {
 	var secret string
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if !webhook.Verify(secret, body, r.Header.Get("X-Presenced-Signature")) {
+		if !webhook.Verify(secret, body, r.Header.Get("X-Presenced-Timestamp"), r.Header.Get("X-Presenced-Signature"), 0) {
 			t.Errorf("bad signature on %s", body)
 			w.WriteHeader(http.StatusUnauthorized)
 			return

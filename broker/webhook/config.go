@@ -3,6 +3,7 @@ package webhook
 import (
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"time"
 
@@ -16,16 +17,24 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultQueueGroup   = "presenced-webhooks"
-	DefaultBatchSize    = 100
-	DefaultBatchWait    = time.Second
-	DefaultQueueLimit   = 10000
-	DefaultMinBackoff   = 250 * time.Millisecond
-	DefaultMaxBackoff   = 30 * time.Second
-	DefaultTimeout      = 10 * time.Second
-	DefaultMaxBodyBytes = 128 << 10
-	DefaultStatusWait   = 200 * time.Millisecond
+	DefaultStream         = "presenced_changes"
+	DefaultStreamMaxAge   = 24 * time.Hour
+	DefaultStreamMaxBytes = 1 << 30
+	DefaultQueueLimit     = 1000000
+	DefaultBatchSize      = 100
+	DefaultBatchWait      = time.Second
+	DefaultFailoverAfter  = 5 * time.Second
+	DefaultMinBackoff     = 250 * time.Millisecond
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultTimeout        = 10 * time.Second
+	DefaultMaxBodyBytes   = 128 << 10
+	DefaultStatusWait     = 200 * time.Millisecond
 )
+
+// MinFailoverAfter is the smallest Config.FailoverAfter: the delivering
+// node renews its claim four times per period, on a network that may be
+// busy.
+const MinFailoverAfter = 100 * time.Millisecond
 
 // SubjectStatus is the core NATS subject on which every node answers for
 // its share of a webhook's delivery counters (see Service.Status).
@@ -34,34 +43,43 @@ const SubjectStatus = "presenced.webhooks.status"
 // Config configures a Service. Conn and JetStream are required; the zero
 // value of every other field is the documented default.
 type Config struct {
-	// Conn receives the change feed and carries status requests.
+	// Conn carries status requests between the nodes.
 	Conn *nats.Conn
-	// JetStream holds the webhooks bucket.
+	// JetStream holds the webhooks bucket, the change stream and the
+	// webhooks' consumers.
 	JetStream jetstream.JetStream
 	// Bucket is the KV bucket of the registrations (default DefaultBucket,
-	// file storage); Replicas its replication factor (default 1).
+	// file storage); Replicas the replication factor of the bucket, the
+	// stream and the consumers (default 1).
 	Bucket   string
 	Replicas int
 	// MaxWebhooks bounds the registrations (default DefaultMaxWebhooks).
 	MaxWebhooks int
-	// NodeID names this process in deliveries ("node") and status answers.
-	// With the batch number it identifies a batch, so it must differ
-	// between processes and between restarts of one (default: a random id).
+	// NodeID names this process in the X-Presenced-Node header of its
+	// deliveries and in status answers (default: a random id).
 	NodeID string
-	// Subject is the change feed (default presence.SubjectChanges + ">"),
-	// subscribed with QueueGroup (default DefaultQueueGroup) so that each
-	// change is handled by one node.
-	Subject    string
-	QueueGroup string
+	// Stream is the JetStream stream that keeps the change feed for the
+	// webhooks (default DefaultStream, file storage), capturing Subject
+	// (default presence.SubjectChanges + ">"). It keeps a change for
+	// StreamMaxAge (default 24h) and keeps at most StreamMaxBytes (default
+	// 1 GiB) and QueueLimit changes (default 1,000,000); past a bound the
+	// oldest go, delivered or not: those are the changes an endpoint that
+	// fails for longer loses (counted as dropped).
+	Stream         string
+	Subject        string
+	StreamMaxAge   time.Duration
+	StreamMaxBytes int64
+	QueueLimit     int
 	// BatchSize is the most changes in one POST (default 100); a batch is
 	// sent when it is full or BatchWait (default 1s) after its first change
-	// arrived.
+	// was taken from the stream.
 	BatchSize int
 	BatchWait time.Duration
-	// QueueLimit bounds the changes waiting for one endpoint on this node
-	// (default 10,000), besides the batch being delivered. Past it the
-	// oldest are dropped and counted.
-	QueueLimit int
+	// FailoverAfter is how long a node that delivers a webhook may go
+	// silent before another node takes the webhook over (default 5s, at
+	// least MinFailoverAfter): the consumer's pinned-client timeout and ack
+	// wait. The delivering node renews both every quarter of it.
+	FailoverAfter time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts at a failed
 	// batch (defaults 250ms and 30s): doubled per attempt, with jitter. A
 	// Retry-After in seconds is honored up to MaxBackoff.
@@ -69,9 +87,19 @@ type Config struct {
 	// Timeout bounds one delivery attempt, connection to response
 	// (default 10s).
 	Timeout time.Duration
-	// Client sends the deliveries (default: a client that does not follow
-	// redirects, with dial, TLS and header timeouts). Its connections are
-	// its owner's to close.
+	// AllowPrivate lets webhooks target loopback, private, link-local,
+	// unspecified, multicast and other non-public addresses. Without it
+	// such targets are refused at registration (after resolving the host)
+	// and at every connection (the address actually dialed).
+	AllowPrivate bool
+	// Resolver resolves target hosts at registration (default
+	// net.DefaultResolver).
+	Resolver Resolver
+	// Client sends the deliveries (default: a client that follows no
+	// redirect, dials only public addresses unless AllowPrivate, with
+	// dial, TLS and header timeouts). A Client given here is used as it is:
+	// it must do its own address checks. Its connections are its owner's
+	// to close.
 	Client *http.Client
 	// MaxBodyBytes bounds REST request bodies (default 128 KiB).
 	MaxBodyBytes int64
@@ -95,11 +123,23 @@ func (c Config) withDefaults() (Config, error) {
 	if c.NodeID == "" {
 		c.NodeID = nuid.Next()
 	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
 	if c.Subject == "" {
 		c.Subject = presence.SubjectChanges + ">"
 	}
-	if c.QueueGroup == "" {
-		c.QueueGroup = DefaultQueueGroup
+	if c.StreamMaxAge <= 0 {
+		c.StreamMaxAge = DefaultStreamMaxAge
+	}
+	if c.StreamMaxBytes <= 0 {
+		c.StreamMaxBytes = DefaultStreamMaxBytes
+	}
+	if c.QueueLimit <= 0 {
+		c.QueueLimit = DefaultQueueLimit
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
@@ -107,8 +147,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BatchWait <= 0 {
 		c.BatchWait = DefaultBatchWait
 	}
-	if c.QueueLimit <= 0 {
-		c.QueueLimit = DefaultQueueLimit
+	if c.FailoverAfter <= 0 {
+		c.FailoverAfter = DefaultFailoverAfter
+	}
+	if c.FailoverAfter < MinFailoverAfter {
+		return c, fmt.Errorf("%w: config: FailoverAfter %v below %v", ErrInvalid, c.FailoverAfter, MinFailoverAfter)
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = DefaultMinBackoff
@@ -121,6 +164,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -139,3 +185,7 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// keepalive is how often the delivering node renews its claim on a
+// webhook and its hold on the changes it delivers.
+func (c Config) keepalive() time.Duration { return c.FailoverAfter / 4 }

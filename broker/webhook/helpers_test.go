@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/presenced/presenced/broker/webhook"
@@ -113,8 +115,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // body is a delivery as a receiver decodes it.
 type body struct {
 	Webhook string            `json:"webhook"`
-	Node    string            `json:"node"`
-	Batch   uint64            `json:"batch"`
+	Batch   string            `json:"batch"`
 	Changes []presence.Change `json:"changes"`
 }
 
@@ -123,8 +124,9 @@ type attempt struct {
 	header http.Header
 	raw    []byte
 	body   body
-	valid  bool // the signature verified with the receiver's secret
-	status int  // what the receiver answered
+	node   string // X-Presenced-Node
+	valid  bool   // the signature verified with the receiver's secret
+	status int    // what the receiver answered
 }
 
 // receiver is a real HTTP endpoint on 127.0.0.1 that records every POST.
@@ -132,6 +134,9 @@ type attempt struct {
 type receiver struct {
 	srv    *httptest.Server
 	answer func(n int, r *http.Request) int
+	// tolerance is the timestamp tolerance of the signature check
+	// (default webhook.DefaultTolerance); set it before deliveries.
+	tolerance time.Duration
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -162,7 +167,8 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
 	rc.mu.Lock()
 	n := len(rc.attempts)
-	a := attempt{header: r.Header.Clone(), raw: raw, valid: webhook.Verify(rc.secret, raw, r.Header.Get(webhook.HeaderSignature))}
+	a := attempt{header: r.Header.Clone(), raw: raw, node: r.Header.Get(webhook.HeaderNode),
+		valid: webhook.Verify(rc.secret, raw, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), rc.tolerance)}
 	_ = json.Unmarshal(raw, &a.body)
 	rc.attempts = append(rc.attempts, a)
 	rc.mu.Unlock()
@@ -193,13 +199,33 @@ func (rc *receiver) acceptedChanges() []presence.Change {
 	return cs
 }
 
+// publicResolver resolves every name to a public address, so that tests
+// register names without a DNS.
+type publicResolver struct{}
+
+func (publicResolver) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) {
+	return []net.IPAddr{{IP: net.IPv4(93, 184, 215, 14)}}, nil
+}
+
 // newService starts a Service on its own connection to srv; it is shut
-// down by t.Cleanup.
-func newService(t *testing.T, srv *server.Server, cfg webhook.Config) *webhook.Service {
+// down by t.Cleanup. Its receivers are local: private targets are allowed
+// unless strictTargets is given.
+func newService(t *testing.T, srv *server.Server, cfg webhook.Config, strictTargets ...bool) *webhook.Service {
+	t.Helper()
+	s, _ := newServiceConn(t, srv, cfg, strictTargets...)
+	return s
+}
+
+// newServiceConn is newService that also returns the Service's connection.
+func newServiceConn(t *testing.T, srv *server.Server, cfg webhook.Config, strictTargets ...bool) (*webhook.Service, *nats.Conn) {
 	t.Helper()
 	nc := natstest.Connect(t, srv)
 	cfg.Conn = nc
 	cfg.JetStream = jsOf(t, nc)
+	cfg.AllowPrivate = len(strictTargets) == 0 || !strictTargets[0]
+	if cfg.Resolver == nil {
+		cfg.Resolver = publicResolver{}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zaptest.NewLogger(t)
 	}
@@ -215,7 +241,59 @@ func newService(t *testing.T, srv *server.Server, cfg webhook.Config) *webhook.S
 		defer cancel()
 		_ = s.Shutdown(ctx)
 	})
-	return s
+	return s, nc
+}
+
+// kill stops a Service as if its node died: its connection goes first,
+// so that it acknowledges and unpins nothing, then its goroutines.
+func kill(t *testing.T, s *webhook.Service, nc *nats.Conn) {
+	t.Helper()
+	nc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.Shutdown(ctx)
+}
+
+// streamInfo returns the state of the change stream.
+func streamInfo(t *testing.T, js jetstream.JetStream) jetstream.StreamState {
+	t.Helper()
+	st, err := js.Stream(t.Context(), webhook.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
+
+// checkDelivered checks that the accepted batches carry want, in order,
+// each once, with batch ids that are consecutive ranges of stream
+// sequences; and that every attempt with an id sent the same body.
+func checkDelivered(t *testing.T, rc *receiver, want []uint64) {
+	t.Helper()
+	if g := revs(rc.acceptedChanges()); !slices.Equal(g, want) {
+		t.Fatalf("changes delivered %v, want %v once each in order", g, want)
+	}
+	bodies := map[string]string{}
+	for _, a := range rc.all() {
+		if prev, ok := bodies[a.body.Batch]; ok && prev != string(a.raw) {
+			t.Fatalf("batch %s sent with two bodies:\n%s\n%s", a.body.Batch, prev, a.raw)
+		}
+		bodies[a.body.Batch] = string(a.raw)
+		if a.header.Get(webhook.HeaderBatch) != a.body.Batch || !a.valid {
+			t.Fatalf("attempt of batch %q: header %q, signature valid %v", a.body.Batch, a.header.Get(webhook.HeaderBatch), a.valid)
+		}
+	}
+	var last uint64
+	for _, a := range rc.accepted() {
+		var first, end uint64
+		if _, err := fmt.Sscanf(a.body.Batch, "%d-%d", &first, &end); err != nil || first > end || first <= last {
+			t.Fatalf("accepted batch %q after stream sequence %d: want an increasing range, each once", a.body.Batch, last)
+		}
+		last = end
+	}
 }
 
 // register creates a webhook for rc on s and gives rc its secret.

@@ -3,66 +3,11 @@ package webhook
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/presenced/presenced/presence"
 )
-
-func TestQueueDropsOldest(t *testing.T) {
-	q := newQueue(5)
-	t0 := time.Unix(1000, 0)
-	var dropped int
-	for i := range 12 {
-		if q.push(presence.Change{User: fmt.Sprint(i), Rev: uint64(i)}, t0.Add(time.Duration(i)*time.Second)) {
-			dropped++
-		}
-	}
-	if dropped != 7 || q.len() != 5 {
-		t.Fatalf("dropped %d, len %d; want 7, 5", dropped, q.len())
-	}
-	if got := q.oldest(); !got.Equal(t0.Add(7 * time.Second)) {
-		t.Fatalf("oldest = %v, want the 8th push's time", got)
-	}
-	got := q.pop(3)
-	if len(got) != 3 || got[0].Rev != 7 || got[2].Rev != 9 {
-		t.Fatalf("pop(3) = %+v, want revs 7..9", got)
-	}
-	// Wrap around the ring: push past the end of the buffer.
-	for i := 12; i < 15; i++ {
-		q.push(presence.Change{Rev: uint64(i)}, t0)
-	}
-	got = q.pop(100)
-	var revs []uint64
-	for _, c := range got {
-		revs = append(revs, c.Rev)
-	}
-	if fmt.Sprint(revs) != "[10 11 12 13 14]" || q.len() != 0 {
-		t.Fatalf("pop(100) = %v (len left %d), want [10 11 12 13 14]", revs, q.len())
-	}
-	q.push(presence.Change{Rev: 99}, t0)
-	if n := q.clear(); n != 1 || q.len() != 0 {
-		t.Fatalf("clear = %d, len %d", n, q.len())
-	}
-}
-
-func TestQueueGrowsOnDemand(t *testing.T) {
-	q := newQueue(10000)
-	for i := range 40 {
-		q.push(presence.Change{Rev: uint64(i)}, time.Time{})
-	}
-	if len(q.buf) >= 10000 || q.len() != 40 {
-		t.Fatalf("ring of %d for 40 changes", len(q.buf))
-	}
-	for i, c := range q.pop(40) {
-		if c.Rev != uint64(i) {
-			t.Fatalf("change %d has rev %d", i, c.Rev)
-		}
-	}
-}
 
 func TestRetryAfter(t *testing.T) {
 	tests := []struct {

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -10,41 +9,42 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
-
-	"github.com/presenced/presenced/presence"
 )
 
 // Service runs the webhooks of one node: the registrations (Store), the
-// REST API (Routes), and the delivery of the change feed to every enabled
-// webhook.
+// REST API (API), the change stream, and a worker per webhook that
+// delivers it whenever the webhook's consumer pins this node.
 //
-// Lock order: Store.mu, then Service.mu, then endpoint.mu.
+// Lock order: Store.mu, then Service.mu, then worker.mu.
 type Service struct {
 	cfg       Config
 	log       *zap.Logger
 	client    *http.Client
 	ownClient bool
 
-	// flush is closed by Shutdown: endpoints send what they hold without
-	// waiting for their batch window, then stop.
-	flush chan struct{}
-	// ctx is the parent of every endpoint goroutine; cancel aborts them.
+	// stop is closed by Shutdown: workers finish the attempt in flight and
+	// hand their webhook over.
+	stop chan struct{}
+	// ctx is the parent of every worker; cancel aborts them.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	received    atomic.Uint64 // changes taken from the feed
-	undecodable atomic.Uint64 // feed messages that were not a Change
+	received    atomic.Uint64 // messages taken from the stream
+	undecodable atomic.Uint64 // stream messages that were not a change
+
+	// stream is set by Start before any worker runs.
+	stream jetstream.Stream
 
 	mu sync.RWMutex
 	// mu guards the following fields.
 	store     *Store
 	stopWatch func()
-	feed      *nats.Subscription
 	statusSub *nats.Subscription
-	endpoints map[string]*endpoint
-	retired   EndpointStats // counters of the endpoints deleted so far
+	workers   map[string]*worker
+	retired   EndpointStats // counters of the webhooks deleted so far
 	started   bool
 	closing   bool
 }
@@ -56,22 +56,23 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{
-		cfg:       cfg,
-		log:       cfg.Logger.Named("webhook"),
-		client:    cfg.Client,
-		flush:     make(chan struct{}),
-		endpoints: map[string]*endpoint{},
+		cfg:     cfg,
+		log:     cfg.Logger.Named("webhook"),
+		client:  cfg.Client,
+		stop:    make(chan struct{}),
+		workers: map[string]*worker{},
 	}
 	if s.client == nil {
-		s.client, s.ownClient = newClient(cfg.Timeout), true
+		s.client, s.ownClient = newClient(cfg.Timeout, cfg.AllowPrivate), true
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
-// Start opens the store, starts delivering to every enabled webhook and
-// subscribes to the change feed. When it returns, the feed subscription is
-// registered with the server. A Service starts once.
+// Start opens the store and the change stream, removes the consumers of
+// webhooks deleted while no node ran, and starts a worker per webhook.
+// From its return every status change is kept for the webhooks. A Service
+// starts once.
 func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started || s.closing {
@@ -81,22 +82,28 @@ func (s *Service) Start(ctx context.Context) error {
 	s.started = true
 	s.mu.Unlock()
 
+	stream, err := openStream(ctx, s.cfg)
+	if err != nil {
+		return err
+	}
+	s.stream = stream
 	st, err := Open(ctx, StoreConfig{
-		JetStream:   s.cfg.JetStream,
-		Bucket:      s.cfg.Bucket,
-		Replicas:    s.cfg.Replicas,
-		MaxWebhooks: s.cfg.MaxWebhooks,
-		Logger:      s.cfg.Logger,
+		JetStream:    s.cfg.JetStream,
+		Bucket:       s.cfg.Bucket,
+		Replicas:     s.cfg.Replicas,
+		MaxWebhooks:  s.cfg.MaxWebhooks,
+		AllowPrivate: s.cfg.AllowPrivate,
+		Resolver:     s.cfg.Resolver,
+		Logger:       s.cfg.Logger,
 	})
 	if err != nil {
 		return err
 	}
-	stopWatch := st.Watch(s.onWebhook)
-	feed, err := s.cfg.Conn.QueueSubscribe(s.cfg.Subject, s.cfg.QueueGroup, s.onChange)
-	if err != nil {
-		stopWatch()
-		st.Close()
-		return fmt.Errorf("webhook: subscribe %s: %w", s.cfg.Subject, err)
+	known := func(id string) bool { _, err := st.Get(id); return err == nil }
+	if n, err := deleteOrphans(ctx, stream, known, st.Revision()); err != nil {
+		s.log.Warn("webhook: cannot clean up consumers of deleted webhooks", zap.Error(err))
+	} else if n > 0 {
+		s.log.Info("webhook: deleted consumers of deleted webhooks", zap.Int("consumers", n))
 	}
 	statusSub, err := s.cfg.Conn.Subscribe(SubjectStatus, s.onStatusRequest)
 	if err == nil {
@@ -108,16 +115,18 @@ func (s *Service) Start(ctx context.Context) error {
 		cancel()
 	}
 	if err != nil {
-		_ = feed.Unsubscribe()
 		if statusSub != nil {
 			_ = statusSub.Unsubscribe()
 		}
-		stopWatch()
 		st.Close()
 		return fmt.Errorf("webhook: subscribe: %w", err)
 	}
 	s.mu.Lock()
-	s.store, s.stopWatch, s.feed, s.statusSub = st, stopWatch, feed, statusSub
+	s.store, s.statusSub = st, statusSub
+	s.mu.Unlock()
+	stopWatch := st.Watch(s.onWebhook)
+	s.mu.Lock()
+	s.stopWatch = stopWatch
 	s.mu.Unlock()
 	return nil
 }
@@ -129,10 +138,13 @@ func (s *Service) Store() *Store {
 	return s.store
 }
 
-// Shutdown stops taking changes, sends what every endpoint holds (retrying
-// as usual) until that is done or ctx is, then aborts what is left,
-// counting it as dropped, and closes the store. Every goroutine of the
-// Service has exited when it returns. It returns ctx's error if it gave up.
+// Shutdown stops the workers: each lets its attempt in flight finish,
+// acknowledges it if it was delivered, and hands its webhook over to
+// another node at once. What is not delivered stays in the stream. When
+// ctx ends first the workers are aborted, as if the node died; the
+// webhooks then move to another node after FailoverAfter. Every goroutine
+// of the Service has exited when it returns. It returns ctx's error if it
+// gave up.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closing {
@@ -140,19 +152,19 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.closing = true
-	st, stopWatch, feed, statusSub := s.store, s.stopWatch, s.feed, s.statusSub
+	st, stopWatch, statusSub := s.store, s.stopWatch, s.statusSub
 	s.mu.Unlock()
 
 	if stopWatch != nil {
 		stopWatch()
 	}
-	if feed != nil {
-		s.drain(ctx, feed)
-	}
 	if statusSub != nil {
 		_ = statusSub.Unsubscribe()
 	}
-	close(s.flush)
+	if ctx.Err() != nil {
+		s.cancel() // no time to hand over: abort, as if the node died
+	}
+	close(s.stop)
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -162,15 +174,10 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("webhook: shutdown gave up on undelivered changes: %w", ctx.Err())
+		err = fmt.Errorf("webhook: shutdown gave up on a delivery in flight: %w", ctx.Err())
 	}
 	s.cancel()
 	<-done
-	s.mu.Lock()
-	for _, e := range s.endpoints {
-		e.stop() // counts what an aborted flush left
-	}
-	s.mu.Unlock()
 	if s.ownClient {
 		s.client.CloseIdleConnections()
 	}
@@ -180,77 +187,47 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// drain lets the feed callback handle what the client already received,
-// bounded by ctx.
-func (s *Service) drain(ctx context.Context, sub *nats.Subscription) {
-	closed := sub.StatusChanged(nats.SubscriptionClosed)
-	if err := sub.Drain(); err != nil {
-		_ = sub.Unsubscribe()
-		return
-	}
-	select {
-	case <-closed:
-	case <-ctx.Done():
-		_ = sub.Unsubscribe()
-	}
-}
-
-// onWebhook follows the store: it runs under the store's lock.
+// onWebhook follows the store: it runs under the store's lock, so it only
+// hands the new version to the webhook's worker.
 func (s *Service) onWebhook(w Webhook, deleted bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return
 	}
-	e := s.endpoints[w.ID]
+	wk := s.workers[w.ID]
 	if deleted {
-		if e != nil {
-			e.stop()
-			// A goroutine still finishing adds to e.stats after this; what
-			// it adds is lost to the totals, not double-counted.
-			st := e.snapshot()
-			st.Queued, st.InFlight = 0, 0
+		if wk != nil {
+			// The worker deletes the consumer and exits. What it counts
+			// on the way is lost to the totals, not double-counted.
+			wk.update(w, true)
+			st := wk.snapshot()
+			st.Queued, st.InFlight, st.Delivering = 0, 0, false
 			s.retired.add(st)
-			delete(s.endpoints, w.ID)
+			delete(s.workers, w.ID)
 		}
 		return
 	}
-	if e == nil {
-		e = newEndpoint(s, w.ID)
-		s.endpoints[w.ID] = e
-	}
-	e.update(w)
-	if w.Disabled {
-		e.stop()
-	} else {
-		e.start(s.ctx, &s.wg)
-	}
-}
-
-// onChange is the feed callback. It only decodes and queues: a slow or
-// failing endpoint never holds it up.
-func (s *Service) onChange(m *nats.Msg) {
-	var c presence.Change
-	if err := json.Unmarshal(m.Data, &c); err != nil || c.User == "" {
-		s.undecodable.Add(1)
-		s.log.Debug("webhook: skipping a feed message that is not a change", zap.String("subject", m.Subject), zap.Error(err))
+	if wk != nil {
+		wk.update(w, false)
 		return
 	}
-	s.received.Add(1)
-	now := s.cfg.Clock.Now()
-	s.mu.RLock()
-	for _, e := range s.endpoints {
-		e.accept(c, now)
-	}
-	s.mu.RUnlock()
+	wk = newWorker(s, w)
+	s.workers[w.ID] = wk
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		wk.run(s.ctx, s.stop)
+	}()
 }
 
 // Stats are the node's totals over every webhook.
 type Stats struct {
 	// Webhooks counts the registrations this node knows.
 	Webhooks int
-	// Received counts the changes this node took from the feed (its share
-	// of the queue group); Undecodable the feed messages it skipped.
+	// Received counts the messages this node took from the stream (for
+	// the webhooks it delivered, deliveries again included); Undecodable
+	// the ones that were not a change.
 	Received, Undecodable uint64
 	// The rest sum EndpointStats over the webhooks, deleted ones included
 	// (but for Queued and InFlight).
@@ -261,10 +238,10 @@ type Stats struct {
 func (s *Service) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := Stats{Webhooks: len(s.endpoints), Received: s.received.Load(), Undecodable: s.undecodable.Load()}
+	st := Stats{Webhooks: len(s.workers), Received: s.received.Load(), Undecodable: s.undecodable.Load()}
 	st.add(s.retired)
-	for _, e := range s.endpoints {
-		st.add(e.snapshot())
+	for _, w := range s.workers {
+		st.add(w.snapshot())
 	}
 	return st
 }
@@ -272,10 +249,10 @@ func (s *Service) Stats() Stats {
 // EndpointStats returns this node's counters of the webhook id.
 func (s *Service) EndpointStats(id string) (EndpointStats, bool) {
 	s.mu.RLock()
-	e, ok := s.endpoints[id]
+	w, ok := s.workers[id]
 	s.mu.RUnlock()
 	if !ok {
 		return EndpointStats{}, false
 	}
-	return e.snapshot(), true
+	return w.snapshot(), true
 }

@@ -16,8 +16,9 @@ type NodeStatus struct {
 }
 
 // Status is a webhook's delivery counters over the cluster: the sums of
-// every node that answered (each node queues and delivers the changes the
-// queue group gave it), and each node's share.
+// every node that answered, and each node's share. One node delivers a
+// webhook at a time, so only that node has changes queued or in flight;
+// the others' counters say what they delivered before it took over.
 type Status struct {
 	Webhook string `json:"webhook"`
 	EndpointStats

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,9 +37,15 @@ type StoreConfig struct {
 	// DefaultMaxWebhooks). Creations racing on several nodes may pass it by
 	// a few.
 	MaxWebhooks int
+	// AllowPrivate accepts targets on loopback, private and other
+	// non-public addresses; without it Create and Update resolve a
+	// target's host and refuse it when any of its addresses is one.
+	AllowPrivate bool
+	// Resolver resolves target hosts (default net.DefaultResolver).
+	Resolver Resolver
 	// Logger receives decode problems (default: no logging).
 	Logger *zap.Logger
-	// Now stamps CreatedAt (default time.Now).
+	// Now stamps CreatedAt and EnabledAt (default time.Now).
 	Now func() time.Time
 }
 
@@ -82,6 +89,9 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
 	}
 	kv, err := jskv.CreateBucket(ctx, cfg.JetStream, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
@@ -133,6 +143,23 @@ func (s *Store) Close() {
 // KV returns the bucket, for health checks.
 func (s *Store) KV() jetstream.KeyValue { return s.kv }
 
+// Revision returns the last bucket revision the view applied.
+func (s *Store) Revision() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rev
+}
+
+// checkURL normalizes raw and, unless private targets are allowed,
+// refuses a target that is or resolves to a non-public address.
+func (s *Store) checkURL(ctx context.Context, raw string) (string, error) {
+	u, err := validateURL(raw)
+	if err != nil || s.cfg.AllowPrivate {
+		return u, err
+	}
+	return u, checkTarget(ctx, u, s.cfg.Resolver)
+}
+
 // Get returns the webhook with id, or ErrNotFound.
 func (s *Store) Get(id string) (Webhook, error) {
 	s.mu.Lock()
@@ -182,7 +209,7 @@ func (s *Store) Watch(fn func(w Webhook, deleted bool)) (cancel func()) {
 // webhook, secret included.
 func (s *Store) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	var err error
-	if w.URL, err = validateURL(w.URL); err != nil {
+	if w.URL, err = s.checkURL(ctx, w.URL); err != nil {
 		return Webhook{}, err
 	}
 	if w.Secret == "" {
@@ -200,7 +227,10 @@ func (s *Store) Create(ctx context.Context, w Webhook) (Webhook, error) {
 		return Webhook{}, fmt.Errorf("%w (limit %d)", ErrLimit, s.cfg.MaxWebhooks)
 	}
 	w.ID = newID()
-	w.CreatedAt = s.cfg.Now().UTC().Truncate(time.Millisecond)
+	// Not truncated: the consumer starts at this instant, and a change made
+	// just before it is not the webhook's.
+	w.CreatedAt = s.cfg.Now().UTC()
+	w.EnabledAt = time.Time{}
 	b, err := json.Marshal(w)
 	if err != nil {
 		return Webhook{}, fmt.Errorf("webhook: encode: %w", err)
@@ -209,12 +239,14 @@ func (s *Store) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	if err != nil {
 		return Webhook{}, fmt.Errorf("webhook: create %s: %w", w.ID, err)
 	}
+	w.Revision = rev
 	return w, s.waitApplied(ctx, rev)
 }
 
 // Update applies fn to the stored webhook id and stores the result with a
 // compare-and-set, retrying on a concurrent write. fn may change URL,
-// Users and Disabled; ID, Secret and CreatedAt are kept.
+// Users and Disabled; ID, Secret and CreatedAt are kept, and EnabledAt is
+// set to now when Disabled turns false.
 func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error) (Webhook, error) {
 	if !ValidID(id) {
 		return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
@@ -235,9 +267,14 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 		if err := fn(&w); err != nil {
 			return Webhook{}, err
 		}
-		w.ID, w.Secret, w.CreatedAt = old.ID, old.Secret, old.CreatedAt
-		if w.URL, err = validateURL(w.URL); err != nil {
-			return Webhook{}, err
+		w.ID, w.Secret, w.CreatedAt, w.EnabledAt = old.ID, old.Secret, old.CreatedAt, old.EnabledAt
+		if old.Disabled && !w.Disabled {
+			w.EnabledAt = s.cfg.Now().UTC()
+		}
+		if w.URL != old.URL {
+			if w.URL, err = s.checkURL(ctx, w.URL); err != nil {
+				return Webhook{}, err
+			}
 		}
 		if w.Users, err = normalizeUsers(w.Users); err != nil {
 			return Webhook{}, err
@@ -253,6 +290,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 		if err != nil {
 			return Webhook{}, fmt.Errorf("webhook: update %s: %w", id, err)
 		}
+		w.Revision = rev
 		return w, s.waitApplied(ctx, rev)
 	}
 	return Webhook{}, fmt.Errorf("webhook: update %s: too many concurrent writes", id)
@@ -313,12 +351,13 @@ func (s *Store) apply(e jetstream.KeyValueEntry) {
 			ok = false
 		}
 	}
+	w.Revision = e.Revision()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ok {
 		if deleted {
 			delete(s.hooks, id)
-			w = Webhook{ID: id}
+			w = Webhook{ID: id, Revision: e.Revision()}
 		} else {
 			s.hooks[id] = w
 		}

@@ -30,6 +30,9 @@ func openStore(t *testing.T, srv *server.Server, cfg webhook.StoreConfig) *webho
 	t.Helper()
 	cfg.JetStream = jsOf(t, natstest.Connect(t, srv))
 	cfg.Logger = zaptest.NewLogger(t)
+	if cfg.Resolver == nil {
+		cfg.Resolver = publicResolver{}
+	}
 	st, err := webhook.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)

@@ -38,9 +38,25 @@ type Webhook struct {
 	Users []string `json:"users,omitempty"`
 	// CreatedAt is when the webhook was registered.
 	CreatedAt time.Time `json:"createdAt"`
-	// Disabled webhooks are kept but receive nothing; their queues are
-	// discarded.
+	// Disabled webhooks are kept but receive nothing: the changes made
+	// while a webhook is disabled are skipped, not delivered later.
 	Disabled bool `json:"disabled,omitempty"`
+	// EnabledAt is when the webhook was last enabled after being disabled
+	// (zero: enabled since its creation). Changes older than it are
+	// skipped.
+	EnabledAt time.Time `json:"enabledAt,omitzero"`
+	// Revision is the bucket revision this version was stored at; it is
+	// not stored itself. Nodes compare it to decide which version of a
+	// registration is the newer.
+	Revision uint64 `json:"-"`
+}
+
+// since is the time before which changes are not for w.
+func (w Webhook) since() time.Time {
+	if w.EnabledAt.After(w.CreatedAt) {
+		return w.EnabledAt
+	}
+	return w.CreatedAt
 }
 
 var idPattern = regexp.MustCompile(`^wh_[0-9a-f]{20}$`)
