@@ -15,19 +15,8 @@ import (
 // any other. Touch brings a session back at once.
 
 func (e *Engine) autoAwayLoop() {
-	defer e.wg.Done()
-	tick := make(chan struct{}, 1)
 	every := max(e.cfg.AutoAway/4, time.Millisecond)
-	for {
-		t := e.clock.AfterFunc(every, func() { kick(tick) })
-		select {
-		case <-e.quit:
-			t.Stop()
-			return
-		case <-tick:
-		case <-e.kicks.autoAway:
-			t.Stop()
-		}
+	for e.sleep(every, e.kicks.autoAway) {
 		e.scanIdle()
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/membership"
@@ -21,10 +23,12 @@ func subjectOf(bucket, key string) string { return "$KV." + bucket + "." + key }
 
 // ensureBucket creates or updates the presence bucket with the membership
 // bucket's member keys sourced into it. It is idempotent: every node calls
-// it at start.
-func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, jetstream.Stream, error) {
+// it at start. A bucket of the other storage type (memory before, file now,
+// or the reverse) cannot be updated in place: it is deleted and created
+// again, which starts a new epoch.
+func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	mb, pb := e.cfg.MembershipBucket, e.cfg.Bucket
-	kv, err := jskv.CreateBucket(ctx, e.cfg.JetStream, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      pb,
 		Description: "presenced presence: sessions, sources, manual statuses, node leases; members sourced from " + mb,
 		History:     1,
@@ -48,15 +52,52 @@ func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, jetstrea
 				Destination: subjectOf(pb, membership.MemberKeyFilter),
 			}},
 		}},
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("presence: bucket %s: %w", pb, err)
 	}
-	st, err := e.cfg.JetStream.Stream(ctx, streamName(pb))
-	if err != nil {
-		return nil, nil, fmt.Errorf("presence: bucket %s: %w", pb, err)
+	kv, err := jskv.CreateBucket(ctx, e.cfg.JetStream, cfg)
+	if err != nil && e.otherStorage(ctx) {
+		e.log.Warn("presence: the presence bucket has another storage type; creating it again (a new epoch begins)",
+			zap.String("storage", e.cfg.Storage.String()))
+		if derr := e.cfg.JetStream.DeleteKeyValue(ctx, pb); derr != nil {
+			return nil, fmt.Errorf("presence: bucket %s: %w (deleting it to change its storage: %v)", pb, err, derr)
+		}
+		kv, err = jskv.CreateBucket(ctx, e.cfg.JetStream, cfg)
 	}
-	return kv, st, nil
+	if err != nil {
+		return nil, fmt.Errorf("presence: bucket %s: %w", pb, err)
+	}
+	return kv, nil
+}
+
+// otherStorage reports whether the presence stream exists with another
+// storage type than the configured one.
+func (e *Engine) otherStorage(ctx context.Context) bool {
+	st, err := e.cfg.JetStream.Stream(ctx, streamName(e.cfg.Bucket))
+	return err == nil && st.CachedInfo().Config.Storage != e.cfg.Storage
+}
+
+// attemptTimeout bounds one request of retry.
+const attemptTimeout = 2 * time.Second
+
+// retry calls f until it succeeds, fails with an error that is not one of
+// a cluster forming or electing a leader, or ctx ends. Each attempt waits
+// at most attemptTimeout for its answer: a request sent while a stream has
+// no leader gets no answer at all.
+func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	wait := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		v, err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !jskv.Transient(err) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // isWrongSeq reports a failed compare-and-set.

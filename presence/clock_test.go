@@ -36,7 +36,9 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
 	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
 	c.timers = append(c.timers, t)
 	if d <= 0 {
-		c.fireLocked()
+		for _, t := range c.dueLocked() {
+			go t.f() // the caller may hold a lock t.f needs
+		}
 	}
 	return t
 }
@@ -52,17 +54,21 @@ func (t *fakeTimer) Stop() bool {
 	return true
 }
 
-// Advance moves the clock and runs the timers that fell due, in order.
+// Advance moves the clock and runs the timers that fell due, in order,
+// before it returns (the engine's only kick or take the index's lock, which
+// the caller does not hold).
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
-	c.fireLocked()
+	due := c.dueLocked()
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
 }
 
-// fireLocked starts the due timers. Their functions run in goroutines, as
-// time.AfterFunc's do; the engine's only start kicks.
-func (c *fakeClock) fireLocked() {
+// dueLocked removes the due timers and returns them in order.
+func (c *fakeClock) dueLocked() []*fakeTimer {
 	var due []*fakeTimer
 	c.timers = slices.DeleteFunc(c.timers, func(t *fakeTimer) bool {
 		if !t.at.After(c.now) {
@@ -72,7 +78,5 @@ func (c *fakeClock) fireLocked() {
 		return false
 	})
 	slices.SortFunc(due, func(a, b *fakeTimer) int { return a.at.Compare(b.at) })
-	for _, t := range due {
-		go t.f()
-	}
+	return due
 }

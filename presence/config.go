@@ -34,11 +34,11 @@ type Config struct {
 	// MembershipBucket is the membership KV bucket whose member keys are
 	// sourced into the presence bucket (default membership.DefaultBucket).
 	MembershipBucket string
-	// Storage of the presence bucket. Presence state is meant to live in
-	// memory: pass jetstream.MemoryStorage. The zero value of
-	// jetstream.StorageType is jetstream.FileStorage, so a Config that
-	// leaves it unset gets a file-backed bucket (which survives a restart
-	// of every server, at the cost of disk writes).
+	// Storage of the presence bucket (default jetstream.FileStorage). On
+	// file, what someone stated (backend sources, manual statuses)
+	// survives a restart of every server; sessions do not need to, since
+	// they count only while their node's lease does. On memory, a restart
+	// of every server loses everything, and the engine starts a new epoch.
 	Storage jetstream.StorageType
 	// Replicas of the presence bucket (default 1).
 	Replicas int
@@ -65,6 +65,12 @@ type Config struct {
 	// presence bucket may lag without progress before the engine asks the
 	// presence stream's leader to step down (default 10s; see sourcing.go).
 	SourceStall time.Duration
+	// OnAvailability is told when this node stops being able to serve
+	// presence (err: why; it cannot reach a quorum of the store, or lost
+	// NATS) and when it can again (nil). It runs on an engine goroutine and
+	// must not block. Readers of presence should refuse to serve a frozen
+	// picture meanwhile; see Engine.Available.
+	OnAvailability func(err error)
 	// Clock drives every timer (default SystemClock).
 	Clock Clock
 	// Logger (default zap.NewNop()).

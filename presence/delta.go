@@ -34,6 +34,10 @@ type Batch struct {
 	Online, Total int
 	Changes       []Delta
 	CountsOnly    bool
+	// Reset, when set, replaces what the subscriber knows of the group:
+	// the presence stream was lost and loaded again under a new epoch, and
+	// this is the group's fresh snapshot. Changes is empty.
+	Reset *Snapshot
 }
 
 // Change is a user's status change as the change feed publishes it on

@@ -12,14 +12,17 @@
 //     Engine.SetManual sets a hand-made status; Engine.Publish stores a
 //     backend status event (the REST path; NATS has SubjectPublish).
 //   - Queries: Status, Statuses, ChangedSince, WhereNow, Counts, GroupCount,
-//     Snapshot, Rev, Epoch, Stats.
+//     Snapshot, Rev, Epoch, Stats; Available says whether this node can
+//     serve them (Config.OnAvailability tells when that changes).
 //   - Engine.NewSubscriber: one per WebSocket connection; Subscribe,
 //     WatchCounts, Next, Close.
 //
 // # One ordered stream
 //
 // All presence state lives in one KV bucket (default "presenced_presence",
-// memory storage meant, replicas configurable):
+// file storage, replicas configurable): what someone stated (a backend
+// source, a manual status) survives a restart of every server, and
+// sessions, kept alongside, count only while their node's lease does:
 //
 //	s.<user>.<session>   a session: node, incarnation, status, text, device,
 //	                     since, and expires while it lingers after Close
@@ -29,6 +32,8 @@
 //	                     and text, with an optional expiry
 //	n.<node>             a node's lease
 //	members.<g>.<u>      group membership (read only here)
+//	epoch                the name of this incarnation of the stream
+//	purged               the revision below which delete markers may be gone
 //
 // The member keys of the membership bucket are sourced into this bucket's
 // stream (a stream source with a subject transform, set up idempotently by
@@ -45,21 +50,35 @@
 // SourceStall has the presence stream's leader step down so that it is set
 // up again (see sourcing.go).
 //
-// Revisions count within one incarnation of the stream: Epoch (the stream's
-// creation time) names it, and a resume from another epoch gets a fresh
-// snapshot. Times that every node must agree on (since, last change, last
+// Revisions count within one incarnation of the stream: Epoch (the value of
+// the key "epoch", created by the first node that finds none) names it, and
+// a resume from another epoch gets a fresh snapshot. When the stream is lost
+// (a memory stream after every server restarted, an external NATS that lost
+// its data) a node notices, creates the bucket and a new epoch, writes its
+// lease and sessions again and pushes every subscription a fresh snapshot
+// (Batch.Reset); see epoch.go. The bucket is followed by a jskv.Follower,
+// which resumes a watch that stalls or ends (its consumer lives on one
+// server, which may die). Times that every node must agree on (since, last change, last
 // seen) are the server times of KV entries, never a node's clock.
 //
 // # Leases, grace and expiry
 //
-// A node refreshes its lease every LeaseRefresh (default 2s) to expire at
-// now+LeaseTTL (default 6s). A session counts while its node's lease carries
-// the session's incarnation or while it lingers, so when a lease is deleted
-// every node drops that node's sessions at the same revision: its users go
-// offline once, everywhere. Time-based deletions (lingering sessions after
-// the grace period, source TTLs, manual expiry, leases) are made by a
-// sweeper on every node with a compare-and-set delete: one node wins, and
-// the winner of a lease deletion also deletes the dead node's sessions.
+// A node refreshes its lease every LeaseRefresh (default 2s) and publishes a
+// heartbeat on core NATS every LeaseRefresh/4. A session counts while its
+// node's lease carries the session's incarnation or while it lingers, so
+// when a lease is deleted every node drops that node's sessions at the same
+// revision: its users go offline once, everywhere. A lease is deleted once
+// it is older than its TTL (default 6s) in stream time, which counts only
+// while the stream takes writes, or once its node's heartbeats stopped for
+// LeaseRefresh·3/2 while its lease missed a refresh: a leader election or a
+// partition of the store never makes a live node's users offline, and a
+// dead node's go within seconds (see liveness.go). A node that cannot write
+// its lease and hears only a minority of the others, or cannot write for
+// longer than any election, reports itself unavailable until it can (see
+// availability.go). Time-based deletions (lingering sessions after the
+// grace period, source TTLs, manual expiry, leases) are made by a sweeper
+// on every node with a compare-and-set delete: one node wins, and the
+// winner of a lease deletion also deletes the dead node's sessions.
 // Session.Close keeps the session for Grace (default 5s) so a reconnect in
 // time shows no offline/online pair; Shutdown does the same for every open
 // session and deletes the lease, so users who reconnect to another node
@@ -84,11 +103,19 @@
 //
 // # Subscriptions
 //
-// Deltas of a group are coalesced for Coalesce (default 25ms, last change
-// per user wins) into one Batch per group that every subscriber shares:
-// receivers must treat a Batch's Changes as read-only. A subscriber's queue
+// What a subscriber is promised is the latest state of every member, in
+// revision order: deltas of a group are coalesced for Coalesce (default
+// 25ms, last change per user wins) into one Batch per group that every
+// subscriber shares, and a value replaced in the bucket before a node's
+// watch read it is not seen at all (the bucket keeps one value per key), so
+// intermediate states may be merged, never the latest. Receivers must treat
+// a Batch's Changes as read-only. A subscriber's queue
 // is bounded; when it overflows the subscriber is cut (ErrSlowConsumer).
-// Subscribe returns a snapshot or, given a revision still covered by the
-// group's history (History deltas), exactly the missed deltas; either way
-// the batches that follow continue it with no gap and no duplicate.
+// Subscribe returns a snapshot or, given a revision of the same epoch, the
+// missed changes: exactly the deltas when the group's history (History
+// deltas, since this node started) still holds them, else the latest state
+// of every member that changed, joined or left since, derived from the
+// stream on any node, restarted or not (unless delete markers after that
+// revision were purged); either way the batches that follow continue it
+// with no gap and no duplicate.
 package presence

@@ -7,16 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/presenced/presenced/internal/jskv"
 	"go.uber.org/zap"
+
+	"github.com/presenced/presenced/internal/jskv"
 )
 
-// Engine is one node's presence engine: it watches the presence bucket,
+// Engine is one node's presence engine: it follows the presence bucket,
 // keeps the whole index in memory, owns this node's sessions and lease, and
 // sweeps expired keys. Create it with New, then Start it.
 type Engine struct {
@@ -28,35 +28,31 @@ type Engine struct {
 
 	// Set by Start before any goroutine runs, read-only afterwards.
 	kv       jetstream.KeyValue
-	epoch    string
-	cancel   context.CancelFunc // ends the engine's background context
-	quit     chan struct{}      // closed to stop the workers (lease, sweeper, auto-away)
+	quit     chan struct{} // closed to stop the workers (lease, sweeper, auto-away...)
 	quitOnce sync.Once
 	wg       sync.WaitGroup // the workers
-	stop     chan struct{}  // closed to stop the watch as well
+	stop     chan struct{}  // closed to stop everything
 	stopOnce sync.Once
-	watchWG  sync.WaitGroup
 	kicks    kicks
 
-	fault atomic.Pointer[error] // why the index stopped following the bucket
-
-	srcWatch sourceWatch // see sourcing.go
+	loops    loops        // see loop.go
+	srcWatch sourceWatch  // see sourcing.go
+	live     liveness     // see liveness.go
+	avail    availability // see availability.go
+	resets   resetter     // see epoch.go
 
 	lifeMu sync.Mutex
 	// lifeMu guards the following fields.
 	state   engineState
-	watcher jetstream.KeyWatcher
-	// watchQuit and watchDone stop and await the current watch loop, so a
-	// stalled watch can be replaced (see restartWatch).
-	watchQuit chan struct{}
-	watchDone chan struct{}
-	bg        context.Context // the engine's background context
-	backend   *nats.Subscription
+	follow  *jskv.Follower // applies the bucket to the index
+	backend *nats.Subscription
+	beats   *nats.Subscription
+	epoch   string
 
 	ownMu sync.Mutex
 	// ownMu guards the following fields. Lock order: ownMu before x.mu.
 	own      map[string]*Session
-	inst     string // this incarnation; renewed when the lease was lost
+	inst     string // this incarnation
 	leaseRev uint64
 }
 
@@ -100,6 +96,9 @@ func New(cfg Config) (*Engine, error) {
 		own:   make(map[string]*Session),
 		inst:  newID(),
 	}
+	e.x.gapCap = cfg.LeaseRefresh
+	e.avail.init(e)
+	e.resets.e = e
 	return e, nil
 }
 
@@ -113,9 +112,9 @@ func newID() string {
 // NodeID is this node's id.
 func (e *Engine) NodeID() string { return e.cfg.NodeID }
 
-// Epoch names the presence stream: its creation time. A revision is only
-// meaningful together with the epoch it was read in; a memory stream that
-// was recreated starts counting again.
+// Epoch names this incarnation of the presence stream. A revision is only
+// meaningful together with the epoch it was read in: a stream that was lost
+// and created again starts counting again, under a new epoch.
 func (e *Engine) Epoch() string {
 	e.x.mu.RLock()
 	defer e.x.mu.RUnlock()
@@ -128,7 +127,9 @@ func (e *Engine) Ready() <-chan struct{} { return e.ready }
 // Start creates or updates the presence bucket, takes this node's lease and
 // loads the index. It returns once the initial load is done and every
 // membership change stored so far has been sourced and applied, so the node
-// serves the same snapshots as the others. ctx bounds the start only.
+// serves the same snapshots as the others. ctx bounds the start only; every
+// step asks again while the error is one of a cluster forming or electing
+// leaders, until ctx ends.
 func (e *Engine) Start(ctx context.Context) (err error) {
 	e.lifeMu.Lock()
 	if e.state != stateNew {
@@ -142,53 +143,15 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			e.halt()
 		}
 	}()
-
-	kv, stream, err := e.ensureBucket(ctx)
+	beats, err := e.listenHeartbeats()
 	if err != nil {
-		return err
+		return fmt.Errorf("presence: heartbeats: %w", err)
 	}
-	e.kv = kv
-	e.epoch = stream.CachedInfo().Created.UTC().Format(time.RFC3339Nano)
-	e.x.mu.Lock()
-	e.x.epoch = e.epoch
-	e.x.expiryKick = func() { kick(e.kicks.sweep) }
-	e.x.mu.Unlock()
-
-	leaseRev, err := e.putLease(ctx)
-	if err != nil {
-		return err
-	}
-
-	bg, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	// The watch outlives ctx: its ordered consumer is recreated with this
-	// context whenever it has to be.
-	w, err := jskv.WatchBucket(ctx, bg, kv)
-	if err != nil {
-		return fmt.Errorf("presence: watch: %w", err)
-	}
-	loaded := make(chan struct{})
 	e.lifeMu.Lock()
-	e.bg = bg
-	e.watcher = w
-	e.watchQuit, e.watchDone = make(chan struct{}), make(chan struct{})
-	quit, done := e.watchQuit, e.watchDone
+	e.beats = beats
 	e.lifeMu.Unlock()
-	e.watchWG.Add(1)
-	go e.watchLoop(w, loaded, quit, done)
-	select {
-	case <-loaded:
-	case <-ctx.Done():
-		return fmt.Errorf("presence: initial load: %w", ctx.Err())
-	case <-e.stop:
-		return ErrClosed
-	}
-	upTo, err := e.sourcedUpTo(ctx)
-	if err != nil {
+	if err := e.load(ctx); err != nil {
 		return err
-	}
-	if err := e.WaitRev(ctx, max(upTo, leaseRev)); err != nil {
-		return fmt.Errorf("presence: catching up: %w", err)
 	}
 	if err := e.subscribeBackend(); err != nil {
 		return err
@@ -200,132 +163,97 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return ErrClosed // killed meanwhile
 	}
 	e.state = stateRunning
-	e.wg.Add(3)
-	go e.leaseLoop()
-	go e.sweepLoop()
-	go e.sourceLoop()
+	e.goLoop(e.leaseLoop)
+	e.goLoop(e.sweepLoop)
+	e.goLoop(e.sourceLoop)
+	e.goLoop(e.heartbeatLoop)
 	if e.cfg.AutoAway > 0 {
-		e.wg.Add(1)
-		go e.autoAwayLoop()
+		e.goLoop(e.autoAwayLoop)
 	}
 	e.lifeMu.Unlock()
+	e.avail.leaseWritten(e.clock.Now())
 	close(e.ready)
-	e.log.Info("presence: ready", zap.String("epoch", e.epoch), zap.Uint64("rev", e.Rev()))
+	e.log.Info("presence: ready", zap.String("epoch", e.Epoch()), zap.Uint64("rev", e.Rev()))
 	return nil
 }
 
-// watchLoop applies every entry of the presence bucket to the index, in
-// stream order, and publishes the change feed when this node leads.
-func (e *Engine) watchLoop(w jetstream.KeyWatcher, loaded, quit, done chan struct{}) {
-	defer e.watchWG.Done()
-	defer close(done)
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-quit:
-			return
-		case kve, ok := <-w.Updates():
-			if !ok {
-				select {
-				case <-e.stop:
-				case <-quit:
-				default:
-					e.setFault(errors.New("presence: the watch of the presence bucket ended"))
-				}
-				return
-			}
-			if kve == nil {
-				if loaded != nil {
-					e.x.markLoaded()
-					close(loaded)
-					loaded = nil
-				}
-				continue
-			}
-			en := entry{key: kve.Key(), value: kve.Value(), rev: kve.Revision(), created: kve.Created()}
-			if kve.Operation() != jetstream.KeyValuePut {
-				en.op = opDelete
-			}
-			e.x.apply(en)
-			if ch := e.x.takeChanges(); len(ch) > 0 {
-				e.publishChanges(ch)
-			}
-		}
-	}
-}
-
-// restartWatch replaces a stalled watch with one that resumes right after
-// the last revision applied. A watch's ordered consumer lives on one server;
-// when that server dies the client may take long to notice, while the
-// stream itself, replicated, goes on with a new leader.
-func (e *Engine) restartWatch() {
-	e.lifeMu.Lock()
-	if e.state != stateRunning {
-		e.lifeMu.Unlock()
-		return
-	}
-	old, quit, done, bg := e.watcher, e.watchQuit, e.watchDone, e.bg
-	e.lifeMu.Unlock()
-	close(quit)
-	_ = old.Stop()
-	<-done
-	from := e.Rev() + 1
-	w, err := e.kv.WatchAll(bg, jetstream.ResumeFromRevision(from))
+// load binds the bucket and its epoch, writes this node's lease, follows
+// the bucket until the index holds everything stored so far, and waits for
+// membership to be sourced: what Start does, and what a reset does again
+// when the stream was lost.
+func (e *Engine) load(ctx context.Context) error {
+	kv, err := e.ensureBucket(ctx)
 	if err != nil {
-		e.log.Warn("presence: resuming the watch failed; retrying at the next lease refresh", zap.Error(err))
-		// Keep a closed pair so the next attempt does not close twice.
-		e.lifeMu.Lock()
-		e.watchQuit, e.watchDone = make(chan struct{}), make(chan struct{})
-		close(e.watchDone)
-		e.watcher = nopWatcher{}
-		e.lifeMu.Unlock()
-		return
+		return err
+	}
+	e.kv = kv
+	epoch, err := e.ensureEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	e.x.mu.Lock()
+	e.x.epoch = epoch
+	e.x.expiryKick = func() { kick(e.kicks.sweep) }
+	e.x.onEpoch = func(string) { e.resets.request("the epoch key changed") }
+	e.x.mu.Unlock()
+	e.lifeMu.Lock()
+	e.epoch = epoch
+	e.lifeMu.Unlock()
+
+	leaseRev, err := e.putLease(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := e.cfg.JetStream.Stream(ctx, streamName(e.cfg.Bucket))
+	if err != nil {
+		return fmt.Errorf("presence: bucket %s: %w", e.cfg.Bucket, err)
+	}
+	f, err := jskv.Follow(ctx, kv, st, jskv.FollowConfig{
+		Apply:  e.applyEntry,
+		Check:  max(e.cfg.LeaseRefresh/2, 50*time.Millisecond),
+		Logger: e.log,
+		OnResume: func(reason string) {
+			e.log.Warn("presence: the watch of the presence bucket is resumed", zap.String("reason", reason))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("presence: watch: %w", err)
 	}
 	e.lifeMu.Lock()
-	if e.state != stateRunning {
-		e.lifeMu.Unlock()
-		_ = w.Stop()
-		return
-	}
-	e.watcher = w
-	e.watchQuit, e.watchDone = make(chan struct{}), make(chan struct{})
-	quit, done = e.watchQuit, e.watchDone
+	e.follow = f
 	e.lifeMu.Unlock()
-	e.watchWG.Add(1)
-	go e.watchLoop(w, nil, quit, done)
-	e.log.Info("presence: watch resumed", zap.Uint64("from", from))
-}
-
-// nopWatcher stands for a watch that could not be resumed yet.
-type nopWatcher struct{}
-
-func (nopWatcher) Updates() <-chan jetstream.KeyValueEntry { return nil }
-func (nopWatcher) Stop() error                             { return nil }
-
-// Err reports a fault that keeps the index from following the bucket: the
-// watch ended (the connection was closed), or the presence stream was
-// recreated under a new epoch (a memory stream lost by every server). The
-// node then serves stale presence and should be restarted; health checks
-// should report it. Nil while all is well.
-func (e *Engine) Err() error {
-	if p := e.fault.Load(); p != nil {
-		return *p
+	select {
+	case <-f.Loaded():
+	case <-ctx.Done():
+		return fmt.Errorf("presence: initial load of %s: %w", e.cfg.Bucket, ctx.Err())
+	case <-e.stop:
+		return ErrClosed
+	}
+	upTo, err := e.sourcedUpTo(ctx)
+	if err != nil {
+		return err
+	}
+	if err := e.WaitRev(ctx, max(upTo, leaseRev)); err != nil {
+		return fmt.Errorf("presence: catching up: %w", err)
 	}
 	return nil
 }
 
-func (e *Engine) setFault(err error) {
-	if e.fault.CompareAndSwap(nil, &err) {
-		e.log.Error("presence: index no longer follows the bucket; restart this node", zap.Error(err))
+// applyEntry is the Follower's callback: it applies one entry of the
+// presence bucket to the index, in stream order, and publishes the change
+// feed when this node leads; nil ends the initial load.
+func (e *Engine) applyEntry(kve jetstream.KeyValueEntry) {
+	if kve == nil {
+		e.x.markLoaded()
+		return
 	}
-}
-
-// checkRev notices a write whose revision is below what the index has
-// applied: the stream was recreated.
-func (e *Engine) checkRev(rev uint64) {
-	if cur := e.x.currentRev(); rev < cur {
-		e.setFault(fmt.Errorf("presence: stream revision went from %d back to %d: the presence stream was recreated", cur, rev))
+	en := entry{key: kve.Key(), value: kve.Value(), rev: kve.Revision(), created: kve.Created()}
+	if kve.Operation() != jetstream.KeyValuePut {
+		en.op = opDelete
+	}
+	e.x.apply(en)
+	if ch := e.x.takeChanges(); len(ch) > 0 {
+		e.publishChanges(ch)
 	}
 }
 
@@ -361,8 +289,9 @@ func (e *Engine) running() error {
 
 // Shutdown stops the node gracefully: its open sessions enter the grace
 // period (so users who reconnect to another node in time never appear
-// offline), its lease is deleted, and every goroutine ends. Sessions still
-// lingering expire through the sweepers of the other nodes.
+// offline), its lease is deleted once every session's grace is written, and
+// every goroutine ends. Sessions still lingering expire through the
+// sweepers of the other nodes.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.lifeMu.Lock()
 	if e.state != stateRunning {
@@ -381,12 +310,11 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 
 	var errs []error
 	now := e.clock.Now()
+	// A session being closed right now is still in own: Close removes it
+	// only once its grace is written, and linger below waits for that
+	// write, so the lease never goes before a session's grace is stored.
+	own := e.ownSessions()
 	e.ownMu.Lock()
-	own := make([]*Session, 0, len(e.own))
-	for _, s := range e.own {
-		own = append(own, s)
-	}
-	clear(e.own)
 	leaseRev := e.leaseRev
 	e.ownMu.Unlock()
 	// Many sessions: write them a few dozen at a time.
@@ -406,6 +334,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	e.ownMu.Lock()
+	clear(e.own)
+	e.ownMu.Unlock()
 	if _, err := e.deleteKey(ctx, leaseKey(e.cfg.NodeID), leaseRev); err != nil && !isWrongSeq(err) {
 		errs = append(errs, fmt.Errorf("presence: delete lease: %w", err))
 	}
@@ -427,19 +358,25 @@ func (e *Engine) kill() {
 func (e *Engine) halt() {
 	e.lifeMu.Lock()
 	e.state = stateStopped
-	w := e.watcher
-	e.watcher = nil
+	f, beats := e.follow, e.beats
+	e.follow, e.beats = nil, nil
 	e.lifeMu.Unlock()
 	e.stopBackend()
 	e.quitOnce.Do(func() { close(e.quit) })
 	e.stopOnce.Do(func() { close(e.stop) })
-	if w != nil {
-		_ = w.Stop()
-	}
-	if e.cancel != nil {
-		e.cancel()
+	if beats != nil {
+		_ = beats.Unsubscribe()
 	}
 	e.wg.Wait()
-	e.watchWG.Wait()
+	e.resets.wait()
+	if f != nil {
+		f.Stop()
+	}
+	e.lifeMu.Lock()
+	f, e.follow = e.follow, nil // a reset may have started another
+	e.lifeMu.Unlock()
+	if f != nil {
+		f.Stop()
+	}
 	e.x.close()
 }

@@ -159,12 +159,13 @@ func TestEngineLeaseExpiry(t *testing.T) {
 		t.Fatalf("online changes = %+v", on)
 	}
 	b.Kill()
-	v.clock.Advance(3 * time.Second)
-	v.sync(a)
+	v.pass(time.Second, a)
 	if st := a.Status("u1").Status; st != protocol.StatusOnline {
-		t.Fatalf("before the lease lapsed: %s", st)
+		t.Fatalf("a second after b died: %s", st)
 	}
-	v.clock.Advance(4 * time.Second) // b's last refresh + LeaseTTL has passed
+	// b is silent (six of a's heartbeats) and missed a lease refresh: its
+	// lease goes, well before its TTL.
+	v.pass(2*time.Second+500*time.Millisecond, a)
 	waitStatus(t, a, "u1", protocol.StatusOffline)
 	waitStatus(t, a, "u2", protocol.StatusOffline)
 	// b's stale session keys are purged too (no status change).

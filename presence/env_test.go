@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -101,6 +102,9 @@ func (v *env) removeMember(g, u string) {
 func (v *env) lastRev() uint64 {
 	v.t.Helper()
 	st, err := v.js.Stream(ctxT(v.t), streamName(DefaultBucket))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0 // lost: nothing to wait for
+	}
 	if err != nil {
 		v.t.Fatal(err)
 	}
@@ -198,4 +202,46 @@ func groupDeltas(e *Engine, g string) []Delta {
 	}
 	d, _ := gr.hist.after(gr.hist.floor)
 	return d
+}
+
+// pass lets d of time go by on the shared clock in heartbeat-sized steps,
+// as real time does: after each step every engine in es has finished the
+// passes of its background loops that fell due, heard its own heartbeat
+// (so liveness counts it) and applied what is stored. Engines killed
+// meanwhile are skipped.
+func (v *env) pass(d time.Duration, es ...*Engine) {
+	v.t.Helper()
+	step := DefaultLeaseRefresh / 4
+	if len(es) > 0 {
+		step = es[0].cfg.LeaseRefresh / 4
+	}
+	for left := d; left > 0; left -= step {
+		before := make([]uint64, len(es))
+		for i, e := range es {
+			before[i] = e.ownBeats()
+		}
+		v.clock.Advance(min(step, left))
+		deadline := time.Now().Add(10 * time.Second)
+		for i, e := range es {
+			for e.running() == nil && (e.ownBeats() == before[i] || e.loops.idle.Load() < e.loops.n.Load()) {
+				if time.Now().After(deadline) {
+					v.t.Fatalf("%s: still busy %v after the clock moved", e.NodeID(), 10*time.Second)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		var live []*Engine
+		for _, e := range es {
+			if e.running() == nil {
+				live = append(live, e)
+			}
+		}
+		v.sync(live...)
+	}
+}
+
+func (e *Engine) ownBeats() uint64 {
+	e.live.mu.Lock()
+	defer e.live.mu.Unlock()
+	return e.live.own
 }

@@ -10,8 +10,9 @@ import (
 // group is the presence of one group: its members, how many of them are
 // present, the deltas kept for resume and its subscribers.
 type group struct {
-	id      string
-	members map[string]*userState
+	id string
+	// members maps each member to the revision that made it one.
+	members map[string]uint64
 	sorted  []*userState // members by id (sorted once loading is done)
 	online  int
 	rev     uint64 // last revision that changed the group's presence or counts
@@ -30,7 +31,7 @@ type group struct {
 func (x *index) groupLocked(id string) *group {
 	g := x.groups[id]
 	if g == nil {
-		g = &group{id: id, members: make(map[string]*userState), rev: x.rev}
+		g = &group{id: id, members: make(map[string]uint64), rev: x.rev}
 		g.hist.max = x.history
 		g.hist.reset(x.rev)
 		x.groups[id] = g
@@ -49,7 +50,13 @@ func (x *index) addMember(en entry, gid, uid string) {
 		return // a role change: presence is unaffected
 	}
 	u := x.user(uid)
-	g.members[uid] = u
+	g.members[uid] = en.rev
+	if gone := x.gone[gid]; gone != nil {
+		delete(gone, uid)
+		if len(gone) == 0 {
+			delete(x.gone, gid)
+		}
+	}
 	u.groups = append(u.groups, g)
 	if x.loaded {
 		i, _ := slices.BinarySearchFunc(g.sorted, uid, func(m *userState, id string) int { return strings.Compare(m.id, id) })
@@ -68,14 +75,20 @@ func (x *index) addMember(en entry, gid, uid string) {
 }
 
 func (x *index) removeMember(en entry, gid, uid string) {
+	gone := x.gone[gid]
+	if gone == nil {
+		gone = make(map[string]uint64)
+		x.gone[gid] = gone
+	}
+	gone[uid] = en.rev
 	g := x.groups[gid]
 	if g == nil {
 		return
 	}
-	u := g.members[uid]
-	if u == nil {
+	if _, ok := g.members[uid]; !ok {
 		return
 	}
+	u := x.users[uid]
 	delete(g.members, uid)
 	if i := slices.Index(u.groups, g); i >= 0 {
 		u.groups = slices.Delete(u.groups, i, i+1)

@@ -1,5 +1,13 @@
 package presence
 
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/presenced/presenced/protocol"
+)
+
 // history is a group's bounded window of recent deltas, kept so that a
 // subscriber that reconnects with its last revision gets exactly what it
 // missed. Every delta with a revision above floor is in the window.
@@ -51,4 +59,38 @@ func (h *history) after(rev uint64) ([]Delta, bool) {
 // reset empties the window: only deltas after rev will be complete.
 func (h *history) reset(rev uint64) {
 	h.buf, h.start, h.n, h.floor = nil, 0, 0, rev
+}
+
+// changesSinceLocked derives the changes of g after revision rev from the
+// current state, for a resume that the group's history cannot serve (this
+// node started later, or the client is further behind than the history
+// goes): the latest state of every member whose status changed or who
+// joined after rev, and every member removed after rev, in revision order.
+// It is exact as long as the stream still holds the delete markers of
+// sessions after rev (the index's purged floor is below it). Intermediate
+// states are merged, as coalescing does.
+func (x *index) changesSinceLocked(g *group, rev uint64) []Delta {
+	var out []Delta
+	for uid, joined := range g.members {
+		u := x.users[uid]
+		if u == nil || u.rev <= rev && joined <= rev {
+			continue
+		}
+		if u.rev <= rev && !u.status.Online() {
+			continue // joined while offline: no presence to tell
+		}
+		out = append(out, Delta{User: uid, Status: u.status, Text: u.text, Since: u.since, Rev: max(u.rev, joined)})
+	}
+	for uid, r := range x.gone[g.id] {
+		if r > rev {
+			out = append(out, Delta{User: uid, Status: protocol.StatusOffline, Rev: r, Removed: true})
+		}
+	}
+	slices.SortFunc(out, func(a, b Delta) int {
+		if c := cmp.Compare(a.Rev, b.Rev); c != 0 {
+			return c
+		}
+		return strings.Compare(a.User, b.User)
+	})
+	return out
 }

@@ -3,6 +3,7 @@ package presence
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,9 @@ type leaseEntry struct {
 	rec     leaseRecord
 	rev     uint64
 	created time.Time
+	// sAt is the stream time when this node applied the lease (see
+	// streamNowLocked).
+	sAt time.Duration
 }
 
 // marker remembers a deleted session or source key until its delete marker
@@ -117,14 +121,31 @@ type index struct {
 	leases       map[string]*leaseEntry   // by node
 	nodeSessions map[string]map[*sessionEntry]struct{}
 	markers      map[string]marker
-	expiry       expiryHeap
-	expiryKick   func() // told when an item is due before sweepArmed
-	sweepArmed   time.Time
-	touched      []*userState
-	scratch      []contribution
-	changes      []Change
-	waiters      chan struct{} // closed when rev moves, if anyone waits
-	fan          fanout
+	// gone remembers, per group, the members removed and the revision of
+	// each removal, while the stream holds its delete marker: a resume
+	// learns from it who left (see changesSince).
+	gone map[string]map[string]uint64
+	// purged is the revision at or below which delete markers of sessions
+	// may have been purged: deltas after a revision below it cannot be
+	// derived from the stream any more.
+	purged uint64
+	// Stream time counts only while the stream takes writes: the gap
+	// between two applied entries counts up to gapCap (LeaseRefresh),
+	// since every live node writes at least that often. A lease's age is
+	// measured in it, so that a leader election or a partition does not
+	// count against anyone's lease.
+	gapCap     time.Duration
+	activeAt   time.Time     // clock time of the last applied entry
+	active     time.Duration // stream time at that entry
+	onEpoch    func(string)  // told when the epoch key changes or goes
+	expiry     expiryHeap
+	expiryKick func() // told when an item is due before sweepArmed
+	sweepArmed time.Time
+	touched    []*userState
+	scratch    []contribution
+	changes    []Change
+	waiters    chan struct{} // closed when rev moves, if anyone waits
+	fan        fanout
 }
 
 func newIndex(self string, clock Clock, log *zap.Logger, coalesce time.Duration, history int) *index {
@@ -140,6 +161,8 @@ func newIndex(self string, clock Clock, log *zap.Logger, coalesce time.Duration,
 		leases:       make(map[string]*leaseEntry),
 		nodeSessions: make(map[string]map[*sessionEntry]struct{}),
 		markers:      make(map[string]marker),
+		gone:         make(map[string]map[string]uint64),
+		gapCap:       DefaultLeaseRefresh,
 	}
 	x.fan.init()
 	return x
@@ -158,8 +181,23 @@ func (x *index) applyLocked(en entry) {
 	}
 	x.rev = en.rev
 	x.fan.stats.events.Add(1)
+	x.tickLocked()
 	kind, a, b := parseKey(en.key)
 	switch kind {
+	case kindEpoch:
+		if x.loaded && x.onEpoch != nil {
+			v := ""
+			if en.op == opPut {
+				v = string(en.value)
+			}
+			if v != x.epoch {
+				x.onEpoch(v)
+			}
+		}
+	case kindPurged:
+		if n, err := strconv.ParseUint(string(en.value), 10, 64); err == nil && en.op == opPut {
+			x.purged = max(x.purged, n)
+		}
 	case kindSession, kindSource:
 		if en.op == opPut {
 			var rec sessionRecord
@@ -311,8 +349,7 @@ func (x *index) deleteManual(user string) {
 func (x *index) putLease(en entry, node string, rec leaseRecord) {
 	old := x.leases[node]
 	rec.Node = node
-	x.leases[node] = &leaseEntry{rec: rec, rev: en.rev, created: en.created}
-	x.addExpiry(rec.Expires, en.key, en.rev)
+	x.leases[node] = &leaseEntry{rec: rec, rev: en.rev, created: en.created, sAt: x.active}
 	if old == nil || old.rec.Inst != rec.Inst {
 		x.touchNode(node)
 	}

@@ -6,81 +6,68 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
 // The lease n.<node> says this node incarnation is alive. Its sessions
 // count only while it exists (see index.counted). The node refreshes it
-// every LeaseRefresh with expires = now + LeaseTTL; any node's sweeper
-// deletes it once it is due.
+// every LeaseRefresh; any node's sweeper deletes it once its owner is
+// known dead (see liveness.go).
 
 func (e *Engine) leaseValue() []byte {
 	now := e.clock.Now()
-	b, _ := json.Marshal(leaseRecord{Node: e.cfg.NodeID, Inst: e.inst, Refreshed: now, Expires: now.Add(e.cfg.LeaseTTL)})
+	e.ownMu.Lock()
+	inst := e.inst
+	e.ownMu.Unlock()
+	b, _ := json.Marshal(leaseRecord{Node: e.cfg.NodeID, Inst: inst, Refreshed: now, Expires: now.Add(e.cfg.LeaseTTL)})
 	return b
 }
 
 // putLease writes the lease unconditionally (at start, and to take it
-// back after it was lost). A lease of an earlier incarnation of this node
-// is replaced; that incarnation's sessions stop counting.
+// back after it was lost), asking again while the store elects a leader.
+// A lease of an earlier incarnation of this node is replaced; that
+// incarnation's sessions stop counting.
 func (e *Engine) putLease(ctx context.Context) (uint64, error) {
-	rev, err := e.kv.Put(ctx, leaseKey(e.cfg.NodeID), e.leaseValue())
+	rev, err := retry(ctx, func(ctx context.Context) (uint64, error) {
+		return e.kv.Put(ctx, leaseKey(e.cfg.NodeID), e.leaseValue())
+	})
 	if err != nil {
 		return 0, fmt.Errorf("presence: put lease: %w", err)
 	}
-	e.checkRev(rev)
 	e.ownMu.Lock()
 	e.leaseRev = rev
 	e.ownMu.Unlock()
 	return rev, nil
 }
 
+// leaseLoop refreshes the lease every LeaseRefresh. An attempt waits at
+// most half of that; a failed one is tried again every LeaseRefresh/8, so
+// that the lease is written within moments of the store taking writes
+// again (after a leader election, a partition, a lost connection).
 func (e *Engine) leaseLoop() {
-	defer e.wg.Done()
-	tick := make(chan struct{}, 1)
-	for {
-		t := e.clock.AfterFunc(e.cfg.LeaseRefresh, func() { kick(tick) })
-		select {
-		case <-e.quit:
-			t.Stop()
-			return
-		case <-tick:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
-		e.refreshLease(ctx)
+	wait := e.cfg.LeaseRefresh
+	for e.sleep(wait, nil) {
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseRefresh/2)
+		err := e.refreshLease(ctx)
 		cancel()
-		e.checkWatch()
-	}
-}
-
-// checkWatch is the watch's self-test: this node's own lease write must
-// come back through its watch within one refresh interval. If it does not,
-// and nothing at all was applied meanwhile, the watch has stalled and is
-// resumed from the last revision applied.
-func (e *Engine) checkWatch() {
-	e.ownMu.Lock()
-	rev := e.leaseRev
-	e.ownMu.Unlock()
-	from := e.Rev()
-	if rev <= from {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseRefresh)
-	err := e.WaitRev(ctx, rev)
-	cancel()
-	// A watch that applied anything meanwhile is behind, not stalled (a
-	// burst of writes is being worked through).
-	if err != nil && errors.Is(err, context.DeadlineExceeded) && e.Rev() == from {
-		e.log.Warn("presence: the watch stalled; resuming it", zap.Uint64("applied", e.Rev()), zap.Uint64("stored", rev))
-		e.restartWatch()
+		now := e.clock.Now()
+		if err == nil {
+			e.avail.leaseWritten(now)
+			wait = e.cfg.LeaseRefresh
+			continue
+		}
+		e.avail.leaseFailed(now, err)
+		wait = e.cfg.LeaseRefresh / 8
 	}
 }
 
 // refreshLease extends the lease with a compare-and-set on its revision.
-// If the lease is gone (this node was deemed dead, e.g. after a long pause)
-// it is taken back and every open session is written again, since the other
-// nodes may have purged them.
-func (e *Engine) refreshLease(ctx context.Context) {
+// If the lease is gone, or another incarnation's, the stream itself may
+// have been lost (the epoch key says: then the engine resets), or this node
+// was deemed dead (a long pause, a partition): it takes the lease back and
+// writes its open sessions again, since the other nodes purge them.
+func (e *Engine) refreshLease(ctx context.Context) error {
 	e.ownMu.Lock()
 	rev := e.leaseRev
 	e.ownMu.Unlock()
@@ -89,37 +76,52 @@ func (e *Engine) refreshLease(ctx context.Context) {
 		e.ownMu.Lock()
 		e.leaseRev = newRev
 		e.ownMu.Unlock()
-		return
+		return nil
 	}
 	if !isWrongSeq(err) {
-		e.log.Warn("presence: lease refresh failed", zap.Error(err))
-		return
+		if e.streamGone(ctx) {
+			e.resets.request("the presence stream is gone")
+			return ErrResetting
+		}
+		return fmt.Errorf("presence: lease refresh: %w", err)
 	}
 	// Maybe an earlier refresh landed although it reported an error.
-	if cur, gerr := e.kv.Get(ctx, leaseKey(e.cfg.NodeID)); gerr == nil {
+	cur, gerr := e.kv.Get(ctx, leaseKey(e.cfg.NodeID))
+	switch {
+	case gerr == nil:
 		var l leaseRecord
-		if json.Unmarshal(cur.Value(), &l) == nil && l.Inst == e.inst {
+		e.ownMu.Lock()
+		inst := e.inst
+		e.ownMu.Unlock()
+		if json.Unmarshal(cur.Value(), &l) == nil && l.Inst == inst {
 			newRev, err := e.kv.Update(ctx, leaseKey(e.cfg.NodeID), e.leaseValue(), cur.Revision())
 			if err != nil {
-				e.log.Warn("presence: lease refresh failed", zap.Error(err))
-				newRev = cur.Revision()
+				return fmt.Errorf("presence: lease refresh: %w", err)
 			}
 			e.ownMu.Lock()
 			e.leaseRev = newRev
 			e.ownMu.Unlock()
-			return
+			return nil
 		}
+	case !errors.Is(gerr, jetstream.ErrKeyNotFound):
+		return fmt.Errorf("presence: lease refresh: %w", gerr)
 	}
-	e.log.Warn("presence: lease lost; taking it back and rewriting sessions")
+	if lost, err := e.streamLost(ctx); err != nil {
+		return err
+	} else if lost {
+		e.resets.request("the epoch key is gone")
+		return ErrResetting
+	}
+	e.log.Warn("presence: lease lost; taking it back and writing this node's sessions again")
 	if _, err := e.putLease(ctx); err != nil {
-		e.log.Warn("presence: lease recovery failed", zap.Error(err))
-		return
+		return err
 	}
 	for _, s := range e.ownSessions() {
-		if err := s.rewrite(ctx); err != nil {
-			e.log.Warn("presence: rewriting session failed", zap.String("session", s.id), zap.Error(err))
+		if err := s.rewrite(ctx); err != nil && !errors.Is(err, ErrSessionClosed) {
+			e.log.Warn("presence: writing a session again failed", zap.String("session", s.id), zap.Error(err))
 		}
 	}
+	return nil
 }
 
 func (e *Engine) ownSessions() []*Session {

@@ -16,11 +16,15 @@ import (
 //	m.<user>             manualRecord: status set by hand
 //	n.<node>             leaseRecord: a node's lease
 //	members.<g>.<u>      membership.Member, sourced from the membership bucket
+//	epoch                the name of this incarnation of the stream (epoch.go)
+//	purged               revision below which delete markers may be purged
 const (
 	prefixSession = "s."
 	prefixSource  = "b."
 	prefixManual  = "m."
 	prefixLease   = "n."
+	keyEpoch      = "epoch"
+	keyPurged     = "purged"
 )
 
 // keyKind says what a key of the presence bucket holds.
@@ -33,6 +37,8 @@ const (
 	kindManual
 	kindLease
 	kindMember
+	kindEpoch
+	kindPurged
 )
 
 func (k keyKind) String() string {
@@ -47,6 +53,10 @@ func (k keyKind) String() string {
 		return "lease"
 	case kindMember:
 		return "member"
+	case kindEpoch:
+		return "epoch"
+	case kindPurged:
+		return "purged"
 	}
 	return "unknown"
 }
@@ -61,6 +71,10 @@ func leaseKey(node string) string            { return prefixLease + node }
 // leases a is the node; for members a is the group and b the user.
 func parseKey(key string) (kind keyKind, a, b string) {
 	switch {
+	case key == keyEpoch:
+		return kindEpoch, "", ""
+	case key == keyPurged:
+		return kindPurged, "", ""
 	case strings.HasPrefix(key, prefixSession):
 		if a, b, ok := splitPair(key[len(prefixSession):]); ok {
 			return kindSession, a, b

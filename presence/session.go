@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/presenced/presenced/membership"
@@ -34,6 +35,8 @@ type Session struct {
 	// write serializes this session's KV writes (a one-slot semaphore that
 	// a caller can give up waiting for).
 	write chan struct{}
+	// waiting counts the callers waiting for the write slot.
+	waiting atomic.Int32
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -135,7 +138,9 @@ func (s *Session) Touch() {
 
 // Close ends the session. It keeps counting for the grace period, so a
 // reconnect in time shows no offline/online pair; then a sweeper deletes
-// it.
+// it. The session stays among the node's own until its grace is written,
+// so that a Shutdown meanwhile waits for that write before it deletes the
+// node's lease.
 func (s *Session) Close(ctx context.Context) error {
 	s.mu.Lock()
 	closed := s.closed
@@ -146,9 +151,11 @@ func (s *Session) Close(ctx context.Context) error {
 	if err := s.e.running(); err != nil {
 		return err // after Kill nothing is written
 	}
-	s.e.ownMu.Lock()
-	delete(s.e.own, s.id)
-	s.e.ownMu.Unlock()
+	defer func() {
+		s.e.ownMu.Lock()
+		delete(s.e.own, s.id)
+		s.e.ownMu.Unlock()
+	}()
 	if s.e.cfg.Grace < 0 {
 		if err := s.acquire(ctx); err != nil {
 			return err
@@ -198,6 +205,13 @@ func (s *Session) rewrite(ctx context.Context) error {
 }
 
 func (s *Session) acquire(ctx context.Context) error {
+	select {
+	case s.write <- struct{}{}:
+		return nil
+	default:
+	}
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
 	select {
 	case s.write <- struct{}{}:
 		return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/membership"
 )
 
@@ -75,17 +76,24 @@ func (e *Engine) sourcing(ctx context.Context) (want, got, rev uint64, err error
 // sourcedUpTo waits until every member change stored in the membership
 // bucket so far has been sourced into the presence bucket, and returns the
 // presence stream's revision of the last one (0 if there is none). It
-// polls, bounded by ctx, and kicks a stalled source.
+// polls, bounded by ctx, asks again while the streams elect leaders (a
+// whole cluster restarting), and kicks a stalled source.
 func (e *Engine) sourcedUpTo(ctx context.Context) (uint64, error) {
 	for {
-		want, got, rev, err := e.sourcing(ctx)
-		if err != nil {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		want, got, rev, err := e.sourcing(actx)
+		cancel()
+		if err != nil && (ctx.Err() != nil || !jskv.Transient(err)) {
 			return 0, err
 		}
-		if got >= want {
+		switch {
+		case err != nil:
+			e.log.Debug("presence: checking the sourcing of membership; asking again", zap.Error(err))
+		case got >= want:
 			return rev, nil
+		default:
+			e.checkSourcing(ctx, want, got)
 		}
-		e.checkSourcing(ctx, want, got)
 		t := time.NewTimer(20 * time.Millisecond)
 		select {
 		case <-ctx.Done():
@@ -100,16 +108,7 @@ func (e *Engine) sourcedUpTo(ctx context.Context) (uint64, error) {
 // the lease loop: its JetStream requests may wait for answers a forming
 // cluster does not give, and a lease refresh must never wait behind them.
 func (e *Engine) sourceLoop() {
-	defer e.wg.Done()
-	tick := make(chan struct{}, 1)
-	for {
-		t := e.clock.AfterFunc(e.cfg.LeaseRefresh, func() { kick(tick) })
-		select {
-		case <-e.quit:
-			t.Stop()
-			return
-		case <-tick:
-		}
+	for e.sleep(e.cfg.LeaseRefresh, nil) {
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
 		e.watchSourcing(ctx)
 		cancel()

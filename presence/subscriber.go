@@ -163,7 +163,11 @@ func (s *Subscriber) Subscribe(group string, o SubscribeOptions) (Initial, error
 	}
 	g.subs = append(g.subs, s)
 	if o.FromRev > 0 && o.Epoch == x.epoch && o.FromRev <= x.rev {
-		if ds, ok := g.hist.after(o.FromRev); ok {
+		ds, ok := g.hist.after(o.FromRev)
+		if !ok && o.FromRev >= x.purged {
+			ds, ok = x.changesSinceLocked(g, o.FromRev), true
+		}
+		if ok {
 			return Resumed{Group: group, Rev: x.rev, Epoch: x.epoch, Online: g.online, Total: len(g.members), Changes: ds}, nil
 		}
 	}

@@ -226,10 +226,21 @@ func TestResumeGivesExactlyTheMissedDeltas(t *testing.T) {
 	for i := range 10 {
 		f.session("b", "s", "n", "i", statuses[i%3])
 	}
+	// Past the window the changes are derived from the state: b's latest.
+	s.Unsubscribe("g")
+	in, _ = s.Subscribe("g", SubscribeOptions{FromRev: r, Epoch: "e1"})
+	if res, ok := in.(Resumed); !ok || len(res.Changes) != 1 || res.Changes[0].User != "b" ||
+		res.Changes[0].Status != statuses[9%3] || res.Changes[0].Rev != f.rev {
+		t.Fatalf("resume past the window = %+v", in)
+	}
+	// Once delete markers after r may be purged, nothing can be derived.
+	f.x.mu.Lock()
+	f.x.purged = r + 1
+	f.x.mu.Unlock()
 	s.Unsubscribe("g")
 	in, _ = s.Subscribe("g", SubscribeOptions{FromRev: r, Epoch: "e1"})
 	if snap, ok := in.(Snapshot); !ok || !snap.Fresh || len(snap.Members) != 3 {
-		t.Fatalf("resume past the window = %+v", in)
+		t.Fatalf("resume past the purge floor = %+v", in)
 	}
 	// A revision from the future (another node ahead) is not resumed here.
 	s.Unsubscribe("g")

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,8 +18,10 @@ import (
 //
 // To spare the bucket a delete from every node, only the leader (the live
 // node with the smallest id) sweeps sessions, sources and manual statuses
-// when they are due; the others step in one LeaseTTL later. Leases are swept
-// by everyone at once, so a dead leader is replaced quickly.
+// when they are due; the others step in one LeaseTTL later. Leases are not
+// due at a time: every pass judges them by stream time and heartbeats (see
+// liveness.go), on every node at once, so a dead leader is replaced
+// quickly.
 
 const (
 	// markerRetention is how long delete markers of sessions and sources
@@ -56,10 +59,7 @@ func (x *index) due(now time.Time, backup time.Duration) ([]sweepItem, time.Time
 		if x.revOf(it.key, kind, a) != it.rev {
 			continue // the key moved on or is gone
 		}
-		if kind == kindLease && a == x.self {
-			continue // our own lease is refreshed, not swept
-		}
-		if kind != kindLease && !lead && !it.backup {
+		if !lead && !it.backup {
 			it.at, it.backup = it.at.Add(backup), true
 			x.expiry.add(it)
 			continue
@@ -84,10 +84,6 @@ func (x *index) revOf(key string, kind keyKind, a string) uint64 {
 	case kindManual:
 		if u := x.users[a]; u != nil && u.manual != nil && !u.manual.rec.Expires.IsZero() {
 			return u.manual.rev
-		}
-	case kindLease:
-		if l := x.leases[a]; l != nil {
-			return l.rev
 		}
 	}
 	return 0
@@ -175,13 +171,13 @@ func (x *index) isLeader() bool {
 }
 
 func (e *Engine) sweepLoop() {
-	defer e.wg.Done()
-	tick := make(chan struct{}, 1)
-	var t Timer
 	janitorAt := e.clock.Now().Add(e.cfg.LeaseTTL)
+	// Leases are judged on every pass, and a pass runs at least this often.
+	every := max(e.cfg.LeaseRefresh/4, 10*time.Millisecond)
 	for {
 		now := e.clock.Now()
 		items, next := e.x.due(now, e.cfg.LeaseTTL)
+		items = append(items, e.deadLeases(now)...)
 		for _, it := range items {
 			e.sweep(it)
 		}
@@ -192,19 +188,11 @@ func (e *Engine) sweepLoop() {
 		if next.IsZero() || next.After(janitorAt) {
 			next = janitorAt
 		}
-		t = e.clock.AfterFunc(next.Sub(e.clock.Now()), func() { kick(tick) })
-		if !e.clock.Now().Before(next) {
-			// The clock moved past next while the timer was set (only a
-			// test's clock jumps like that).
-			kick(tick)
+		if next.After(now.Add(every)) {
+			next = now.Add(every)
 		}
-		select {
-		case <-e.quit:
-			t.Stop()
+		if !e.sleep(next.Sub(e.clock.Now()), e.kicks.sweep) {
 			return
-		case <-tick:
-		case <-e.kicks.sweep:
-			t.Stop()
 		}
 	}
 }
@@ -223,7 +211,7 @@ func (e *Engine) sweep(it sweepItem) {
 	switch {
 	case err == nil:
 		if it.kind == kindLease {
-			e.log.Info("presence: node lease expired", zap.String("dead", it.node))
+			e.log.Info("presence: a node is gone: its lease is deleted", zap.String("dead", it.node))
 			e.deleteStale(ctx, e.x.staleSessions(it.node))
 		}
 	case isWrongSeq(err):
@@ -259,7 +247,21 @@ func (e *Engine) janitor(now time.Time) {
 	if err != nil {
 		return
 	}
-	for _, m := range e.x.oldMarkers(now.Add(-markerRetention), markerPurgeBatch) {
+	markers := e.x.oldMarkers(now.Add(-markerRetention), markerPurgeBatch)
+	if len(markers) == 0 {
+		return
+	}
+	// Resumes from before the newest marker purged cannot be derived from
+	// the stream any more: say so first (see index.changesSince).
+	var floor uint64
+	for _, m := range markers {
+		floor = max(floor, m.rev)
+	}
+	if _, err := e.kv.Put(ctx, keyPurged, strconv.AppendUint(nil, floor, 10)); err != nil {
+		e.log.Warn("presence: recording the purge floor failed", zap.Error(err))
+		return
+	}
+	for _, m := range markers {
 		// Only messages below the marker's successor go: a newer value of
 		// the key, if one was written meanwhile, stays.
 		err := st.Purge(ctx, jetstream.WithPurgeSubject(subjectOf(e.cfg.Bucket, m.key)), jetstream.WithPurgeSequence(m.rev+1))
