@@ -55,10 +55,20 @@ var serverCases = []serverCase{
 		"snapshot",
 		func(b []byte) []byte {
 			return AppendSnapshot(b, SnapshotHeader{ID: 1, Group: "g1", Rev: 10, Epoch: "e", Online: 2, Total: 3},
-				[]Member{u1Online, u2Busy, {User: "u4", Status: StatusOffline, Since: 1795000300000, LastSeen: 1795000300000}})
+				[]Member{u1Online, u2Busy})
 		},
 		ServerFrame{Op: OpSnapshot, ID: 1, Group: "g1", Rev: 10, Epoch: "e", Online: 2, Total: 3,
-			Members: []Member{u1Online, u2Busy, {User: "u4", Status: StatusOffline, Since: 1795000300000, LastSeen: 1795000300000}}},
+			Members: []Member{u1Online, u2Busy}},
+	},
+	{
+		"snapshot_pushed",
+		func(b []byte) []byte {
+			b = AppendSnapshotStart(b, SnapshotHeader{Group: "g1", Rev: 4, Epoch: "e3", Fresh: true, Online: 1, Total: 3})
+			b = AppendMember(b, Member{User: "u1", Status: StatusOnline, Since: 1795000400000}, true)
+			return AppendSnapshotEnd(b)
+		},
+		ServerFrame{Op: OpSnapshot, Group: "g1", Rev: 4, Epoch: "e3", Fresh: true, Online: 1, Total: 3,
+			Members: []Member{{User: "u1", Status: StatusOnline, Since: 1795000400000}}},
 	},
 	{
 		"snapshot_fresh",

@@ -31,6 +31,10 @@ const (
 	// CloseProtocolError: the client sent frames that could not be decoded
 	// (binary messages, or repeated invalid JSON).
 	CloseProtocolError = 4011
+	// CloseUnavailable: the node lost its presence store (it cannot reach
+	// a quorum, or lost NATS) and would only serve a frozen picture;
+	// reconnect with backoff, to another node if there is one, and resume.
+	CloseUnavailable = 4012
 )
 
 // ClosePermanent reports whether a client must not reconnect with the same
@@ -68,6 +72,8 @@ func CloseText(code int) string {
 		return "idle timeout"
 	case CloseProtocolError:
 		return "protocol error"
+	case CloseUnavailable:
+		return "presence unavailable on this node"
 	}
 	return ""
 }

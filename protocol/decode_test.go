@@ -9,7 +9,7 @@ import (
 )
 
 var allCloseCodes = []int{CloseNormal, CloseGoingAway, ClosePolicy, CloseFrameTooBig, CloseTokenExpired,
-	CloseUnauthorized, CloseRateLimited, CloseSlowConsumer, CloseIdleTimeout, CloseProtocolError}
+	CloseUnauthorized, CloseRateLimited, CloseSlowConsumer, CloseIdleTimeout, CloseProtocolError, CloseUnavailable}
 
 var allErrorCodes = []ErrorCode{CodeBadRequest, CodeUnknownOp, CodeUnauthorized, CodeTokenExpired, CodeForbidden,
 	CodeNotFound, CodeRateLimited, CodeTooManySubscriptions, CodeFrameTooLarge, CodeInternal}

@@ -689,3 +689,33 @@ func TestCloseFailsPendingRequests(t *testing.T) {
 		t.Errorf("pending Ping after Close: %v", err)
 	}
 }
+
+// TestPushedSnapshotReplacesGroup: the server pushes a fresh snapshot when
+// a group's revisions started over (its store was lost); the client's view
+// becomes that snapshot and the deltas after it apply.
+func TestPushedSnapshotReplacesGroup(t *testing.T) {
+	s := fakeserver.Start(t, fakeserver.Config{})
+	s.Change("g1", member("u1", protocol.StatusOnline, ""))
+	s.Change("g1", member("u2", protocol.StatusOnline, ""))
+	c := dial(t, s, nil)
+	ctx := testContext(t)
+	nextOf(t, c, EventConnected)
+	if _, err := c.Subscribe(ctx, "g1"); err != nil {
+		t.Fatal(err)
+	}
+	nextOf(t, c, EventSnapshot)
+	s.Change("g1", member("u2", protocol.StatusOffline, ""))
+	nextOf(t, c, EventDelta)
+	s.PushSnapshot("g1", "e2")
+	ev := nextOf(t, c, EventSnapshot)
+	if !ev.Fresh || ev.Epoch != "e2" || ev.Group != "g1" {
+		t.Fatalf("pushed snapshot event %+v", ev)
+	}
+	if got := stripRev(c.Members("g1")); !reflect.DeepEqual(got, s.Members("g1")) {
+		t.Fatalf("Members after the pushed snapshot = %+v, server has %+v", got, s.Members("g1"))
+	}
+	s.Change("g1", member("u3", protocol.StatusBusy, ""))
+	if ev := nextOf(t, c, EventDelta); len(ev.Changes) != 1 || ev.Changes[0].User != "u3" {
+		t.Fatalf("delta after the pushed snapshot %+v", ev)
+	}
+}

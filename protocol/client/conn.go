@@ -170,6 +170,14 @@ func (c *Client) handle(cn *conn, f *protocol.ServerFrame) {
 		c.applyDelta(f)
 	case protocol.OpCounts:
 		c.applyCounts(f)
+	case protocol.OpSnapshot:
+		// Pushed: the group's revisions started over (a new epoch).
+		c.mu.Lock()
+		g := c.groups[f.Group]
+		c.mu.Unlock()
+		if g != nil && !g.countsOnly {
+			c.applySnapshot(&request{restore: true}, f)
+		}
 	case protocol.OpError:
 		err := f.Err()
 		if f.Group != "" {

@@ -119,6 +119,7 @@ export const CloseCode = Object.freeze({
   SLOW_CONSUMER: 4009,
   IDLE_TIMEOUT: 4010,
   PROTOCOL_ERROR: 4011,
+  UNAVAILABLE: 4012,
 });
 
 /** An error from the server (code from ErrorCode) or from the client
@@ -516,6 +517,11 @@ export class PresenceClient extends EventTarget {
     switch (f.op) {
       case "delta": this.#applyDelta(f); break;
       case "counts": this.#applyCounts(f); break;
+      case "snapshot": { // pushed: the group's revisions started over
+        const g = this.#groups.get(f.group);
+        if (g && !g.countsOnly) this.#applySnapshot({ restore: true }, f);
+        break;
+      }
       case "error":
         if (f.group) this.#endSubscription(f.group, new PresenceError(f.code, f.message));
         break;

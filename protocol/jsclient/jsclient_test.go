@@ -179,6 +179,9 @@ func TestNodeEndToEnd(t *testing.T) {
 		b.Change("big", member("b2", protocol.StatusOnline))
 	})
 	answer("disconnected")
+	step("ready for a pushed snapshot")
+	s.PushSnapshot("g1", "e9")
+	answer("pushed")
 	done := step("done")
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
@@ -205,7 +208,7 @@ func TestNodeEndToEnd(t *testing.T) {
 			resumed = append(resumed, ev.Changes)
 		}
 	}
-	wantTypes := []string{"snapshot", "counts", "delta", "disconnected", "connected", "resumed", "counts", "delta"}
+	wantTypes := []string{"snapshot", "counts", "delta", "disconnected", "connected", "resumed", "counts", "delta", "snapshot"}
 	if !reflect.DeepEqual(types, wantTypes) {
 		t.Errorf("events %v\nwant %v", types, wantTypes)
 	}

@@ -251,6 +251,24 @@ func (s *Server) forgetLocked() {
 	}
 }
 
+// PushSnapshot starts a new epoch and pushes every subscriber of group a
+// fresh snapshot without id, as a server whose store was lost does.
+func (s *Server) PushSnapshot(group, epoch string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.epoch = epoch
+	s.forgetLocked()
+	g := s.groupLocked(group)
+	cnt := g.counts(group, s.rev)
+	frame := protocol.AppendSnapshot(nil, protocol.SnapshotHeader{Group: group, Rev: s.rev, Epoch: epoch, Fresh: true,
+		Online: cnt.Online, Total: cnt.Total}, g.sorted())
+	for c := range s.conns {
+		if countsOnly, ok := c.subs[group]; ok && !countsOnly {
+			c.send(frame)
+		}
+	}
+}
+
 // EndSubscription ends every subscription to group with an error push.
 func (s *Server) EndSubscription(group string, code protocol.ErrorCode, message string) {
 	s.mu.Lock()

@@ -66,6 +66,12 @@ assert.equal(typeof rtt, "number");
 await client.setStatus("busy", "In a meeting", 60);
 await waitFor((e) => e.type === "delta" && e.changes.some((m) => m.user === "alice" && m.status === "busy"));
 
+// A snapshot pushed without id (the server's store started a new epoch)
+// replaces the group's state.
+say({ step: "ready for a pushed snapshot" });
+await expectLine("pushed");
+await waitFor((e) => e.type === "snapshot" && e.fresh && e.epoch === "e9");
+
 const result = {
   step: "done",
   members: client.members("g1"),
