@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
@@ -71,12 +72,13 @@ func TestWatchSurvivesServerDeath(t *testing.T) {
 			s.WaitForShutdown()
 		}
 	}
-	js, err := jetstream.New(natstest.Connect(t, srvs[0]))
+	alive := srvs[0]
+	if alive.Name() == victim {
+		alive = srvs[1]
+	}
+	js, err := jetstream.New(natstest.Connect(t, alive))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if srvs[0].Name() == victim {
-		js, _ = jetstream.New(natstest.Connect(t, srvs[1]))
 	}
 	for i := range 3 {
 		id := fmt.Sprintf("after%d", i)
@@ -116,4 +118,46 @@ func consumerServer(ctx context.Context, t *testing.T, js jetstream.JetStream) s
 	}
 	t.Fatal("no consumer with a leader")
 	return ""
+}
+
+// TestConcurrentCreatesInACluster creates users from two stores on two
+// servers of a cluster at once: every create must succeed. Their numeric
+// aliases are reserved with a compare-and-set, whose conflict a replicated
+// stream reports with another error code than a single server; it was
+// taken for a failure (500) instead of a conflict to try again.
+func TestConcurrentCreatesInACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	srvs := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	open := func(s *server.Server) *membership.Store {
+		js, err := jetstream.New(natstest.Connect(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: 3, Logger: zaptest.NewLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		return st
+	}
+	stores := []*membership.Store{open(srvs[0]), open(srvs[1])}
+	errs := make(chan error, 40)
+	for i, st := range stores {
+		go func() {
+			for j := range 20 {
+				id := fmt.Sprintf("u%d-%02d", i, j)
+				_, err := st.CreateUser(ctx, membership.User{ID: id, Username: id, Active: true})
+				errs <- err
+			}
+		}()
+	}
+	for range 40 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a concurrent create failed: %v", err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package jskv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,26 +23,44 @@ import (
 // the stream elects a leader (a peer restarting, a cluster forming) gets no
 // answer at all; the short first deadline asks again soon.
 func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return createOrUpdate(ctx, jetstream.ErrBucketExists,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) },
+		func(ctx context.Context) (jetstream.KeyValue, error) { return js.UpdateKeyValue(ctx, cfg) })
+}
+
+// CreateStream is CreateBucket for a plain stream.
+func CreateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return createOrUpdate(ctx, jetstream.ErrStreamNameAlreadyInUse,
+		func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, cfg) },
+		func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, cfg) })
+}
+
+// createOrUpdate creates, or updates when create says exists, until one
+// succeeds or fails for good (see CreateBucket).
+func createOrUpdate[T any](ctx context.Context, exists error, create, update func(context.Context) (T, error)) (T, error) {
 	wait := 2 * time.Second
 	for {
 		actx, cancel := context.WithTimeout(ctx, wait)
-		kv, err := js.CreateKeyValue(actx, cfg)
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.UpdateKeyValue(actx, cfg)
+		v, err := create(actx)
+		if errors.Is(err, exists) {
+			v, err = update(actx)
 		}
 		cancel()
 		if err == nil {
-			return kv, nil
+			return v, nil
 		}
-		if ctx.Err() != nil || !Transient(err) {
-			return nil, err
+		if ctx.Err() != nil {
+			return v, fmt.Errorf("%w (the last attempt: %v)", ctx.Err(), err)
+		}
+		if !Transient(err) {
+			return v, err
 		}
 		// Long enough, after a few tries, for a loaded cluster to place
 		// a replicated stream.
 		wait = min(2*wait, 10*time.Second)
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return v, fmt.Errorf("%w (the last attempt: %v)", ctx.Err(), err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -76,4 +95,49 @@ func Transient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// AttemptTimeout bounds one request of Retry: a request sent while a
+// stream has no leader gets no answer at all, so waiting for it longer only
+// delays the next try.
+const AttemptTimeout = 2 * time.Second
+
+// Retry calls f until it succeeds, fails with an error that is not
+// Transient, or ctx ends. Each attempt waits at most AttemptTimeout.
+func Retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	wait := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+		v, err := f(actx)
+		cancel()
+		switch {
+		case err == nil, !Transient(err):
+			return v, err
+		case ctx.Err() != nil:
+			return v, fmt.Errorf("%w (the last attempt: %v)", ctx.Err(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%w (the last attempt: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// Stream returns the stream name, asking again while it elects a leader.
+func Stream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	return Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) })
+}
+
+// WrongSequence reports a failed compare-and-set: the key moved on, or
+// exists when it should not. A replicated stream answers a conflict with
+// another error code than a single-replica one; both are this.
+func WrongSequence(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

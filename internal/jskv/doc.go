@@ -1,7 +1,9 @@
-// Package jskv holds the JetStream key-value helpers that membership,
-// presence and the webhook store share: creating or binding a bucket and
-// watching one, both asking again while a cluster forms, and telling the
-// errors of a forming or electing cluster from real ones.
+// Package jskv holds the JetStream helpers that membership, presence,
+// webhooks and the history share: creating or binding a bucket or a stream,
+// reading a stream, watching and following a bucket, all asking again while
+// a cluster forms or a stream elects a leader (a request sent then gets no
+// answer at all), and telling those errors from real ones.
 //
-// Entry points: CreateBucket, WatchBucket, Transient.
+// Entry points: CreateBucket, CreateStream, Stream, Retry, WatchBucket,
+// Follow, Transient.
 package jskv

@@ -47,12 +47,13 @@ type Follower struct {
 	log    *zap.Logger
 
 	applied atomic.Uint64
+	stored  atomic.Int64 // when the last applied entry was stored, in Unix ns of the servers' clock
 	// floor is the stream's last sequence when a resumed watch found
 	// nothing to deliver: the messages up to it were removed (purged)
 	// before this follower saw them, so being behind it is no stall.
 	floor   atomic.Uint64
 	resumes atomic.Uint64
-	lagging atomic.Bool // the last check found the stream ahead without progress
+	lagging atomic.Bool // a stalled or ended watch is being resumed
 	loaded  chan struct{}
 	kick    chan struct{}
 	quit    chan struct{}
@@ -111,9 +112,8 @@ func (f *Follower) Done() <-chan struct{} { return f.done }
 // Rev is the revision of the last entry applied.
 func (f *Follower) Rev() uint64 { return f.applied.Load() }
 
-// Lagging reports whether the last check found the stream ahead of what
-// was applied, without progress: the watch may have stalled (it is resumed
-// at the next check if so).
+// Lagging reports whether the watch stalled or ended and its replacement
+// has not delivered anything yet: the index may be behind the bucket.
 func (f *Follower) Lagging() bool { return f.lagging.Load() }
 
 // Resumes counts the watches resumed because one stalled or ended.
@@ -195,6 +195,7 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 				updates, fresh = w.Updates(), 0
 				continue
 			}
+			f.lagging.Store(false)
 			if e == nil {
 				if fresh > 0 && f.loadedYet() {
 					f.floor.Store(max(f.floor.Load(), fresh)) // nothing was pending
@@ -211,6 +212,7 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 				continue // a resumed watch may repeat what was applied
 			}
 			f.cfg.Apply(e)
+			f.stored.Store(e.Created().UnixNano())
 			f.applied.Store(e.Revision())
 			f.mu.Lock()
 			close(f.progress)
@@ -224,6 +226,7 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 // revision, asking again until it gets one or the follower stops. It
 // returns nil once stopped.
 func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWatcher {
+	f.lagging.Store(true)
 	go func() { _ = w.Stop() }()
 	f.resumes.Add(1)
 	if f.cfg.OnResume != nil {
@@ -294,7 +297,9 @@ type stall struct {
 
 // checker compares the stream's last sequence with the applied revision
 // every Check (or when kicked) and asks run to resume the watch once the
-// stream has been ahead, with nothing applied, at two checks in a row. A
+// stream has been ahead, with nothing applied, at two checks in a row, or
+// at once when nothing applied was stored under the stream's current
+// leader (both times are the servers' clock). A
 // stream whose last messages were removed before the follower saw them is
 // ahead for good: a resumed watch then finds nothing pending, and run
 // raises the floor below which being behind is no stall.
@@ -317,20 +322,38 @@ func (f *Follower) checker(resume chan<- stall) {
 		if err != nil {
 			continue // the stream does not answer: nothing to compare with
 		}
+		var leader string
+		var leaderSince time.Time
+		if c := info.Cluster; c != nil {
+			if c.Leader == "" && len(c.Replicas) > 0 {
+				continue // a replicated stream electing its leader
+			}
+			leader = c.Leader
+			if c.LeaderSince != nil {
+				leaderSince = *c.LeaderSince
+			}
+		}
 		last, applied := info.State.LastSeq, f.applied.Load()
+		why := fmt.Sprintf("stalled at revision %d while the stream is at %d", applied, last)
 		switch {
 		case last <= max(applied, f.floor.Load()) || applied != prevApplied || !f.loadedYet() && applied == 0:
 			behind = 0
+		case f.stored.Load() != 0 && leaderSince.After(time.Unix(0, f.stored.Load())):
+			// Nothing the stream stored since its leader changed was
+			// applied: the watch's consumer may have lived on a server
+			// that is gone. Resume now rather than two checks later.
+			why = fmt.Sprintf("nothing stored since %s leads the stream was applied (at revision %d while the stream is at %d)",
+				leader, applied, last)
+			behind = 2
 		case time.Since(counted) >= f.cfg.Check/2: // checks asked for in a burst count once
 			behind++
 			counted = time.Now()
 		}
 		prevApplied = applied
-		f.lagging.Store(behind > 0)
 		if behind >= 2 {
 			behind = 0
 			select {
-			case resume <- stall{fmt.Sprintf("stalled at revision %d while the stream is at %d", applied, last), last}:
+			case resume <- stall{why, last}:
 			default:
 			}
 		}

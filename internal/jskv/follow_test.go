@@ -3,11 +3,14 @@ package jskv_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
@@ -162,5 +165,97 @@ func TestFollowPurgedTailIsNoStall(t *testing.T) {
 	// One resume may find that nothing is pending; after it, none.
 	if n := f.Resumes(); n > 1 {
 		t.Fatalf("%d resumes of a watch that was not stalled", n)
+	}
+}
+
+// TestFollowResumesOnLeaderChange kills the server that leads a replicated
+// bucket's stream and holds the watch's consumer: the Follower must resume
+// at the first check that sees the new leader, not wait for two checks of
+// no progress, which after the election adds up to two check intervals to
+// the time every node shows a change.
+func TestFollowResumesOnLeaderChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	srvs := natstest.StartCluster(t, 3)
+	ctx := ctxT(t)
+	js := func(i int) jetstream.JetStream {
+		js, err := jetstream.New(natstest.Connect(t, srvs[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	kv, err := jskv.CreateBucket(ctx, js(0), jetstream.KeyValueConfig{Bucket: "b", Replicas: 3, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "k0", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	// The consumer of an ordered watch is placed by the cluster: follow
+	// again until it sits on the stream's leader, which then dies.
+	reasons := make(chan string, 8)
+	var victim int
+	for attempt := 0; ; attempt++ {
+		conn := attempt % len(srvs)
+		kv, err := js(conn).KeyValue(ctx, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := js(conn).Stream(ctx, "KV_b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := jskv.Follow(ctx, kv, st, jskv.FollowConfig{
+			Check:    time.Second,
+			Logger:   zaptest.NewLogger(t),
+			Apply:    func(jetstream.KeyValueEntry) {},
+			OnResume: func(reason string) { reasons <- reason },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-f.Loaded()
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var consumer string
+		for ci := range st.ListConsumers(ctx).Info() {
+			if ci.Cluster != nil {
+				consumer = ci.Cluster.Leader
+			}
+		}
+		victim = slices.IndexFunc(srvs, func(s *server.Server) bool { return s.Name() == info.Cluster.Leader })
+		if consumer == info.Cluster.Leader && victim != conn {
+			t.Cleanup(f.Stop)
+			t.Logf("stream leader and consumer on %s, the follower talks to %s", consumer, srvs[conn].Name())
+			break
+		}
+		f.Stop()
+		if attempt == 20 {
+			t.Fatal("the watch's consumer never sat on the stream's leader")
+		}
+	}
+	srvs[victim].Shutdown()
+	srvs[victim].WaitForShutdown()
+	other := js((victim + 1) % len(srvs))
+	kv, err = jskv.Retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return other.KeyValue(ctx, "b") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written once the stream has a new leader.
+	if _, err := jskv.Retry(ctx, func(ctx context.Context) (uint64, error) { return kv.Put(ctx, "k1", []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-reasons:
+		if !strings.Contains(r, "leads the stream") {
+			t.Fatalf("resumed because %q, want the leader change seen", r)
+		}
+		t.Logf("resumed: %s", r)
+	case <-ctx.Done():
+		t.Fatal("the watch was never resumed")
 	}
 }
