@@ -89,6 +89,7 @@ func (a *availability) setDown(now time.Time, why error) {
 	}
 	a.mu.Unlock()
 	a.e.log.Warn("presence: unavailable", zap.Error(why))
+	a.e.counts.unavailable.Add(1)
 	a.tell(why)
 }
 

@@ -2,10 +2,8 @@ package presence
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,44 +69,12 @@ func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, error) {
 // otherStorage reports whether the presence stream exists with another
 // storage type than the configured one.
 func (e *Engine) otherStorage(ctx context.Context) bool {
-	st, err := e.cfg.JetStream.Stream(ctx, streamName(e.cfg.Bucket))
+	st, err := jskv.Stream(ctx, e.cfg.JetStream, streamName(e.cfg.Bucket))
 	return err == nil && st.CachedInfo().Config.Storage != e.cfg.Storage
 }
 
-// attemptTimeout bounds one request of retry.
-const attemptTimeout = 2 * time.Second
-
-// retry calls f until it succeeds, fails with an error that is not one of
-// a cluster forming or electing a leader, or ctx ends. Each attempt waits
-// at most attemptTimeout for its answer: a request sent while a stream has
-// no leader gets no answer at all.
-func retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
-	wait := 50 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		v, err := f(actx)
-		cancel()
-		if err == nil || ctx.Err() != nil || !jskv.Transient(err) {
-			return v, err
-		}
-		select {
-		case <-ctx.Done():
-			return v, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Second)
-	}
-}
-
 // isWrongSeq reports a failed compare-and-set.
-func isWrongSeq(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
+func isWrongSeq(err error) bool { return jskv.WrongSequence(err) }
 
 // deleteKey places a delete marker on key and returns its revision. With
 // lastRev > 0 it only does so if key is still at that revision.

@@ -34,6 +34,9 @@ type Batch struct {
 	Online, Total int
 	Changes       []Delta
 	CountsOnly    bool
+	// Users, in a batch of a user watch (Group empty), is the change of a
+	// watched user's status or text.
+	Users []Change
 	// Reset, when set, replaces what the subscriber knows of the group:
 	// the presence stream was lost and loaded again under a new epoch, and
 	// this is the group's fresh snapshot. Changes is empty.

@@ -40,6 +40,7 @@ type Engine struct {
 	live     liveness     // see liveness.go
 	avail    availability // see availability.go
 	resets   resetter     // see epoch.go
+	counts   engineCounts // see stats.go
 
 	lifeMu sync.Mutex
 	// lifeMu guards the following fields.
@@ -204,7 +205,7 @@ func (e *Engine) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := e.cfg.JetStream.Stream(ctx, streamName(e.cfg.Bucket))
+	st, err := jskv.Stream(ctx, e.cfg.JetStream, streamName(e.cfg.Bucket))
 	if err != nil {
 		return fmt.Errorf("presence: bucket %s: %w", e.cfg.Bucket, err)
 	}
@@ -310,6 +311,16 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 
 	var errs []error
 	now := e.clock.Now()
+	// Nothing is written by a node cut off from the store, and the writes
+	// of one that is not (yet) known to be wait at most a lease's TTL: the
+	// last node of a cluster being stopped has no quorum left.
+	if err := e.Available(); err != nil {
+		e.log.Warn("presence: shutting down without writing the sessions' grace: the store is unavailable", zap.Error(err))
+		e.halt()
+		return fmt.Errorf("presence: grace not written: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.LeaseTTL)
+	defer cancel()
 	// A session being closed right now is still in own: Close removes it
 	// only once its grace is written, and linger below waits for that
 	// write, so the lease never goes before a session's grace is stored.

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/protocol"
 )
 
@@ -32,7 +33,7 @@ var ErrResetting = errors.New("presence: the presence stream was lost; loading i
 // ensureEpoch returns the stream's epoch, creating it if there is none.
 func (e *Engine) ensureEpoch(ctx context.Context) (string, error) {
 	for {
-		v, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		v, err := jskv.Retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
 			return e.kv.Get(ctx, keyEpoch)
 		})
 		if err == nil {
@@ -42,7 +43,7 @@ func (e *Engine) ensureEpoch(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("presence: read the epoch: %w", err)
 		}
 		epoch := time.Now().UTC().Format("20060102T150405.000Z") + "-" + newID()[:8]
-		_, err = retry(ctx, func(ctx context.Context) (uint64, error) {
+		_, err = jskv.Retry(ctx, func(ctx context.Context) (uint64, error) {
 			return e.kv.Create(ctx, keyEpoch, []byte(epoch))
 		})
 		if err == nil {
@@ -149,6 +150,7 @@ func (e *Engine) resetOnce(ctx context.Context) error {
 	e.lifeMu.Unlock()
 	if f != nil {
 		f.Stop()
+		e.counts.resumesBefore.Add(f.Resumes())
 	}
 	e.x.reset()
 	if err := e.load(ctx); err != nil {

@@ -32,7 +32,7 @@ type fanout struct {
 }
 
 type counters struct {
-	events, deltas, batches, slow atomic.Uint64
+	events, deltas, batches, slow, changes atomic.Uint64
 }
 
 func (f *fanout) init() {

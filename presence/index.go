@@ -146,6 +146,7 @@ type index struct {
 	changes    []Change
 	waiters    chan struct{} // closed when rev moves, if anyone waits
 	fan        fanout
+	uw         userWatch // see userwatch.go
 }
 
 func newIndex(self string, clock Clock, log *zap.Logger, coalesce time.Duration, history int) *index {
@@ -443,8 +444,15 @@ func (x *index) recompute(u *userState, en entry, feed bool) {
 			x.emit(g, d)
 		}
 	}
-	if feed && (statusChanged || textChanged) {
-		x.changes = append(x.changes, Change{User: u.id, Status: status, Text: text, Since: since, Rev: en.rev})
+	if statusChanged || textChanged {
+		x.fan.stats.changes.Add(1)
+		c := Change{User: u.id, Status: status, Text: text, Since: since, Rev: en.rev}
+		if feed {
+			x.changes = append(x.changes, c)
+		}
+		if x.loaded {
+			x.userChangedLocked(c)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/internal/jskv"
 	"go.uber.org/zap"
 )
 
@@ -29,7 +30,7 @@ func (e *Engine) leaseValue() []byte {
 // A lease of an earlier incarnation of this node is replaced; that
 // incarnation's sessions stop counting.
 func (e *Engine) putLease(ctx context.Context) (uint64, error) {
-	rev, err := retry(ctx, func(ctx context.Context) (uint64, error) {
+	rev, err := jskv.Retry(ctx, func(ctx context.Context) (uint64, error) {
 		return e.kv.Put(ctx, leaseKey(e.cfg.NodeID), e.leaseValue())
 	})
 	if err != nil {
@@ -113,6 +114,7 @@ func (e *Engine) refreshLease(ctx context.Context) error {
 		return ErrResetting
 	}
 	e.log.Warn("presence: lease lost; taking it back and writing this node's sessions again")
+	e.counts.leasesLost.Add(1)
 	if _, err := e.putLease(ctx); err != nil {
 		return err
 	}

@@ -89,6 +89,7 @@ func (e *Engine) Publish(ctx context.Context, ev Event) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("presence: publish: %w", err)
 	}
+	e.counts.statusEvents.Add(1)
 	return ack.Sequence, nil
 }
 
@@ -134,6 +135,7 @@ func (e *Engine) PublishBatch(ctx context.Context, evs []Event) ([]PublishResult
 		select {
 		case ack := <-f.Ok():
 			out[i].Rev = ack.Sequence
+			e.counts.statusEvents.Add(1)
 		case err := <-f.Err():
 			out[i].Err = fmt.Errorf("presence: publish: %w", err)
 		case <-ctx.Done():

@@ -80,7 +80,7 @@ func (e *Engine) sourcing(ctx context.Context) (want, got, rev uint64, err error
 // whole cluster restarting), and kicks a stalled source.
 func (e *Engine) sourcedUpTo(ctx context.Context) (uint64, error) {
 	for {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, jskv.AttemptTimeout)
 		want, got, rev, err := e.sourcing(actx)
 		cancel()
 		if err != nil && (ctx.Err() != nil || !jskv.Transient(err)) {

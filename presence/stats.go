@@ -1,5 +1,7 @@
 package presence
 
+import "sync/atomic"
+
 // Stats are the engine's counters and gauges, for metrics.
 type Stats struct {
 	// Counters since start.
@@ -8,6 +10,12 @@ type Stats struct {
 	BatchesOut    uint64 // batches queued to subscribers
 	SlowConsumers uint64 // subscribers cut for falling behind
 	SourceKicks   uint64 // presence stream leaders this node made step down over a stalled source
+	StatusChanges uint64 // changes of a user's status or text applied
+	StatusEvents  uint64 // backend status events this node stored (Publish, PublishBatch, NATS)
+	WatchResumes  uint64 // watches of the presence bucket resumed after a stall or end
+	LeasesLost    uint64 // times this node found its own lease gone and took it back
+	NodesExpired  uint64 // other nodes' leases this node deleted (their users went offline)
+	Unavailable   uint64 // times this node became unavailable (cut off from the store)
 	// Gauges.
 	Sessions    int // sessions and sources that count, all nodes
 	OwnSessions int // open sessions on this node
@@ -26,6 +34,16 @@ func (e *Engine) Stats() Stats {
 	e.srcWatch.mu.Lock()
 	st.SourceKicks = e.srcWatch.kicks
 	e.srcWatch.mu.Unlock()
+	st.StatusEvents = e.counts.statusEvents.Load()
+	st.LeasesLost = e.counts.leasesLost.Load()
+	st.NodesExpired = e.counts.nodesExpired.Load()
+	st.Unavailable = e.counts.unavailable.Load()
+	e.lifeMu.Lock()
+	if e.follow != nil {
+		st.WatchResumes = e.follow.Resumes()
+	}
+	e.lifeMu.Unlock()
+	st.WatchResumes += e.counts.resumesBefore.Load()
 	return st
 }
 
@@ -36,6 +54,7 @@ func (x *index) stats() Stats {
 		EventsApplied: x.fan.stats.events.Load(),
 		DeltasOut:     x.fan.stats.deltas.Load(),
 		BatchesOut:    x.fan.stats.batches.Load(),
+		StatusChanges: x.fan.stats.changes.Load(),
 		SlowConsumers: x.fan.stats.slow.Load(),
 		Users:         len(x.users),
 		Groups:        len(x.groups),
@@ -48,4 +67,11 @@ func (x *index) stats() Stats {
 		}
 	}
 	return st
+}
+
+// engineCounts are the engine's own counters.
+type engineCounts struct {
+	statusEvents, leasesLost, nodesExpired, unavailable atomic.Uint64
+	// resumesBefore keeps the resumes of the followers a reset replaced.
+	resumesBefore atomic.Uint64
 }

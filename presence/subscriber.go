@@ -65,6 +65,8 @@ type Subscriber struct {
 	groups    map[string]bool  // subscribed groups: counts only?
 	countRefs map[string]uint8 // why s is in a group's countSubs: refSub|refWatch
 	watchAll  bool
+	users     map[string]bool // watched users (see userwatch.go)
+	allUsers  bool            // watches every user
 
 	mu sync.Mutex
 	// mu guards the following fields. Lock order: index.mu before mu.
@@ -261,6 +263,21 @@ func (s *Subscriber) WatchCounts(groups []string) ([]GroupCount, error) {
 	return out, nil
 }
 
+// UnwatchCountsOf stops the counts of groups that a WatchCounts of named
+// groups asked for (its caller lost access to them). A watch of every group
+// is left as it is.
+func (s *Subscriber) UnwatchCountsOf(groups ...string) {
+	x := s.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, id := range groups {
+		if g := x.groups[id]; g != nil {
+			s.dropCountRef(g, refWatch)
+			x.maybeDropGroup(g)
+		}
+	}
+}
+
 // UnwatchCounts ends every WatchCounts.
 func (s *Subscriber) UnwatchCounts() {
 	x := s.x
@@ -356,4 +373,5 @@ func (x *index) detachLocked(s *Subscriber) {
 		}
 	}
 	s.unwatchLocked()
+	s.unwatchUsersLocked(nil)
 }

@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -420,4 +421,48 @@ func TestReadyAndTryNext(t *testing.T) {
 			t.Fatalf("Ready called %d times, want 4 (3 batches queued or failed)", signals)
 		}
 	})
+}
+
+// TestWatchUsers follows users rather than groups: each change of a
+// watched user's status or text arrives on its own, and only those.
+func TestWatchUsers(t *testing.T) {
+	f := newFeeder(t, -1, 100)
+	f.lease("n", "i")
+	f.x.markLoaded()
+	s := f.x.newSubscriber(SubscriberConfig{})
+	defer s.Close()
+	all := f.x.newSubscriber(SubscriberConfig{})
+	defer all.Close()
+	f.session("a", "s", "n", "i", protocol.StatusOnline)
+	got, err := s.WatchUsers([]string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Status != protocol.StatusOnline || got[1].Status != protocol.StatusOffline {
+		t.Fatalf("current statuses %+v", got)
+	}
+	if err := all.WatchAllUsers(); err != nil {
+		t.Fatal(err)
+	}
+	r1 := f.session("a", "s", "n", "i", protocol.StatusAway)
+	f.session("c", "s", "n", "i", protocol.StatusOnline)
+	r3 := f.session("b", "s", "n", "i", protocol.StatusBusy)
+	var changes []string
+	for _, b := range next(t, s) {
+		for _, c := range b.Users {
+			changes = append(changes, fmt.Sprintf("%s:%s@%d", c.User, c.Status, c.Rev))
+		}
+	}
+	want := fmt.Sprintf("[a:away@%d b:busy@%d]", r1, r3)
+	if fmt.Sprint(changes) != want {
+		t.Fatalf("watched changes %v, want %s", changes, want)
+	}
+	if n := len(next(t, all)); n != 3 {
+		t.Fatalf("a watcher of every user got %d batches, want 3", n)
+	}
+	s.UnwatchUsers([]string{"a"})
+	f.session("a", "s", "n", "i", protocol.StatusOnline)
+	if b := next(t, s); len(b) != 0 {
+		t.Fatalf("after unwatching a: %+v", b)
+	}
 }

@@ -212,6 +212,7 @@ func (e *Engine) sweep(it sweepItem) {
 	case err == nil:
 		if it.kind == kindLease {
 			e.log.Info("presence: a node is gone: its lease is deleted", zap.String("dead", it.node))
+			e.counts.nodesExpired.Add(1)
 			e.deleteStale(ctx, e.x.staleSessions(it.node))
 		}
 	case isWrongSeq(err):
