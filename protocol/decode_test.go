@@ -12,7 +12,7 @@ var allCloseCodes = []int{CloseNormal, CloseGoingAway, ClosePolicy, CloseFrameTo
 	CloseUnauthorized, CloseRateLimited, CloseSlowConsumer, CloseIdleTimeout, CloseProtocolError, CloseUnavailable}
 
 var allErrorCodes = []ErrorCode{CodeBadRequest, CodeUnknownOp, CodeUnauthorized, CodeTokenExpired, CodeForbidden,
-	CodeNotFound, CodeRateLimited, CodeTooManySubscriptions, CodeFrameTooLarge, CodeInternal}
+	CodeNotFound, CodeRateLimited, CodeTooManySubscriptions, CodeFrameTooLarge, CodeInternal, CodeUnavailable}
 
 func itoa(n int) string { return strconv.Itoa(n) }
 

@@ -37,6 +37,9 @@ const (
 	CodeFrameTooLarge ErrorCode = "frame_too_large"
 	// CodeInternal: the server failed; the request may be retried.
 	CodeInternal ErrorCode = "internal"
+	// CodeUnavailable: the presence store could not be reached (a leader
+	// election, a lost quorum); retry in a moment.
+	CodeUnavailable ErrorCode = "unavailable"
 )
 
 // Valid reports whether c is one of the error codes of this version.
@@ -44,7 +47,7 @@ func (c ErrorCode) Valid() bool {
 	switch c {
 	case CodeBadRequest, CodeUnknownOp, CodeUnauthorized, CodeTokenExpired,
 		CodeForbidden, CodeNotFound, CodeRateLimited, CodeTooManySubscriptions,
-		CodeFrameTooLarge, CodeInternal:
+		CodeFrameTooLarge, CodeInternal, CodeUnavailable:
 		return true
 	}
 	return false

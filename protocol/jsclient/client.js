@@ -106,6 +106,7 @@ export const ErrorCode = Object.freeze({
   TOO_MANY_SUBSCRIPTIONS: "too_many_subscriptions",
   FRAME_TOO_LARGE: "frame_too_large",
   INTERNAL: "internal",
+  UNAVAILABLE: "unavailable",
 });
 
 export const CloseCode = Object.freeze({
@@ -181,7 +182,10 @@ export class PresenceClient extends EventTarget {
     this.#token = typeof options.token === "string" ? options.token : "";
     this.#WS = options.WebSocket ?? globalThis.WebSocket;
     if (typeof this.#WS !== "function") {
-      throw new TypeError("presence: no WebSocket implementation; pass options.WebSocket");
+      throw new TypeError(
+        "presence: no WebSocket implementation: this runtime has no global WebSocket " +
+        "(Node 20 has one only with --experimental-websocket; Node 22+ has one). " +
+        "Run node --experimental-websocket, or pass options.WebSocket (e.g. WebSocket from the \"ws\" package).");
     }
   }
 
