@@ -6,7 +6,16 @@ import (
 	"time"
 )
 
+// healthz is liveness: 200 unless the node cannot recover by itself (its
+// presence engine has been unavailable for presence.FaultAfter while NATS
+// is connected), so that an orchestrator restarts it then.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.engine != nil {
+		if err := s.engine.Faulted(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "faulted", "error": err.Error()})
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
@@ -33,11 +42,19 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.engine != nil {
-		if err := s.engine.Err(); err != nil {
+		if err := s.engine.Available(); err != nil {
 			ok = false
 			checks["presence"] = err.Error()
 		} else {
 			checks["presence"] = "ok"
+		}
+	}
+	if s.store != nil {
+		if err := s.store.Err(); err != nil {
+			ok = false
+			checks["membership"] = err.Error()
+		} else {
+			checks["membership"] = "ok"
 		}
 	}
 	status := http.StatusOK

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -22,30 +23,30 @@ type tokenView struct {
 	Scopes    []string   `json:"scopes"`
 	CreatedAt time.Time  `json:"createdAt"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// IssuedBy is the token that issued this one.
+	IssuedBy string `json:"issuedBy,omitempty"`
 	// Token is the secret, present only in the answer that created it.
 	Token string `json:"token,omitempty"`
 }
 
 func viewToken(t membership.Token) tokenView {
-	return tokenView{ID: t.ID, Name: t.Name, UserID: t.UserID, Scopes: t.Scopes, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}
+	return tokenView{ID: t.ID, Name: t.Name, UserID: t.UserID, Scopes: t.Scopes, CreatedAt: t.CreatedAt,
+		ExpiresAt: t.ExpiresAt, IssuedBy: t.IssuedBy}
 }
 
-// createToken issues a token. A principal may only hand out scopes it holds
-// itself, so a tokens-scoped token cannot mint an admin token.
+// createToken issues a token, as the authority rules allow the caller
+// (membership.Authority.CheckIssue): for its own user only, scopes it
+// holds, no longer than its own life, unless it has the admin scope.
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	var b tokenBody
 	if err := s.decodeJSON(w, r, &b); err != nil {
 		return err
 	}
-	p := principalFrom(r.Context())
-	for _, sc := range b.Scopes {
-		if !p.Allows(sc) {
-			return &apiError{http.StatusForbidden, codeForbidden, "cannot grant scope " + sc + " that this token lacks"}
-		}
+	spec := membership.TokenSpec{Name: b.Name, UserID: b.UserID, Scopes: b.Scopes, ExpiresAt: b.ExpiresAt}
+	if err := s.authority.CheckIssue(principalFrom(r.Context()), &spec); err != nil {
+		return err
 	}
-	secret, tok, err := s.store.CreateToken(r.Context(), membership.TokenSpec{
-		Name: b.Name, UserID: b.UserID, Scopes: b.Scopes, ExpiresAt: b.ExpiresAt,
-	})
+	secret, tok, err := s.store.CreateToken(r.Context(), spec)
 	if err != nil {
 		return err
 	}
@@ -55,10 +56,15 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listTokens lists the tokens the caller may manage: every one with the
+// admin scope, else its own and those it issued.
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	p := principalFrom(r.Context())
 	var out []tokenView
 	for _, t := range s.store.Index().Tokens() {
-		out = append(out, viewToken(t))
+		if s.authority.CanManageToken(p, t) {
+			out = append(out, viewToken(t))
+		}
 	}
 	if out == nil {
 		out = []tokenView{}
@@ -67,8 +73,14 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// revokeToken revokes a token the caller may manage, with every token it
+// issued. Another's token reads as missing.
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	if err := s.store.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
+	id := r.PathValue("id")
+	if t, ok := s.store.Index().Token(id); !ok || !s.authority.CanManageToken(principalFrom(r.Context()), t) {
+		return fmt.Errorf("token %s: %w", id, membership.ErrNotFound)
+	}
+	if _, err := s.store.RevokeToken(r.Context(), id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

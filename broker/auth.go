@@ -8,30 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/presenced/presenced/membership"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Principal is who made a request: an API token, or a user by JWT.
-type Principal struct {
-	// UserID is the user acted for; "" for a service token.
-	UserID string
-	// TokenID is the API token's id; "" for a JWT.
-	TokenID string
-	// Scopes are what the principal may do. A JWT carries ScopeConnect.
-	Scopes []string
-	// Expires is when the credential stops working (zero: never).
-	Expires time.Time
-}
-
-// Allows reports whether the principal holds scope, or admin.
-func (p Principal) Allows(scope string) bool {
-	return slices.Contains(p.Scopes, membership.ScopeAdmin) || slices.Contains(p.Scopes, scope)
-}
+// Principal is who made a request: an API token, or a user by JWT (which
+// carries ScopeConnect). The authority rules take it as it is.
+type Principal = membership.Credential
 
 // authenticator verifies API tokens (through the membership store) and user
 // JWTs (HS256 with a shared secret, RS256/ES256 with public keys).
@@ -39,10 +26,14 @@ type authenticator struct {
 	store  *membership.Store
 	secret []byte
 	keys   []crypto.PublicKey
+	// JWT claims checked besides the signature and exp.
+	audience, issuer string
+	maxLife          time.Duration
 }
 
-func newAuthenticator(store *membership.Store, secret string, pemKeys []byte) (*authenticator, error) {
-	a := &authenticator{store: store}
+func newAuthenticator(store *membership.Store, cfg Config) (*authenticator, error) {
+	a := &authenticator{store: store, audience: cfg.JWTAudience, issuer: cfg.JWTIssuer, maxLife: cfg.JWTMaxLifetime}
+	secret, pemKeys := cfg.JWTSecret, cfg.JWTPublicKeys
 	if secret != "" {
 		if len(secret) < 32 {
 			return nil, fmt.Errorf("%w: --jwt-secret must be at least 32 bytes", ErrConfig)
@@ -95,10 +86,27 @@ func (a *authenticator) authenticate(ctx context.Context, credential string) (Pr
 
 func (a *authenticator) verifyJWT(raw string) (Principal, error) {
 	var claims jwt.RegisteredClaims
-	_, err := jwt.ParseWithClaims(raw, &claims, a.keyFor,
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
 		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(5*time.Second))
+		jwt.WithLeeway(5 * time.Second),
+	}
+	if a.audience != "" {
+		opts = append(opts, jwt.WithAudience(a.audience))
+	}
+	if a.issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.issuer))
+	}
+	_, err := jwt.ParseWithClaims(raw, &claims, a.keyFor, opts...)
+	if err == nil && a.maxLife > 0 {
+		from := time.Now()
+		if claims.IssuedAt != nil {
+			from = claims.IssuedAt.Time
+		}
+		if life := claims.ExpiresAt.Sub(from); life > a.maxLife+5*time.Second {
+			err = fmt.Errorf("the token lives %v, more than the %v allowed (--jwt-max-lifetime)", life.Round(time.Second), a.maxLife)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			return Principal{}, fmt.Errorf("%w: %v", membership.ErrTokenExpired, err)
@@ -143,18 +151,29 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-// compatAuth adapts the authenticator to the vendor packages' interface.
-type compatAuth struct{ a *authenticator }
+// compatAuth adapts the authenticator to the vendor packages' interface,
+// counting the credentials it refuses.
+type compatAuth struct {
+	a        *authenticator
+	failures prometheus.Counter
+}
 
 // AuthenticateUser checks a credential presented on behalf of userID: a
-// token of that user or a JWT whose subject is that user.
+// token of that user with the connect scope (acting as the user is what
+// connect allows), or a JWT whose subject is that user.
 func (c compatAuth) AuthenticateUser(ctx context.Context, userID, credential string) (membership.User, error) {
 	p, err := c.a.authenticate(ctx, credential)
 	if err != nil {
+		c.failures.Inc()
 		return membership.User{}, err
 	}
 	if p.UserID == "" || p.UserID != userID {
+		c.failures.Inc()
 		return membership.User{}, fmt.Errorf("%w: credential is not %q's", membership.ErrUnauthorized, userID)
+	}
+	if !p.Allows(membership.ScopeConnect) {
+		c.failures.Inc()
+		return membership.User{}, fmt.Errorf("%w: the token lacks the connect scope", membership.ErrUnauthorized)
 	}
 	u, ok := c.a.store.Index().User(userID)
 	if !ok {
@@ -165,5 +184,9 @@ func (c compatAuth) AuthenticateUser(ctx context.Context, userID, credential str
 
 // AuthenticateToken resolves an API token.
 func (c compatAuth) AuthenticateToken(ctx context.Context, token string) (membership.Token, error) {
-	return c.a.store.Authenticate(ctx, token)
+	t, err := c.a.store.Authenticate(ctx, token)
+	if err != nil {
+		c.failures.Inc()
+	}
+	return t, err
 }

@@ -30,24 +30,30 @@ type clusterNode struct {
 	*testServer
 	name, dir, clusterAddr string
 	routes                 []string
+	mods                   []func(*broker.Config) // applied to clusterConfig
 }
 
+// testClusterPassword authenticates the routes of every test cluster.
+const testClusterPassword = "test-cluster-password-0123"
+
 // clusterConfig is how every node of a test cluster is configured: short
-// leases so that a killed node is noticed within seconds.
+// leases so that a killed node is noticed within seconds, routes with
+// credentials.
 func clusterConfig(t testing.TB, n *clusterNode) broker.Config {
 	return broker.Config{
-		NodeName:      n.name,
-		DataDir:       n.dir,
-		HTTPAddr:      "127.0.0.1:0",
-		AdminToken:    testAdminToken,
-		JWTSecret:     testJWTSecret,
-		ClusterName:   "test",
-		ClusterListen: n.clusterAddr,
-		Routes:        n.routes,
-		Grace:         time.Second,
-		LeaseTTL:      2 * time.Second,
-		LeaseRefresh:  500 * time.Millisecond,
-		Logger:        zaptest.NewLogger(t).Named(n.name),
+		NodeName:        n.name,
+		DataDir:         n.dir,
+		HTTPAddr:        "127.0.0.1:0",
+		AdminToken:      testAdminToken,
+		JWTSecret:       testJWTSecret,
+		ClusterName:     "test",
+		ClusterListen:   n.clusterAddr,
+		ClusterPassword: testClusterPassword,
+		Routes:          n.routes,
+		Grace:           time.Second,
+		LeaseTTL:        2 * time.Second,
+		LeaseRefresh:    500 * time.Millisecond,
+		Logger:          zaptest.NewLogger(t).Named(n.name),
 	}
 }
 
@@ -55,12 +61,12 @@ func clusterConfig(t testing.TB, n *clusterNode) broker.Config {
 // other, all at once: JetStream's R3 buckets need every peer. Route ports
 // are picked free beforehand, which can race with other processes taking
 // them, so a failed start is tried again on new ports.
-func startCluster(t testing.TB) []*clusterNode {
+func startCluster(t testing.TB, mods ...func(*broker.Config)) []*clusterNode {
 	t.Helper()
 	var err error
 	for range 3 {
 		var nodes []*clusterNode
-		if nodes, err = tryStartCluster(t); err == nil {
+		if nodes, err = tryStartCluster(t, mods); err == nil {
 			return nodes
 		}
 		t.Logf("cluster start failed, trying new ports: %v", err)
@@ -69,11 +75,11 @@ func startCluster(t testing.TB) []*clusterNode {
 	return nil
 }
 
-func tryStartCluster(t testing.TB) ([]*clusterNode, error) {
+func tryStartCluster(t testing.TB, mods []func(*broker.Config)) ([]*clusterNode, error) {
 	nodes := make([]*clusterNode, 3)
 	for i := range nodes {
 		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(),
-			clusterAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+			clusterAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), mods: mods}
 	}
 	for i, n := range nodes {
 		for j, o := range nodes {
@@ -106,7 +112,11 @@ func tryStartCluster(t testing.TB) ([]*clusterNode, error) {
 }
 
 func startNode(t testing.TB, n *clusterNode) error {
-	s, err := broker.New(clusterConfig(t, n))
+	cfg := clusterConfig(t, n)
+	for _, m := range n.mods {
+		m(&cfg)
+	}
+	s, err := broker.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -47,9 +47,9 @@ func (c compatStatus) SetManualStatus(ctx context.Context, user string, status p
 func (s *Server) compatHandlers() (rc, cc, bx http.Handler, err error) {
 	st := compatStatus{s.engine}
 	ix := s.store.Index()
-	auth := compatAuth{s.auth}
+	auth := compatAuth{s.auth, s.metrics.authFailures.WithLabelValues("vendor")}
 	if rc, err = rocketchat.New(rocketchat.Config{
-		Directory: ix, Presence: st, StatusWriter: st, Auth: auth, Logger: s.log.Named("rocketchat"),
+		Directory: ix, Presence: st, StatusWriter: st, Auth: auth, Visibility: s.authority, Logger: s.log.Named("rocketchat"),
 	}); err != nil {
 		return nil, nil, nil, err
 	}
@@ -59,5 +59,18 @@ func (s *Server) compatHandlers() (rc, cc, bx http.Handler, err error) {
 	if bx, err = bitrix24.New(bitrix24.Config{Directory: ix, Auth: auth, Logger: s.log.Named("bitrix24")}); err != nil {
 		return nil, nil, nil, err
 	}
-	return rc, cc, bx, nil
+	return s.available(rc, rocketchat.WriteUnavailable), s.available(cc, cometchat.WriteUnavailable),
+		s.available(bx, bitrix24.WriteUnavailable), nil
+}
+
+// available answers with unavailable (the vendor's shape) while this node
+// cannot serve presence, and with h otherwise.
+func (s *Server) available(h http.Handler, unavailable func(http.ResponseWriter, string)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.unavailable(); err != nil {
+			unavailable(w, err.Error())
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
+	"github.com/presenced/presenced/protocol"
 )
 
 // Test hooks: reach into a running server from the tests of this package.
@@ -30,4 +31,12 @@ func (s *Server) NativeRoutes() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// DropWebSockets closes every WebSocket with "going away", as a node that
+// restarts would, and leaves the node running: their clients reconnect.
+func (s *Server) DropWebSockets() {
+	for _, wc := range s.conns.all() {
+		wc.close(protocol.CloseGoingAway)
+	}
 }

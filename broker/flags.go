@@ -28,16 +28,24 @@ func Flags(fs *flag.FlagSet) (build func() (Config, error)) {
 	fs.StringVar(&c.ClusterListen, "cluster-listen", "", "route listen address of the embedded nats-server (e.g. 0.0.0.0:6222)")
 	fs.StringVar(&routes, "routes", "", "comma-separated route URLs of the other nodes (nats-route://host:6222)")
 	fs.IntVar(&c.Replicas, "replicas", 0, "bucket replicas (default: 3 in a cluster of 3 or more JetStream servers, else 1)")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "admin API token to use instead of one generated on first run")
-	fs.StringVar(&c.JWTSecret, "jwt-secret", "", "shared secret (32+ bytes) verifying HS256 user tokens")
+	readNATSSecrets := natsAuthFlags(fs, &c)
+	readSecrets := secretFlags(fs,
+		secret{"admin-token", "admin API token to use instead of one generated on first run (replaces the stored one)", &c.AdminToken},
+		secret{"jwt-secret", "shared secret (32+ bytes) verifying HS256 user tokens", &c.JWTSecret},
+		secret{"metrics-token", "bearer token /metrics requires (none when empty)", &c.MetricsToken},
+	)
 	fs.StringVar(&jwtKeysFile, "jwt-public-keys", "", "PEM file of RSA/EC public keys verifying RS256/ES256 user tokens")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "audience (aud) a user JWT must name; any when empty")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "issuer (iss) a user JWT must name; any when empty")
+	fs.DurationVar(&c.JWTMaxLifetime, "jwt-max-lifetime", 24*time.Hour, "longest life a user JWT may have (exp - iat, or exp - now without iat)")
+	fs.StringVar(&c.PresenceVisibility, "presence-visibility", "shared-groups", "whose presence a user sees, on every API: shared-groups (users sharing a group with them) or all (everyone, as Rocket.Chat)")
 	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser Origins allowed to open WebSockets (* for any; default same host)")
 	fs.DurationVar(&c.Grace, "grace", 5*time.Second, "how long a user's last closed session still counts before offline is announced")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 6*time.Second, "how long a node's lease lives without refresh")
 	fs.DurationVar(&c.LeaseRefresh, "lease-refresh", 2*time.Second, "how often a node refreshes its lease")
 	fs.DurationVar(&c.AutoAway, "auto-away", 0, "a session idle this long counts as away (0: never)")
 	fs.DurationVar(&c.Coalesce, "coalesce", 25*time.Millisecond, "window in which deltas of one group are merged")
-	fs.BoolVar(&c.PresenceFileStorage, "presence-file-storage", false, "keep sessions on disk instead of in memory")
+	fs.StringVar(&c.PresenceStorage, "presence-storage", "file", "storage of the presence bucket: file (backend and manual statuses survive a restart of every server) or memory (they do not)")
 	fs.Int64Var(&c.Limits.MaxBodyBytes, "max-body-bytes", 1<<20, "largest JSON request body")
 	fs.Int64Var(&c.Limits.MaxImportBytes, "max-import-bytes", 1<<30, "largest NDJSON import body")
 	fs.Int64Var(&c.Limits.MaxFrameBytes, "max-frame-bytes", 64<<10, "largest WebSocket frame from a client")
@@ -47,16 +55,24 @@ func Flags(fs *flag.FlagSet) (build func() (Config, error)) {
 	fs.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", 60*time.Second, "close a WebSocket silent for this long")
 	fs.Float64Var(&c.Limits.RESTRate, "rest-rate", 100, "REST calls per second per token and per IP (negative: no limit)")
 	fs.IntVar(&c.Limits.RESTBurst, "rest-burst", 200, "burst of --rest-rate")
+	fs.IntVar(&c.Limits.MaxConnections, "max-connections", 0, "open HTTP and WebSocket connections; past it new ones get 503 at once (default: the open files limit less 100)")
 	fs.IntVar(&c.WebhookQueueLimit, "webhook-queue-limit", 1000000, "changes the webhooks' change stream keeps for failing endpoints (besides 24h and 1 GiB) before the oldest are dropped")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks target loopback, private, link-local and other non-public addresses")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "certificate file to serve HTTPS and WSS")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "key file for --tls-cert")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve pprof on this loopback address (off when empty)")
+	fs.DurationVar(&c.StartupTimeout, "startup-timeout", time.Minute, "give up starting after this long, saying which step did not finish")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.Bool("log-json", false, "log JSON even on a terminal")
 	fs.String("config", "", "config file: one 'flag value' per line, '#' comments")
 	return func() (Config, error) {
 		c.Routes = splitList(routes)
+		if err := readNATSSecrets(); err != nil {
+			return Config{}, err
+		}
+		if err := readSecrets(); err != nil {
+			return Config{}, err
+		}
 		c.AllowedOrigins = splitList(origins)
 		if jwtKeysFile != "" {
 			b, err := os.ReadFile(jwtKeysFile)
@@ -82,4 +98,39 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// secret is a flag whose value should stay out of process lists: it can
+// also be read from a file, --<name>-file.
+type secret struct {
+	name, usage string
+	into        *string
+}
+
+// secretFlags registers --<name> and --<name>-file for each secret and
+// returns a function that reads the files once fs is parsed.
+func secretFlags(fs *flag.FlagSet, secrets ...secret) (readFiles func() error) {
+	files := make([]string, len(secrets))
+	for i, sc := range secrets {
+		fs.StringVar(sc.into, sc.name, "", sc.usage+"; prefer --"+sc.name+"-file or the environment")
+		fs.StringVar(&files[i], sc.name+"-file", "", "file holding --"+sc.name)
+	}
+	return func() error {
+		for i, sc := range secrets {
+			if files[i] == "" {
+				continue
+			}
+			if *sc.into != "" {
+				return fmt.Errorf("%w: --%s and --%s-file exclude each other", ErrConfig, sc.name, sc.name)
+			}
+			b, err := os.ReadFile(files[i])
+			if err != nil {
+				return fmt.Errorf("%w: --%s-file: %v", ErrConfig, sc.name, err)
+			}
+			if *sc.into = strings.TrimRight(string(b), "\r\n"); *sc.into == "" {
+				return fmt.Errorf("%w: --%s-file: %s is empty", ErrConfig, sc.name, files[i])
+			}
+		}
+		return nil
+	}
 }

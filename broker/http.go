@@ -20,12 +20,15 @@ func (s *Server) startHTTP() error {
 	if err != nil {
 		return err
 	}
-	s.ln = ln
+	s.limit = newLimitListener(ln, s.cfg.Limits.MaxConnections, s.log)
+	s.ln, ln = s.limit, s.limit
 	s.httpSrv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    s.cfg.Limits.MaxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+		// Idle keep-alive connections give their descriptors back.
+		IdleTimeout:    60 * time.Second,
+		MaxHeaderBytes: s.cfg.Limits.MaxHeaderBytes,
+		ErrorLog:       zap.NewStdLog(s.log.Named("http")),
 	}
 	go func() {
 		var err error

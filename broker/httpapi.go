@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/presenced/presenced/broker/internal/strictjson"
 	"github.com/presenced/presenced/broker/webhook"
 	"github.com/presenced/presenced/membership"
 	"go.uber.org/zap"
@@ -74,41 +74,41 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		ae = &apiError{http.StatusBadRequest, codeBadRequest, err.Error()}
 	case errors.Is(err, membership.ErrTokenExpired):
 		ae = &apiError{http.StatusUnauthorized, codeTokenExpired, "token expired"}
+	case errors.Is(err, membership.ErrForbidden):
+		ae = &apiError{http.StatusForbidden, codeForbidden, strings.TrimPrefix(err.Error(), membership.ErrForbidden.Error()+": ")}
 	case errors.Is(err, membership.ErrUnauthorized):
 		ae = &apiError{http.StatusUnauthorized, codeUnauthorized, "missing or invalid credentials"}
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return // the client went away: nobody to answer
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrNotReady):
+	case errors.Is(err, ErrNotReady):
 		ae = &apiError{http.StatusServiceUnavailable, codeUnavailable, "not ready, retry"}
+	case errors.Is(err, context.DeadlineExceeded), storeUnavailable(err):
+		s.log.Warn("request failed: store unavailable", zap.String("path", r.URL.Path), zap.Error(err))
+		ae = &apiError{http.StatusServiceUnavailable, codeUnavailable, "the presence store is unavailable, retry"}
 	default:
 		s.log.Error("request failed", zap.String("path", r.URL.Path), zap.Error(err))
 		ae = &apiError{http.StatusInternalServerError, codeInternal, "internal error"}
 	}
-	if ae.status == http.StatusUnauthorized {
+	switch ae.status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="presenced"`)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, ae.status, map[string]any{"error": map[string]string{"code": ae.code, "message": ae.message}})
 }
 
-// decodeJSON reads a JSON body into v strictly: one value, no unknown
-// fields, at most the configured size.
+// decodeJSON reads a JSON body into v strictly (see strictjson): one
+// value, no unknown fields, names matched case-sensitively, no member
+// twice, valid UTF-8, at most the configured size.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		if errors.Is(err, io.EOF) {
-			return badRequest("request body is empty")
-		}
-		return badRequest("invalid JSON body: %v", err)
+	err := strictjson.Decode(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBodyBytes), v)
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil, errors.As(err, &mbe):
+		return err
 	}
-	if dec.More() {
-		return badRequest("invalid JSON body: more than one value")
-	}
-	return nil
+	return badRequest("%s", err.Error())
 }
 
 // principalKey carries the authenticated Principal in a request context.
@@ -130,8 +130,14 @@ func (s *Server) api(scope string, h handler) http.Handler {
 			s.writeError(w, r, ErrNotReady)
 			return
 		}
+		if err := s.unavailable(); err != nil {
+			s.writeError(w, r, &apiError{http.StatusServiceUnavailable, codeUnavailable,
+				"presence is unavailable on this node: " + err.Error()})
+			return
+		}
 		p, err := s.auth.authenticate(r.Context(), bearer(r))
 		if err != nil {
+			s.metrics.authFailures.WithLabelValues("rest").Inc()
 			if !s.limits.allowIP(w, r) {
 				return
 			}

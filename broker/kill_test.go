@@ -41,29 +41,35 @@ func runChild() {
 	os.Exit(0)
 }
 
-// TestKillKeepsAcknowledgedWrites writes users through a child process's
-// API, kills it with SIGKILL in the middle of the writes, and checks that a
-// new server on the same data sees every write that was acknowledged.
-func TestKillKeepsAcknowledgedWrites(t *testing.T) {
-	dir := t.TempDir()
+// startChildProcess runs a presenced node in a child process (runChild)
+// on dir and returns it with its API's base URL.
+func startChildProcess(t *testing.T, dir string) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+dir)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
 	var addr string
-	for deadline := time.Now().Add(30 * time.Second); addr == ""; {
-		if b, err := os.ReadFile(filepath.Join(dir, "addr")); err == nil {
-			addr = string(b)
-		} else if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatal("child did not start")
-		} else {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	base := broker.BaseURL(addr)
+	waitFor(t, 60*time.Second, "the child to start", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "addr"))
+		addr = string(b)
+		return err == nil
+	})
+	return cmd, broker.BaseURL(addr)
+}
+
+// TestKillKeepsAcknowledgedWrites writes users through a child process's
+// API, kills it with SIGKILL in the middle of the writes, and checks that a
+// new server on the same data sees every write that was acknowledged.
+func TestKillKeepsAcknowledgedWrites(t *testing.T) {
+	dir := t.TempDir()
+	cmd, base := startChildProcess(t, dir)
 
 	acked := make(chan string, 1000)
 	done := make(chan struct{})

@@ -22,6 +22,10 @@ type Limits struct {
 	// IdleTimeout closes a WebSocket that answers no ping for this long
 	// (default 60s); pings go out every third of it.
 	IdleTimeout time.Duration
+	// MaxConnections bounds the open HTTP and WebSocket connections; past
+	// it a new connection is answered 503 at once (/healthz 200) and
+	// closed (default: the open files limit less 100, kept for the store).
+	MaxConnections int
 	// RESTRate and RESTBurst limit REST calls per token and per client IP
 	// (default 100/s, burst 200; negative disables).
 	RESTRate  float64
@@ -58,5 +62,8 @@ func (l *Limits) setDefaults() {
 	}
 	if l.RESTBurst <= 0 {
 		l.RESTBurst = 200
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = defaultMaxConnections()
 	}
 }

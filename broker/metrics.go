@@ -1,9 +1,14 @@
 package broker
 
 import (
+	"bufio"
+	"crypto/subtle"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,6 +25,12 @@ type metrics struct {
 	deltasOut     prometheus.Counter
 	slowConsumers prometheus.Counter
 	fanout        prometheus.Histogram
+	// By label.
+	requests     *prometheus.CounterVec   // route, code
+	latency      *prometheus.HistogramVec // route
+	rateLimited  *prometheus.CounterVec   // api
+	authFailures *prometheus.CounterVec   // api
+	wsCloses     *prometheus.CounterVec   // code, by
 }
 
 func newMetrics() *metrics {
@@ -41,9 +52,76 @@ func newMetrics() *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 	}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "presenced_http_requests_total", Help: "HTTP requests answered, by route (the pattern of routes.go) and status code."},
+		[]string{"route", "code"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "presenced_http_request_duration_seconds", Help: "Time to answer an HTTP request, by route (for WebSockets: the handshake).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+		[]string{"route"})
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "presenced_rate_limited_total", Help: "Requests (REST) and ops (WebSocket) refused for going over their rate."},
+		[]string{"api"})
+	m.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "presenced_auth_failures_total", Help: "Credentials refused: missing, unknown, expired or revoked, by API."},
+		[]string{"api"})
+	m.wsCloses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "presenced_websocket_closes_total", Help: "WebSockets closed, by close code and by who closed (server or client)."},
+		[]string{"code", "by"})
 	m.reg.MustRegister(m.connections, m.subscriptions, m.framesOut, m.deltasOut, m.slowConsumers, m.fanout,
+		m.requests, m.latency, m.rateLimited, m.authFailures, m.wsCloses,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// instrument counts the requests of one route by status code and times
+// them.
+func (m *metrics) instrument(route string, h http.Handler) http.Handler {
+	latency := m.latency.WithLabelValues(route)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		code := rec.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		latency.Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusRecorder notes the status a handler answers. It hands on what the
+// handlers use of the writer: Hijack (WebSockets) directly, the rest
+// (Flush, full duplex, deadlines) through Unwrap for
+// http.ResponseController.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.code = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
 }
 
 // observeFanout records the delivery latency of a batch's newest change.
@@ -72,6 +150,18 @@ func (s *Server) registerMetrics() {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
 	m.reg.MustRegister(s.hooks.Collectors()...)
+	gauge("presenced_http_connections", "Open HTTP and WebSocket connections (see --max-connections).", func() float64 {
+		if s.limit == nil {
+			return 0
+		}
+		return float64(s.limit.active.Load())
+	})
+	counter("presenced_connections_refused_total", "Connections answered 503 and closed because --max-connections were open.", func() float64 {
+		if s.limit == nil {
+			return 0
+		}
+		return float64(s.limit.refused.Load())
+	})
 	gauge("presenced_nats_connected", "1 while the node's NATS connection is up.", func() float64 {
 		if s.nc != nil && s.nc.IsConnected() {
 			return 1
@@ -92,7 +182,25 @@ func (s *Server) registerMetrics() {
 	}
 	gauge("presenced_sessions", "Sessions (connections and backend sources) in the presence index.", func() float64 { return float64(stats().Sessions) })
 	gauge("presenced_subscribers", "Presence subscribers on this node.", func() float64 { return float64(stats().Subscribers) })
-	counter("presenced_status_events_total", "Presence events applied from the stream.", func() float64 { return float64(stats().EventsApplied) })
+	counter("presenced_status_events_total", "Backend status events this node stored (REST and NATS publishes).", func() float64 { return float64(stats().StatusEvents) })
+	counter("presenced_status_changes_total", "Changes of a user's status or text applied by this node (the same on every node).", func() float64 { return float64(stats().StatusChanges) })
+	counter("presenced_stream_entries_applied_total", "Entries of the presence stream applied to this node's index.", func() float64 { return float64(stats().EventsApplied) })
+	counter("presenced_watch_resumes_total", "Watches of the presence and membership buckets resumed after they stalled or ended.", func() float64 {
+		n := float64(stats().WatchResumes)
+		if s.store != nil {
+			n += float64(s.store.Resumes())
+		}
+		return n
+	})
+	counter("presenced_lease_losses_total", "Times this node found its own lease gone (deemed dead) and took it back.", func() float64 { return float64(stats().LeasesLost) })
+	counter("presenced_nodes_expired_total", "Other nodes' leases this node deleted: their users went offline.", func() float64 { return float64(stats().NodesExpired) })
+	counter("presenced_unavailable_total", "Times this node became unavailable, cut off from its store.", func() float64 { return float64(stats().Unavailable) })
+	gauge("presenced_presence_available", "1 while this node can serve presence, 0 while it is cut off from its store.", func() float64 {
+		if s.unavailable() == nil {
+			return 1
+		}
+		return 0
+	})
 	counter("presenced_deltas_total", "Member changes computed for groups.", func() float64 { return float64(stats().DeltasOut) })
 	counter("presenced_batches_total", "Coalesced batches handed to subscribers.", func() float64 { return float64(stats().BatchesOut) })
 	counter("presenced_source_restarts_total", "Times this node made the presence stream's leader step down because membership was not being sourced.",
@@ -102,6 +210,22 @@ func (s *Server) registerMetrics() {
 			return 0
 		}
 		return float64(s.engine.Rev())
+	})
+}
+
+// metricsAuth requires --metrics-token, when one is set, as a bearer
+// token: the metrics name groups and nodes.
+func (s *Server) metricsAuth(h http.Handler) http.Handler {
+	if s.cfg.MetricsToken == "" {
+		return h
+	}
+	want := []byte(s.cfg.MetricsToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(bearer(r)), want) != 1 {
+			s.writeError(w, r, membership.ErrUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

@@ -9,22 +9,23 @@ import (
 
 // startPresence starts the presence engine on the node's JetStream.
 func (s *Server) startPresence(ctx context.Context, replicas int) error {
-	storage := jetstream.MemoryStorage
-	if s.cfg.PresenceFileStorage {
-		storage = jetstream.FileStorage
+	storage := jetstream.FileStorage
+	if s.cfg.PresenceStorage == "memory" {
+		storage = jetstream.MemoryStorage
 	}
 	e, err := presence.New(presence.Config{
-		JetStream:    s.js,
-		Conn:         s.nc,
-		Storage:      storage,
-		Replicas:     replicas,
-		NodeID:       s.cfg.NodeName,
-		LeaseTTL:     s.cfg.LeaseTTL,
-		LeaseRefresh: s.cfg.LeaseRefresh,
-		Grace:        s.cfg.Grace,
-		AutoAway:     s.cfg.AutoAway,
-		Coalesce:     s.cfg.Coalesce,
-		Logger:       s.cfg.Logger, // the engine names its node itself
+		JetStream:      s.js,
+		Conn:           s.nc,
+		Storage:        storage,
+		Replicas:       replicas,
+		NodeID:         s.cfg.NodeName,
+		LeaseTTL:       s.cfg.LeaseTTL,
+		LeaseRefresh:   s.cfg.LeaseRefresh,
+		Grace:          s.cfg.Grace,
+		AutoAway:       s.cfg.AutoAway,
+		Coalesce:       s.cfg.Coalesce,
+		Logger:         s.cfg.Logger, // the engine names its node itself
+		OnAvailability: s.onAvailability,
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -15,9 +16,10 @@ import (
 // REST APIs. Buckets idle for a while are forgotten, so the map stays
 // bounded by the number of recently active clients.
 type rateLimits struct {
-	limit rate.Limit
-	burst int
-	off   bool
+	limit   rate.Limit
+	burst   int
+	off     bool
+	refused prometheus.Counter // 429s
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -32,12 +34,13 @@ type bucket struct {
 
 const bucketIdle = 10 * time.Minute
 
-func newRateLimits(l Limits) *rateLimits {
+func newRateLimits(l Limits, refused prometheus.Counter) *rateLimits {
 	return &rateLimits{
 		limit:   rate.Limit(l.RESTRate),
 		burst:   l.RESTBurst,
 		off:     l.RESTRate < 0,
 		buckets: map[string]*bucket{},
+		refused: refused,
 	}
 }
 
@@ -72,6 +75,7 @@ func (rl *rateLimits) allow(w http.ResponseWriter, key string) bool {
 	if delay == 0 {
 		return true
 	}
+	rl.refused.Inc()
 	secs := int(math.Ceil(delay.Seconds()))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": map[string]string{

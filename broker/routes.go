@@ -39,7 +39,7 @@ func (s *Server) routes() ([]route, error) {
 		// Health and metrics (api_health.go, metrics.go).
 		plain("GET /healthz", s.healthz),
 		plain("GET /readyz", s.readyz),
-		route{"GET /metrics", s.metricsHandler(), true},
+		route{"GET /metrics", s.metricsAuth(s.metricsHandler()), true},
 		route{"GET /v1/openapi.json", openapi.Handler(), true},
 
 		// Membership (api_users.go, api_groups.go, api_roles.go, api_import.go).
@@ -63,6 +63,7 @@ func (s *Server) routes() ([]route, error) {
 		api("PUT /v1/roles/{id}", write, s.putRole),
 		api("DELETE /v1/roles/{id}", write, s.deleteRole),
 		api("POST /v1/import", write, s.importNDJSON),
+		api("GET /v1/export", read, s.exportNDJSON),
 
 		// Tokens (api_tokens.go).
 		api("GET /v1/tokens", tokens, s.listTokens),
@@ -77,6 +78,7 @@ func (s *Server) routes() ([]route, error) {
 		api("GET /v1/presence/users/{id}/groups", pread, s.whereNow),
 		api("GET /v1/presence/groups/{id}", pread, s.groupSnapshot),
 		api("GET /v1/presence/counts", pread, s.groupCounts),
+		api("GET /v1/presence/counts/history", pread, s.countsHistory),
 		api("GET /v1/presence/changes", pread, s.changedSince),
 		api("GET /v1/stats", pread, s.stats),
 		other("GET /v1/ws", http.HandlerFunc(s.serveWS)),
@@ -96,6 +98,11 @@ func (s *Server) routes() ([]route, error) {
 		other("/v3/", cc),
 		other("/rest/", bx),
 
+		// Rocket.Chat's realtime API (package ddp), where its clients look.
+		other("GET /websocket", s.ddp.Load()),
+		other("GET /sockjs/info", s.ddp.Load()),
+		other("GET /sockjs/{server}/{session}/websocket", s.ddp.Load()),
+
 		// Anything else under /v1/ answers the native not_found.
 		other("/v1/", s.api("", func(w http.ResponseWriter, r *http.Request) error {
 			return &apiError{http.StatusNotFound, codeNotFound, "no such endpoint: " + r.Method + " " + r.URL.Path}
@@ -111,7 +118,7 @@ func (s *Server) mux() (*http.ServeMux, error) {
 	}
 	mux := http.NewServeMux()
 	for _, r := range rs {
-		mux.Handle(r.pattern, r.handler)
+		mux.Handle(r.pattern, s.metrics.instrument(r.pattern, r.handler))
 	}
 	return mux, nil
 }

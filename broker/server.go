@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/broker/compat/ddp"
+	"github.com/presenced/presenced/broker/history"
 	"github.com/presenced/presenced/broker/webhook"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
@@ -25,27 +27,36 @@ import (
 // Server is one presenced node: NATS (embedded or external), the membership
 // store, the presence engine, and the HTTP and WebSocket APIs.
 type Server struct {
-	cfg     Config
-	log     *zap.Logger
-	auth    *authenticator
-	limits  *rateLimits
-	metrics *metrics
+	cfg       Config
+	log       *zap.Logger
+	auth      *authenticator
+	authority *membership.Authority // the authority rules: who may see, watch, issue, revoke
+	limits    *rateLimits
+	metrics   *metrics
 
 	ns      *server.Server // nil with an external NATS
+	nsAuth  string         // seed of the broker's own user nkey of ns, made at each start
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	store   *membership.Store
 	engine  *presence.Engine
 	hooks   *webhook.Service
+	history *history.Service
 	conns   *wsConns
 	writers *writerPool
 	ops     *opPool
+	ddp     atomic.Pointer[ddp.Handler] // Rocket.Chat's realtime API, once started
 	snaps   snapCache
 	frames  frameCache
 	quit    chan struct{} // stops the pinger
+	lock    *os.File      // the data directory's lock, with an embedded NATS
+	// unsubscribe ends the membership change feed's callback (authority_changes.go).
+	unsubscribe func()
+	state       stateWriter // the streams' last known state (damage.go)
 
 	httpSrv  *http.Server
 	ln       net.Listener
+	limit    *limitListener // ln, counting its connections
 	serveErr chan error
 	pprof    *http.Server
 
@@ -68,13 +79,14 @@ func New(cfg Config) (*Server, error) {
 	if !membership.ValidID(cfg.NodeName) {
 		return nil, fmt.Errorf("%w: node name %q: use 1 to 64 of A-Z a-z 0-9 _ -", ErrConfig, cfg.NodeName)
 	}
+	m := newMetrics()
 	return &Server{
 		cfg:      cfg,
 		log:      cfg.Logger.With(zap.String("node", cfg.NodeName)),
 		ready:    make(chan struct{}),
 		serveErr: make(chan error, 1),
-		limits:   newRateLimits(cfg.Limits),
-		metrics:  newMetrics(),
+		metrics:  m,
+		limits:   newRateLimits(cfg.Limits, m.rateLimited.WithLabelValues("rest")),
 		conns:    &wsConns{},
 	}, nil
 }
@@ -84,11 +96,21 @@ func New(cfg Config) (*Server, error) {
 // started so far is stopped.
 func (s *Server) Start(ctx context.Context) (err error) {
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartupTimeout)
+	defer cancel()
 	defer func() {
 		if err != nil {
 			s.kill()
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w (--startup-timeout %v)", err, s.cfg.StartupTimeout)
+			}
 		}
 	}()
+	if s.cfg.NATSURL == "" {
+		if s.lock, err = lockDataDir(s.cfg.DataDir); err != nil {
+			return err
+		}
+	}
 	if s.ns, err = s.startNATS(); err != nil {
 		return err
 	}
@@ -108,12 +130,16 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if s.auth, err = newAuthenticator(s.store, s.cfg.JWTSecret, s.cfg.JWTPublicKeys); err != nil {
+	if s.authority, err = membership.NewAuthority(s.store.Index(), membership.Visibility(s.cfg.PresenceVisibility)); err != nil {
+		return fmt.Errorf("%w: --presence-visibility: %v", ErrConfig, err)
+	}
+	if s.auth, err = newAuthenticator(s.store, s.cfg); err != nil {
 		return err
 	}
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return err
 	}
+	s.unsubscribe = s.store.Subscribe(s.onMembershipChange)
 	if err := s.startPresence(ctx, replicas); err != nil {
 		return err
 	}
@@ -126,14 +152,39 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.hooks.Start(ctx); err != nil {
 		return err
 	}
+	if s.history, err = history.New(history.Config{
+		JetStream: s.js, Replicas: replicas, Engine: s.engine, Users: s.store.Index(),
+		Node: s.cfg.NodeName, Period: s.cfg.HistoryPeriod, Logger: s.log,
+	}); err != nil {
+		return err
+	}
+	if err := s.history.Start(ctx); err != nil {
+		return err
+	}
 	s.writers = newWriterPool()
 	s.ops = newOpPool()
+	rt, err := ddp.New(ddp.Config{
+		Auth: s.auth.authenticate, Presence: s.engine, Users: s.store.Index(), Visibility: s.authority,
+		Available: s.unavailable, AllowedOrigins: s.cfg.AllowedOrigins,
+		MaxFrameBytes: s.cfg.Limits.MaxFrameBytes, OpsPerSecond: s.cfg.Limits.OpsPerSecond,
+		WriteQueue: s.cfg.Limits.WriteQueue, IdleTimeout: s.cfg.Limits.IdleTimeout, Logger: s.log.Named("ddp"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := rt.Start(); err != nil {
+		return err
+	}
+	s.ddp.Store(rt)
 	s.quit = make(chan struct{})
 	go s.pinger(s.quit)
 	s.registerMetrics()
 	if err := s.startHTTP(); err != nil {
 		return err
 	}
+	s.reportDamage(ctx)
+	s.writeState(ctx)
+	go s.stateLoop(s.quit)
 	s.isReady.Store(true)
 	close(s.ready)
 	s.log.Info("ready", zap.String("http", s.Addr()), zap.Duration("startup", time.Since(start)))
@@ -186,10 +237,10 @@ func (s *Server) NodeName() string { return s.cfg.NodeName }
 func (s *Server) FirstRunToken() string { return s.firstToken }
 
 // NATSClientURL returns the URL external publishers use, or "" when the
-// client port is closed.
+// client port is closed. It carries no credentials.
 func (s *Server) NATSClientURL() string {
 	if s.ns == nil {
-		return s.cfg.NATSURL
+		return withoutUserinfo(s.cfg.NATSURL)
 	}
 	if s.cfg.NATSListen == "" {
 		return ""
@@ -215,13 +266,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	s.stopOnce.Do(func() {
 		s.isReady.Store(false)
+		errs = append(errs, s.ddp.Load().Shutdown(ctx))
 		if s.httpSrv != nil {
 			errs = append(errs, s.shutdownHTTP(ctx))
 		}
 		if s.hooks != nil {
 			errs = append(errs, s.hooks.Shutdown(ctx))
 		}
+		if s.history != nil {
+			errs = append(errs, s.history.Shutdown(ctx))
+		}
 		errs = append(errs, s.stopPresence(ctx))
+		if s.quit != nil { // started: the streams are there to record
+			wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.writeState(wctx)
+			cancel()
+		}
 		s.stopRest()
 	})
 	return errors.Join(errs...)
@@ -245,8 +305,13 @@ func (s *Server) kill() {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // nothing queued is delivered, nothing more is written
+		// The ended ctx makes the realtime API drop its sockets.
+		_ = s.ddp.Load().Shutdown(ctx)
 		if s.hooks != nil {
 			_ = s.hooks.Shutdown(ctx)
+		}
+		if s.history != nil {
+			_ = s.history.Shutdown(ctx)
 		}
 		_ = s.stopPresence(ctx)
 		s.stopRest()
@@ -280,6 +345,9 @@ func (s *Server) stopRest() {
 	if s.ns != nil {
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
+	}
+	if s.lock != nil {
+		_ = s.lock.Close() // releases the lock
 	}
 }
 

@@ -8,9 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -171,29 +168,6 @@ func queued(t *testing.T, base, id string) int {
 		t.Fatalf("webhook status: %d", code)
 	}
 	return st.Queued
-}
-
-// startChildProcess runs a presenced node in a child process (runChild)
-// on dir and returns it with its API's base URL.
-func startChildProcess(t *testing.T, dir string) (*exec.Cmd, string) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	var addr string
-	waitFor(t, 60*time.Second, "the child to start", func() bool {
-		b, err := os.ReadFile(filepath.Join(dir, "addr"))
-		addr = string(b)
-		return err == nil
-	})
-	return cmd, broker.BaseURL(addr)
 }
 
 // TestWebhookSurvivesSIGKILL kills a node with SIGKILL while it retries a

@@ -3,16 +3,19 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/presenced/presenced/broker/internal/hijack"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
@@ -25,8 +28,10 @@ import (
 type wsConns struct {
 	mu sync.Mutex
 	// mu guards the following fields.
-	m      map[*wsConn]struct{}
-	closed bool
+	m       map[*wsConn]struct{}
+	byUser  map[string]map[*wsConn]struct{} // by the user acted for
+	byToken map[string]map[*wsConn]struct{} // by the API token authenticated with
+	closed  bool
 }
 
 func (cs *wsConns) add(c *wsConn) bool {
@@ -37,15 +42,84 @@ func (cs *wsConns) add(c *wsConn) bool {
 	}
 	if cs.m == nil {
 		cs.m = map[*wsConn]struct{}{}
+		cs.byUser = map[string]map[*wsConn]struct{}{}
+		cs.byToken = map[string]map[*wsConn]struct{}{}
 	}
 	cs.m[c] = struct{}{}
+	c.mu.Lock()
+	p := c.p
+	c.mu.Unlock()
+	addTo(cs.byUser, p.UserID, c)
+	addTo(cs.byToken, p.TokenID, c)
 	return true
 }
 
 func (cs *wsConns) remove(c *wsConn) {
 	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	c.mu.Lock()
+	p := c.p
+	c.mu.Unlock()
 	delete(cs.m, c)
-	cs.mu.Unlock()
+	delFrom(cs.byUser, p.UserID, c)
+	delFrom(cs.byToken, p.TokenID, c)
+}
+
+// setPrincipal gives c a new credential (a refresh may bring another
+// token) and files it under it. Lock order: wsConns.mu before wsConn.mu.
+func (cs *wsConns) setPrincipal(c *wsConn, p Principal) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	c.mu.Lock()
+	old := c.p
+	c.p = p
+	c.mu.Unlock()
+	if _, ok := cs.m[c]; ok {
+		delFrom(cs.byToken, old.TokenID, c)
+		addTo(cs.byToken, p.TokenID, c)
+	}
+}
+
+func addTo(by map[string]map[*wsConn]struct{}, key string, c *wsConn) {
+	if key == "" {
+		return
+	}
+	set := by[key]
+	if set == nil {
+		set = map[*wsConn]struct{}{}
+		by[key] = set
+	}
+	set[c] = struct{}{}
+}
+
+func delFrom(by map[string]map[*wsConn]struct{}, key string, c *wsConn) {
+	if set := by[key]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(by, key)
+		}
+	}
+}
+
+func (cs *wsConns) of(by func() map[string]map[*wsConn]struct{}, key string) []*wsConn {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	set := by()[key]
+	out := make([]*wsConn, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	return out
+}
+
+// ofUser returns the connections acting for user.
+func (cs *wsConns) ofUser(user string) []*wsConn {
+	return cs.of(func() map[string]map[*wsConn]struct{} { return cs.byUser }, user)
+}
+
+// ofToken returns the connections authenticated with token id.
+func (cs *wsConns) ofToken(id string) []*wsConn {
+	return cs.of(func() map[string]map[*wsConn]struct{} { return cs.byToken }, id)
 }
 
 func (cs *wsConns) all() []*wsConn {
@@ -121,8 +195,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, ErrNotReady)
 		return
 	}
+	if err := s.unavailable(); err != nil {
+		s.writeError(w, r, fmt.Errorf("%w: %w", errUnavailable, err))
+		return
+	}
 	p, err := s.auth.authenticate(r.Context(), wsCredential(r))
 	if err != nil {
+		s.metrics.authFailures.WithLabelValues("websocket").Inc()
 		s.writeError(w, r, err)
 		return
 	}
@@ -141,7 +220,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	patterns, anyOrigin := originPatterns(s.cfg.AllowedOrigins)
 	var nc net.Conn
-	c, err := websocket.Accept(smallBuffers{w, &nc}, r, &websocket.AcceptOptions{
+	c, err := websocket.Accept(hijack.SmallBuffers{ResponseWriter: w, Conn: &nc}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,
@@ -172,14 +251,15 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	wc := &wsConn{
-		s:       s,
-		c:       c,
-		nc:      nc,
-		p:       p,
-		sess:    sess,
-		limiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
-		done:    make(chan struct{}, 1),
-		groups:  map[string]bool{},
+		s:          s,
+		c:          c,
+		nc:         nc,
+		p:          p,
+		sess:       sess,
+		limiter:    rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
+		subLimiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), s.cfg.Limits.MaxSubscriptions),
+		done:       make(chan struct{}, 1),
+		groups:     map[string]bool{},
 	}
 	wc.lastRead.Store(time.Now().UnixNano())
 	wc.sub = s.engine.NewSubscriber(presence.SubscriberConfig{
@@ -208,13 +288,14 @@ func clip(s string, n int) string {
 // ops; batches are written by the server's writer pool when the subscriber
 // signals them, and the server's pinger checks idle connections.
 type wsConn struct {
-	s       *Server
-	c       *websocket.Conn
-	nc      net.Conn // under c, for write deadlines
-	sess    *presence.Session
-	sub     *presence.Subscriber
-	limiter *rate.Limiter
-	done    chan struct{} // the reader's wait for its ops (see opPool)
+	s          *Server
+	c          *websocket.Conn
+	nc         net.Conn // under c, for write deadlines
+	sess       *presence.Session
+	sub        *presence.Subscriber
+	limiter    *rate.Limiter // ops other than subscribe
+	subLimiter *rate.Limiter // subscribes: a burst of up to MaxSubscriptions
+	done       chan struct{} // the reader's wait for its ops (see opPool)
 
 	queued   atomic.Bool  // waiting for a writer
 	flushMu  sync.Mutex   // held by the writer draining this connection
@@ -229,6 +310,8 @@ type wsConn struct {
 	// mu guards the following fields.
 	p          Principal       // replaced by refresh
 	groups     map[string]bool // subscribed group → counts only
+	counts     []string        // the groups of the count watch (watch_counts)
+	countsAll  bool            // the count watch covers every group (admins, observers)
 	expiry     *time.Timer
 	closing    bool
 	violations int
@@ -290,6 +373,7 @@ func (wc *wsConn) close(code int) {
 	}
 	wc.closing = true
 	wc.mu.Unlock()
+	wc.s.metrics.wsCloses.WithLabelValues(strconv.Itoa(code), "server").Inc()
 	go func() { _ = wc.c.Close(websocket.StatusCode(code), protocol.CloseText(code)) }()
 }
 
@@ -325,6 +409,11 @@ func (wc *wsConn) batchFrame(b presence.Batch) []byte {
 			return nil
 		}
 	}
+	if b.Reset != nil {
+		// The store was loaded again under a new epoch: a fresh snapshot,
+		// pushed without id, replaces what the client knows.
+		return wc.s.encodeSnapshot(0, b.Group, *b.Reset)
+	}
 	return wc.s.frames.frame(b)
 }
 
@@ -342,6 +431,9 @@ func (wc *wsConn) readLoop(ctx context.Context) {
 	for {
 		typ, data, err := wc.c.Read(ctx)
 		if err != nil {
+			if code := websocket.CloseStatus(err); code != -1 {
+				wc.s.metrics.wsCloses.WithLabelValues(strconv.Itoa(int(code)), "client").Inc()
+			}
 			if websocket.CloseStatus(err) == -1 && errors.Is(err, websocket.ErrMessageTooBig) {
 				wc.close(protocol.CloseFrameTooBig)
 			}
@@ -365,7 +457,17 @@ func (wc *wsConn) op(ctx context.Context, typ websocket.MessageType, data []byte
 		wc.close(protocol.CloseProtocolError)
 		return false
 	}
-	if !wc.limiter.Allow() {
+	f, err := protocol.DecodeClientFrame(data)
+	// Subscribes have a bucket of their own, as large as the subscription
+	// limit: a client that restores every subscription at once after a
+	// reconnect sends them in a burst, which the other ops' bucket would
+	// answer with rate_limited and, soon, a cut connection.
+	limiter := wc.limiter
+	if err == nil && f.Op == protocol.OpSubscribe {
+		limiter = wc.subLimiter
+	}
+	if !limiter.Allow() {
+		wc.s.metrics.rateLimited.WithLabelValues("websocket").Inc()
 		wc.mu.Lock()
 		wc.violations++
 		v := wc.violations
@@ -374,9 +476,8 @@ func (wc *wsConn) op(ctx context.Context, typ websocket.MessageType, data []byte
 			wc.close(protocol.CloseRateLimited)
 			return false
 		}
-		return wc.write(ctx, protocol.AppendError(nil, 0, protocol.CodeRateLimited, "too many ops, slow down")) == nil
+		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeRateLimited, "too many ops, slow down")) == nil
 	}
-	f, err := protocol.DecodeClientFrame(data)
 	if err != nil {
 		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeOf(err), err.Error())) == nil
 	}
@@ -419,9 +520,13 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 			m.Expires = time.Now().Add(time.Duration(f.ExpiresIn) * time.Second)
 		}
 		if err := wc.s.engine.SetManual(ctx, wc.userID(), m); err != nil {
-			if errors.Is(err, presence.ErrInvalid) {
+			switch {
+			case errors.Is(err, presence.ErrInvalid):
 				return fail(protocol.CodeBadRequest, err.Error())
+			case storeUnavailable(err) || errors.Is(err, context.DeadlineExceeded):
+				return fail(protocol.CodeUnavailable, "the presence store is unavailable, retry")
 			}
+			wc.s.log.Warn("set_status failed", zap.Error(err))
 			return fail(protocol.CodeInternal, "status not stored")
 		}
 		return reply(protocol.AppendOK(nil, f.ID))
@@ -436,6 +541,12 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		if err != nil {
 			return fail(protocol.CodeBadRequest, err.Error())
 		}
+		wc.mu.Lock()
+		if groups == nil {
+			wc.countsAll = true
+		}
+		wc.counts = append(wc.counts, groups...)
+		wc.mu.Unlock()
 		out := make([]protocol.GroupCount, len(counts))
 		for i, c := range counts {
 			out[i] = protocol.GroupCount{Group: c.Group, Online: c.Online, Total: c.Total, Rev: c.Rev}
@@ -445,6 +556,9 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, out))
 	case protocol.OpUnwatchCounts:
 		wc.sub.UnwatchCounts()
+		wc.mu.Lock()
+		wc.counts, wc.countsAll = nil, false
+		wc.mu.Unlock()
 		return reply(protocol.AppendOK(nil, f.ID))
 	case protocol.OpRefresh:
 		p, err := wc.s.auth.authenticate(ctx, f.Token)
@@ -454,9 +568,7 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		if p.UserID != wc.userID() || (p.UserID == "" && !p.Allows(membership.ScopePresenceRead)) {
 			return fail(protocol.CodeForbidden, "token is for another user")
 		}
-		wc.mu.Lock()
-		wc.p = p
-		wc.mu.Unlock()
+		wc.s.conns.setPrincipal(wc, p)
 		wc.armExpiry()
 		return reply(protocol.AppendOK(nil, f.ID))
 	default:
@@ -498,27 +610,16 @@ func (wc *wsConn) userID() string {
 	return wc.p.UserID
 }
 
-// mayWatch reports whether the caller may see group: members and admins.
-// Callers that may not get the same answer whether the group exists or not.
+// mayWatch reports whether the caller may see group (the authority rule:
+// members, admins, observers). Callers that may not get the same answer
+// whether the group exists or not.
 func (wc *wsConn) mayWatch(group string) bool {
-	if wc.observer() {
-		return true
-	}
-	ix := wc.s.store.Index()
-	uid := wc.userID()
-	if ix.IsMember(group, uid) {
-		return true
-	}
-	u, ok := ix.User(uid)
-	return ok && u.HasRole("admin")
+	return wc.s.authority.CanWatchGroup(wc.userID(), group)
 }
 
-func (wc *wsConn) isAdmin() bool {
-	if wc.observer() {
-		return true
-	}
-	u, ok := wc.s.store.Index().User(wc.userID())
-	return ok && u.HasRole("admin")
+// seesEveryGroup reports an observer or an admin.
+func (wc *wsConn) seesEveryGroup() bool {
+	return wc.observer() || wc.s.authority.IsAdmin(wc.userID())
 }
 
 // visibleGroups resolves the groups of a counts watch: the asked ones if
@@ -532,7 +633,7 @@ func (wc *wsConn) visibleGroups(asked []string) ([]string, bool) {
 		}
 		return asked, true
 	}
-	if wc.isAdmin() {
+	if wc.seesEveryGroup() {
 		return nil, true // nil: every group
 	}
 	ms := wc.s.store.Index().GroupsOf(wc.userID())
@@ -560,7 +661,11 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	defer wc.wmu.Unlock()
 	init, err := wc.sub.Subscribe(f.Group, presence.SubscribeOptions{CountsOnly: f.CountsOnly, FromRev: f.Rev, Epoch: f.Epoch})
 	if err != nil {
-		return wc.writeLocked(ctx, protocol.AppendError(nil, f.ID, protocol.CodeInternal, "subscription failed"))
+		code := protocol.CodeInternal
+		if storeUnavailable(err) {
+			code = protocol.CodeUnavailable // loading the store again
+		}
+		return wc.writeLocked(ctx, protocol.AppendError(nil, f.ID, code, "subscription failed: "+err.Error()))
 	}
 	wc.mu.Lock()
 	wc.groups[f.Group] = f.CountsOnly
@@ -599,30 +704,14 @@ func (s *Server) encodeSnapshot(id uint64, group string, snap presence.Snapshot)
 	return protocol.AppendSnapshotEnd(buf)
 }
 
-// query answers the status of users; users who share no group with the
-// caller (and a caller who is not admin) read as offline.
+// query answers the status of users; those the caller may not see (the
+// authority's visibility rule) read as offline.
 func (wc *wsConn) query(users []string) []protocol.Member {
-	admin := wc.isAdmin()
-	ix := wc.s.store.Index()
-	mine := map[string]bool{}
-	if !admin {
-		for _, m := range ix.GroupsOf(wc.userID()) {
-			mine[m.GroupID] = true
-		}
-	}
+	visible := wc.s.authority.UserFilter(wc.userID())
 	out := make([]protocol.Member, 0, len(users))
 	for _, us := range wc.s.engine.Statuses(users) {
-		visible := admin || us.User == wc.userID()
-		if !visible {
-			for _, m := range ix.GroupsOf(us.User) {
-				if mine[m.GroupID] {
-					visible = true
-					break
-				}
-			}
-		}
 		m := protocol.Member{User: us.User, Status: protocol.StatusOffline}
-		if visible {
+		if visible(us.User) {
 			m.Status, m.Text = us.Status, us.Text
 			if !us.Since.IsZero() {
 				m.Since = us.Since.UnixMilli()

@@ -9,17 +9,23 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ImportRecord is one line of an NDJSON import. Kind selects which fields
-// apply: "user", "group", "member" or "role".
+// apply: "user", "group", "member" or "role". Export writes the same records.
 type ImportRecord struct {
 	Kind string `json:"kind"`
 	// user, group, role
 	ID string `json:"id,omitempty"`
+	// Seq is the numeric alias of a user, group or membership (0: one is
+	// assigned). A new record takes the given one, so that a restored
+	// backup keeps the numbers vendors address it by; an existing record
+	// keeps its own, and a line that names another fails.
+	Seq int64 `json:"seq,omitempty"`
 	// user
 	Username  string   `json:"username,omitempty"`
 	Name      string   `json:"name,omitempty"`
@@ -57,59 +63,124 @@ type ImportReport struct {
 // MaxImportErrors bounds the errors listed in an ImportReport.
 const MaxImportErrors = 1000
 
-// MaxImportLine is the longest import line accepted, in bytes.
+// MaxImportLine is the longest import line accepted, in bytes, not counting
+// its end of line. A longer line fails alone.
 const MaxImportLine = 64 << 10
 
+// importBatch is how many lines are read between two flushes: each flush
+// stores what the lines changed and reports progress.
 const importBatch = 2048
+
+// importBatchTimeout bounds the storing of one batch, so that a store that
+// stopped answering ends an import instead of holding it forever.
+const importBatchTimeout = 30 * time.Second
+
+// ImportStopError is the error of an import that stopped before the end of
+// its input. Lines 1 to Applied were applied: each line stored, unchanged,
+// or failed alone and listed in the report. Lines Applied+1 to Read may or
+// may not be stored. Lines after Read were not read. Imports are
+// idempotent: running the same input again completes it.
+type ImportStopError struct {
+	Applied int
+	Read    int
+	// ReadFailed tells a failure to read the input (Err is the reader's
+	// error) from a failure to store (Err is the store's or ctx's).
+	ReadFailed bool
+	// AtEOF is true when the input was read to its end.
+	AtEOF bool
+	Err   error
+}
+
+func (e *ImportStopError) Error() string {
+	return "membership: import stopped: " + e.Lines() + ": " + e.Err.Error()
+}
+
+func (e *ImportStopError) Unwrap() error { return e.Err }
+
+// Lines says which lines were applied, for people: "lines 1–2048 applied;
+// lines 2049–4096 may not be stored; the rest was not read".
+func (e *ImportStopError) Lines() string {
+	var b strings.Builder
+	switch e.Applied {
+	case 0:
+		b.WriteString("no line applied")
+	case 1:
+		b.WriteString("line 1 applied")
+	default:
+		fmt.Fprintf(&b, "lines 1–%d applied", e.Applied)
+	}
+	switch {
+	case e.Read == e.Applied+1:
+		fmt.Fprintf(&b, "; line %d may not be stored", e.Read)
+	case e.Read > e.Applied:
+		fmt.Fprintf(&b, "; lines %d–%d may not be stored", e.Applied+1, e.Read)
+	}
+	if !e.AtEOF {
+		b.WriteString("; the rest was not read")
+	}
+	return b.String()
+}
+
+var errLineTooLong = fmt.Errorf("line longer than %d bytes", MaxImportLine)
 
 // Import reads NDJSON records from r and stores them. Lines are applied in
 // order, so members may follow the users and groups they name in the same
-// file. progress, if not nil, is called after every batch. Import returns
-// after every stored line is acknowledged by JetStream and applied locally.
+// file. A line that fails (invalid, or longer than MaxImportLine) fails
+// alone and is listed in the report. progress, if not nil, is called after
+// every batch of lines is stored. Import returns after every stored line is
+// acknowledged by JetStream and applied locally; when it cannot go on (r
+// fails, the store fails, ctx ends) it returns an *ImportStopError that
+// says which lines were applied, with the report so far.
 func (s *Store) Import(ctx context.Context, r io.Reader, progress func(ImportReport)) (ImportReport, error) {
 	im := &importer{
 		s:         s,
 		users:     map[string]User{},
 		usernames: map[string]string{},
+		userSeqs:  map[int64]string{},
 		groups:    map[string]Group{},
+		groupSeqs: map[int64]string{},
 		members:   map[string]Member{},
 		roles:     map[string]Role{},
 		now:       s.cfg.Now().UTC(),
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), MaxImportLine)
-	lineNo := 0 // physical line number, for error reports
-	for sc.Scan() {
-		lineNo++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
+	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10), max: MaxImportLine}
+	for {
+		raw, err := lr.next()
+		if err == io.EOF {
+			break
 		}
-		im.rep.Lines++
-		if err := im.add(lineNo, line); err != nil {
-			im.fail(lineNo, err)
+		if err != nil && err != errLineTooLong {
+			// Apply the lines read whole, then stop: the caller can tell
+			// exactly where to go on from.
+			if ferr := im.flush(ctx); ferr != nil {
+				return im.rep, im.stop(ferr)
+			}
+			stop := im.stop(err)
+			stop.ReadFailed = true
+			return im.rep, stop
 		}
-		if len(im.batch) >= importBatch {
+		im.lineNo++
+		if line := bytes.TrimSpace(raw); err != nil || len(line) > 0 {
+			im.rep.Lines++
+			if err == nil {
+				err = im.add(im.lineNo, line)
+			}
+			if err != nil {
+				im.fail(im.lineNo, err)
+			}
+		}
+		if im.lineNo-im.applied >= importBatch {
 			if err := im.flush(ctx); err != nil {
-				return im.rep, err
+				return im.rep, im.stop(err)
 			}
 			if progress != nil {
 				progress(im.rep)
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			im.fail(lineNo+1, fmt.Errorf("line longer than %d bytes", MaxImportLine))
-		} else {
-			return im.rep, fmt.Errorf("membership: import: read: %w", err)
-		}
-	}
+	im.atEOF = true
 	if err := im.flush(ctx); err != nil {
-		return im.rep, err
-	}
-	if err := s.waitApplied(ctx, im.lastRev); err != nil {
-		return im.rep, err
+		return im.rep, im.stop(err)
 	}
 	if progress != nil {
 		progress(im.rep)
@@ -117,14 +188,58 @@ func (s *Store) Import(ctx context.Context, r io.Reader, progress func(ImportRep
 	return im.rep, nil
 }
 
+// lineReader splits its input into lines of at most max bytes.
+type lineReader struct {
+	br   *bufio.Reader
+	max  int
+	line []byte
+}
+
+// next returns the next line, with its end of line. A line longer than max
+// is read to its end and answered errLineTooLong. At the end of the input
+// it returns io.EOF; a last line without a newline is a line. Any other
+// error is the reader's, and the part of a line read before it is dropped:
+// that line was not read whole.
+func (lr *lineReader) next() ([]byte, error) {
+	lr.line = lr.line[:0]
+	tooLong := false
+	for {
+		chunk, err := lr.br.ReadSlice('\n')
+		if !tooLong {
+			lr.line = append(lr.line, chunk...)
+			if len(bytes.TrimRight(lr.line, "\r\n")) > lr.max {
+				tooLong = true
+				lr.line = lr.line[:0]
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == nil, err == io.EOF && (tooLong || len(lr.line) > 0):
+			if tooLong {
+				return nil, errLineTooLong
+			}
+			return lr.line, nil
+		default:
+			return nil, err
+		}
+	}
+}
+
 type importer struct {
 	s   *Store
 	rep ImportReport
 	now time.Time
+	// where the import is in its input, in lines
+	lineNo  int  // lines read
+	applied int  // lines applied: stored, unchanged or failed alone
+	atEOF   bool // the input was read to its end
 	// state written by this import and not yet visible in the index
 	users     map[string]User
 	usernames map[string]string
+	userSeqs  map[int64]string // seq → id of the users given a seq by a line
 	groups    map[string]Group
+	groupSeqs map[int64]string
 	members   map[string]Member
 	roles     map[string]Role
 	batch     []pending
@@ -134,9 +249,16 @@ type importer struct {
 type pending struct {
 	line    int
 	key     string
-	kind    string // seq kind to assign, "" if Seq is set
+	kind    string // seq kind to assign a number of, "" if none
+	raise   string // seq kind to raise to seq, for a new record given its seq
+	seq     int64
 	created bool
 	value   any
+}
+
+// stop is the error that ends an import where it is.
+func (im *importer) stop(err error) *ImportStopError {
+	return &ImportStopError{Applied: im.applied, Read: im.lineNo, AtEOF: im.atEOF, Err: err}
 }
 
 func (im *importer) fail(line int, err error) {
@@ -195,7 +317,10 @@ func (im *importer) add(line int, raw []byte) error {
 
 func (im *importer) addUser(line int, rec ImportRecord) error {
 	if rec.GroupID != "" || rec.UserID != "" || rec.Role != "" || rec.Scope != "" || rec.Description != "" {
-		return errors.New("a user record takes id, username, name, avatarUrl, utcOffset, type, active, roles")
+		return errors.New("a user record takes id, seq, username, name, avatarUrl, utcOffset, type, active, roles")
+	}
+	if rec.Seq < 0 {
+		return invalid("seq", "must be positive")
 	}
 	u := User{ID: rec.ID, Username: rec.Username, Name: rec.Name, AvatarURL: rec.AvatarURL,
 		UTCOffset: rec.UTCOffset, Type: UserType(rec.Type), Active: true, Roles: rec.Roles}
@@ -224,19 +349,44 @@ func (im *importer) addUser(line int, rec ImportRecord) error {
 	u.Roles = roles
 	old, exists := im.user(u.ID)
 	if exists {
+		if rec.Seq != 0 && rec.Seq != old.Seq {
+			return seqChange("user "+u.ID, old.Seq, rec.Seq)
+		}
 		u.Seq, u.CreatedAt, u.UpdatedAt = old.Seq, old.CreatedAt, old.UpdatedAt
 		if sameUser(old, u) {
 			im.rep.Unchanged++
 			return nil
 		}
 	} else {
+		if rec.Seq != 0 {
+			other, ok := im.userSeqs[rec.Seq]
+			if !ok {
+				if o, taken := im.s.index.UserBySeq(rec.Seq); taken {
+					other, ok = o.ID, true
+				}
+			}
+			if ok {
+				return invalid("seq", "%d is the seq of user %s", rec.Seq, other)
+			}
+			u.Seq = rec.Seq
+			im.userSeqs[u.Seq] = u.ID
+		}
 		u.CreatedAt = im.now
 	}
 	u.UpdatedAt = im.now
 	im.users[u.ID] = u
 	im.usernames[u.Username] = u.ID
-	im.queue(line, userKey(u.ID), "users", !exists, u)
+	im.queue(line, userKey(u.ID), "users", !exists, u.Seq, u)
 	return nil
+}
+
+// seqChange is the error of a line that gives an existing record another
+// numeric alias.
+func seqChange(what string, old, seq int64) error {
+	if old == 0 {
+		return invalid("seq", "%s was created without a seq earlier in this import", what)
+	}
+	return invalid("seq", "%s has seq %d, not %d: a numeric alias never changes", what, old, seq)
 }
 
 func sameUser(a, b User) bool {
@@ -246,7 +396,10 @@ func sameUser(a, b User) bool {
 
 func (im *importer) addGroup(line int, rec ImportRecord) error {
 	if rec.Username != "" || rec.GroupID != "" || rec.UserID != "" || rec.Role != "" || len(rec.Roles) > 0 || rec.Scope != "" {
-		return errors.New("a group record takes id, name, type")
+		return errors.New("a group record takes id, seq, name, type")
+	}
+	if rec.Seq < 0 {
+		return invalid("seq", "must be positive")
 	}
 	g := Group{ID: rec.ID, Name: rec.Name, Type: GroupType(rec.Type)}
 	if g.Type == "" {
@@ -257,23 +410,42 @@ func (im *importer) addGroup(line int, rec ImportRecord) error {
 	}
 	old, exists := im.group(g.ID)
 	if exists {
+		if rec.Seq != 0 && rec.Seq != old.Seq {
+			return seqChange("group "+g.ID, old.Seq, rec.Seq)
+		}
 		g.Seq, g.CreatedAt = old.Seq, old.CreatedAt
 		if old.Name == g.Name && old.Type == g.Type {
 			im.rep.Unchanged++
 			return nil
 		}
 	} else {
+		if rec.Seq != 0 {
+			other, ok := im.groupSeqs[rec.Seq]
+			if !ok {
+				if o, taken := im.s.index.GroupBySeq(rec.Seq); taken {
+					other, ok = o.ID, true
+				}
+			}
+			if ok {
+				return invalid("seq", "%d is the seq of group %s", rec.Seq, other)
+			}
+			g.Seq = rec.Seq
+			im.groupSeqs[g.Seq] = g.ID
+		}
 		g.CreatedAt = im.now
 	}
 	g.UpdatedAt = im.now
 	im.groups[g.ID] = g
-	im.queue(line, groupKey(g.ID), "groups", !exists, g)
+	im.queue(line, groupKey(g.ID), "groups", !exists, g.Seq, g)
 	return nil
 }
 
 func (im *importer) addMember(line int, rec ImportRecord) error {
 	if rec.ID != "" || rec.Username != "" || rec.Name != "" || rec.Type != "" || rec.Scope != "" {
-		return errors.New("a member record takes groupId, userId, role, roles")
+		return errors.New("a member record takes groupId, userId, seq, role, roles")
+	}
+	if rec.Seq < 0 {
+		return invalid("seq", "must be positive")
 	}
 	m := Member{GroupID: rec.GroupID, UserID: rec.UserID, Role: MemberRole(rec.Role), Roles: rec.Roles}
 	if m.Role == "" {
@@ -307,21 +479,27 @@ func (im *importer) addMember(line int, rec ImportRecord) error {
 		old, exists = im.s.index.Member(m.GroupID, m.UserID)
 	}
 	if exists {
+		if rec.Seq != 0 && rec.Seq != old.Seq {
+			return seqChange("the membership of "+m.UserID+" in "+m.GroupID, old.Seq, rec.Seq)
+		}
 		m.Seq, m.JoinedAt = old.Seq, old.JoinedAt
 		if old.Role == m.Role && slices.Equal(old.Roles, m.Roles) {
 			im.rep.Unchanged++
 			return nil
 		}
 	} else {
+		// Membership numbers only order a group's members: they need not
+		// be unique.
+		m.Seq = rec.Seq
 		m.JoinedAt = im.now
 	}
 	im.members[key] = m
-	im.queue(line, key, "members", !exists, m)
+	im.queue(line, key, "members", !exists, m.Seq, m)
 	return nil
 }
 
 func (im *importer) addRole(line int, rec ImportRecord) error {
-	if rec.Username != "" || rec.GroupID != "" || rec.UserID != "" || rec.Role != "" || len(rec.Roles) > 0 || rec.Type != "" {
+	if rec.Username != "" || rec.GroupID != "" || rec.UserID != "" || rec.Role != "" || len(rec.Roles) > 0 || rec.Type != "" || rec.Seq != 0 {
 		return errors.New("a role record takes id, name, scope, description")
 	}
 	r := Role{ID: rec.ID, Name: rec.Name, Scope: RoleScope(rec.Scope), Description: rec.Description}
@@ -337,27 +515,50 @@ func (im *importer) addRole(line int, rec ImportRecord) error {
 		return nil
 	}
 	im.roles[r.ID] = r
-	im.queue(line, roleKey(r.ID), "", !exists, r)
+	im.queue(line, roleKey(r.ID), "", !exists, 0, r)
 	return nil
 }
 
-func (im *importer) queue(line int, key, seqKind string, created bool, v any) {
-	if !created {
-		seqKind = ""
+// queue adds a record to the batch. A new record of a numbered kind is
+// given the next number at flush, or keeps the seq its line gave.
+func (im *importer) queue(line int, key, seqKind string, created bool, seq int64, v any) {
+	p := pending{line: line, key: key, created: created, value: v}
+	if created && seqKind != "" {
+		if seq == 0 {
+			p.kind = seqKind
+		} else {
+			p.raise, p.seq = seqKind, seq
+		}
 	}
-	im.batch = append(im.batch, pending{line: line, key: key, kind: seqKind, created: created, value: v})
+	im.batch = append(im.batch, p)
 }
 
-// flush assigns numeric aliases to new records, publishes the batch without
-// waiting for each acknowledgement, then waits for all of them.
+// flush stores the batch: it assigns numeric aliases to new records,
+// publishes the batch without waiting for each acknowledgement, then waits
+// for all of them and for the index to apply them. On success every line
+// read so far is applied; on failure the batch may be stored in part.
 func (im *importer) flush(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, importBatchTimeout)
+	defer cancel()
 	if len(im.batch) == 0 {
+		im.applied = im.lineNo
 		return nil
 	}
 	need := map[string]int64{}
+	top := map[string]int64{}
 	for _, p := range im.batch {
 		if p.kind != "" {
 			need[p.kind]++
+		}
+		if p.raise != "" {
+			top[p.raise] = max(top[p.raise], p.seq)
+		}
+	}
+	// Numbers handed out from now on, to this batch or to anyone, must be
+	// above those the lines gave.
+	for kind, n := range top {
+		if err := im.raiseSeq(ctx, kind, n); err != nil {
+			return err
 		}
 	}
 	next := map[string]int64{}
@@ -400,6 +601,9 @@ func (im *importer) flush(ctx context.Context) error {
 		}
 		futures[i] = f
 	}
+	// A record the store refuses is not a fault of its line: the store
+	// cannot take writes now, and the import stops where it is.
+	var failed error
 	for i, f := range futures {
 		p := im.batch[i]
 		select {
@@ -411,10 +615,15 @@ func (im *importer) flush(ctx context.Context) error {
 				im.rep.Updated++
 			}
 		case err := <-f.Err():
-			im.fail(p.line, fmt.Errorf("not stored: %v", err))
+			if failed == nil {
+				failed = fmt.Errorf("membership: import: store line %d: %w", p.line, err)
+			}
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("membership: import: waiting for the store: %w", ctx.Err())
 		}
+	}
+	if failed != nil {
+		return failed
 	}
 	im.batch = im.batch[:0]
 	// Records now acknowledged become visible in the index shortly; keep
@@ -422,10 +631,28 @@ func (im *importer) flush(ctx context.Context) error {
 	if err := im.s.waitApplied(ctx, im.lastRev); err != nil {
 		return err
 	}
+	im.applied = im.lineNo
 	clear(im.users)
 	clear(im.usernames)
+	clear(im.userSeqs)
 	clear(im.groups)
+	clear(im.groupSeqs)
 	clear(im.members)
 	clear(im.roles)
 	return nil
+}
+
+// raiseSeq makes the numeric alias sequence of kind at least n.
+func (im *importer) raiseSeq(ctx context.Context, kind string, n int64) error {
+	x := im.s.index
+	x.mu.RLock()
+	cur := x.seqs[kind].v
+	x.mu.RUnlock()
+	if cur >= n {
+		return nil
+	}
+	// The index may lag the bucket: reserving from a stale number raises
+	// the sequence further than needed, never less.
+	_, err := im.s.reserveSeq(ctx, kind, n-cur)
+	return err
 }

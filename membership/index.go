@@ -331,3 +331,23 @@ func page(ids []string, after string, limit int) []string {
 	}
 	return ids
 }
+
+// tokenTree returns id and the ids of the tokens it issued, directly or
+// through them, parents before children.
+func (x *Index) tokenTree(id string) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	children := map[string][]string{}
+	for tid, t := range x.tokens {
+		if t.v.IssuedBy != "" {
+			children[t.v.IssuedBy] = append(children[t.v.IssuedBy], tid)
+		}
+	}
+	out := []string{id}
+	for i := 0; i < len(out); i++ {
+		kids := children[out[i]]
+		slices.Sort(kids)
+		out = append(out, kids...)
+	}
+	return out
+}

@@ -137,6 +137,9 @@ type Token struct {
 	Hash      string     `json:"hash"`
 	CreatedAt time.Time  `json:"createdAt"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// IssuedBy is the id of the token that issued this one ("" when an
+	// operator or a JWT did): who may revoke it (Authority.CanManageToken).
+	IssuedBy string `json:"issuedBy,omitempty"`
 }
 
 // Allows reports whether the token carries scope, or admin.

@@ -89,7 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		subs:    map[int]func(Change){},
 		loading: true,
 	}
-	st, err := cfg.JetStream.Stream(ctx, "KV_"+cfg.Bucket)
+	st, err := jskv.Stream(ctx, cfg.JetStream, "KV_"+cfg.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("membership: open bucket %s: %w", cfg.Bucket, err)
 	}
@@ -231,10 +231,7 @@ func (s *Store) del(ctx context.Context, key string) error {
 	return s.waitApplied(ctx, ack.Sequence)
 }
 
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-}
+func isWrongSequence(err error) bool { return jskv.WrongSequence(err) }
 
 // reserveSeq reserves n consecutive numbers of a numeric alias sequence and
 // returns the first.

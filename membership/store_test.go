@@ -177,7 +177,7 @@ func TestTokens(t *testing.T) {
 	if err != nil || s2 != "operator-chosen-secret" {
 		t.Fatalf("operator secret: %q %v", s2, err)
 	}
-	if err := st.RevokeToken(ctx, tok.ID); err != nil {
+	if _, err := st.RevokeToken(ctx, tok.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Authenticate(ctx, secret); !errors.Is(err, membership.ErrUnauthorized) {

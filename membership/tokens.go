@@ -26,6 +26,9 @@ type TokenSpec struct {
 	// ID, when set, names the token instead of a generated id; an existing
 	// token with this id is replaced.
 	ID string
+	// IssuedBy is the id of the token that issues this one (see
+	// Authority.CheckIssue).
+	IssuedBy string
 }
 
 // HashToken returns the stored form of a token secret.
@@ -72,6 +75,7 @@ func (s *Store) CreateToken(ctx context.Context, spec TokenSpec) (secret string,
 		Hash:      HashToken(secret),
 		CreatedAt: now,
 		ExpiresAt: spec.ExpiresAt,
+		IssuedBy:  spec.IssuedBy,
 	}
 	if _, err := s.put(ctx, tokenKey(id), tok, nil); err != nil {
 		return "", Token{}, err
@@ -79,13 +83,22 @@ func (s *Store) CreateToken(ctx context.Context, spec TokenSpec) (secret string,
 	return secret, tok, nil
 }
 
-// RevokeToken deletes a token; it stops working at once on this node and as
-// soon as other nodes apply the deletion.
-func (s *Store) RevokeToken(ctx context.Context, id string) error {
+// RevokeToken deletes a token and every token it issued, directly or
+// through them: they stop working at once on this node and as soon as
+// other nodes apply the deletions. It returns the ids revoked.
+func (s *Store) RevokeToken(ctx context.Context, id string) ([]string, error) {
 	if _, ok := s.index.Token(id); !ok {
-		return fmt.Errorf("token %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
-	return s.del(ctx, tokenKey(id))
+	ids := s.index.tokenTree(id)
+	// Children first: a failure halfway leaves no token whose issuer is
+	// gone while it still works.
+	for i := len(ids) - 1; i >= 0; i-- {
+		if err := s.del(ctx, tokenKey(ids[i])); err != nil {
+			return ids[i+1:], err
+		}
+	}
+	return ids, nil
 }
 
 // Authenticate resolves a token secret. It fails with ErrUnauthorized for an

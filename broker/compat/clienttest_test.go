@@ -84,7 +84,7 @@ func TestVendorClients(t *testing.T) {
 	fx := seed(t, env)
 	mux := http.NewServeMux()
 	logger := zaptest.NewLogger(t)
-	rc, err := rocketchat.New(rocketchat.Config{Directory: env.Index, Presence: env.Statuses, StatusWriter: env.Statuses, Auth: env.Auth, Logger: logger})
+	rc, err := rocketchat.New(rocketchat.Config{Directory: env.Index, Presence: env.Statuses, StatusWriter: env.Statuses, Auth: env.Auth, Visibility: env.Everyone, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

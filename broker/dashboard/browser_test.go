@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,13 +34,23 @@ import (
 const chromiumPath = "/usr/bin/chromium"
 
 // screenshotsEnv names a directory that receives screenshots of the pages,
-// for people to look at; unset, none are taken.
+// for people to look at; unset, they go to the test's temporary directory
+// (the test logs where).
 const screenshotsEnv = "PRESENCED_DASHBOARD_SCREENSHOTS"
 
 const (
 	adminToken = "test-admin-token-0123456789"
 	jwtSecret  = "test-jwt-secret-test-jwt-secret-0123"
 	stepLimit  = 30 * time.Second // every wait of the test is bounded by it
+	// historyPeriod is the broker's sample period here, instead of 10 s.
+	historyPeriod = 250 * time.Millisecond
+)
+
+// The charts of the last hour, on the overview and on a group's page.
+const (
+	serverHour = `#overview-history .chart[data-range="hour"] svg`
+	serverDay  = `#overview-history .chart[data-range="day"] svg`
+	groupHour  = `#group-history .chart[data-range="hour"] svg`
 )
 
 // The group's name and a status text hold markup: the page must show them
@@ -97,6 +108,15 @@ func TestDashboardInBrowser(t *testing.T) {
 		if who := b.text(t, "#whoami"); !strings.Contains(who, "API token") {
 			t.Errorf("whoami %q", who)
 		}
+		// The server's online history: samples of nobody online, a flat
+		// line on the axis.
+		b.waitAttr(t, serverHour, "data-last", "0")
+		b.waitAttr(t, serverHour, "data-step", fmt.Sprint(historyPeriod.Milliseconds()))
+		before := b.plot(t, serverHour)
+		if len(before.ys) == 0 || slices.Max(before.ys) != slices.Min(before.ys) {
+			t.Fatalf("nobody online, and the line is not flat: %v", before.ys)
+		}
+		b.screenshot(t, "history-before.png")
 
 		alice := dialMember(t, base, "alice")
 		b.waitAttr(t, `#counts tr[data-group="team"]`, "data-online", "1")
@@ -112,6 +132,20 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.waitAttr(t, "#stat-groups", "data-value", "2")
 		b.screenshot(t, "overview.png")
 
+		// alice's sample reaches the plot: the line rises at its end (SVG
+		// y grows downwards), and the chart's pixels change.
+		b.waitAttr(t, serverHour, "data-last", "1")
+		after := b.plot(t, serverHour)
+		if n := len(after.ys); n < 2 || after.ys[n-1] >= before.ys[0] || after.ys[n-1] >= after.ys[0] {
+			t.Errorf("the line did not rise when alice came online: before %v, after %v", before.ys, after.ys)
+		}
+		if bytes.Equal(before.png, after.png) {
+			t.Error("the chart looks the same before and after alice came online")
+		}
+		b.waitAttr(t, serverDay, "data-state", "drawn")
+		b.waitAttr(t, `#overview-history [data-field="peak"]`, "data-value", "1")
+		b.screenshot(t, "history-after.png")
+
 		t.Run("group page", func(t *testing.T) {
 			b.run(t, "open the group from the table",
 				chromedp.Click(chromedp.CSS(`#counts tr[data-group="team"] a`)),
@@ -119,6 +153,7 @@ func TestDashboardInBrowser(t *testing.T) {
 			b.waitAttr(t, `#members-body tr[data-user="alice"]`, "data-status", "online")
 			b.waitAttr(t, `#members-body tr[data-user="bob"]`, "data-status", "offline")
 			b.waitAttr(t, "#group-counts", "data-online", "1")
+			b.waitAttr(t, groupHour, "data-last", "1")
 			if title := b.text(t, "#group-title"); title != teamName {
 				t.Errorf("title %q, want %q", title, teamName)
 			}
@@ -161,6 +196,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		b.waitAttr(t, `#counts tr[data-group="team"]`, "data-online", "1")
 		b.mustBeAbsent(t, `#counts tr[data-group="other"]`)
 		b.run(t, "stats note", chromedp.WaitVisible(chromedp.CSS("#stats-note")))
+		b.run(t, "history note", chromedp.WaitVisible(chromedp.CSS(`#overview-history [data-field="note"]`)))
 		if who := b.text(t, "#whoami"); !strings.Contains(who, "bob") {
 			t.Errorf("whoami %q", who)
 		}
@@ -188,12 +224,13 @@ func TestDashboardInBrowser(t *testing.T) {
 func startServer(t *testing.T) string {
 	t.Helper()
 	s, err := broker.New(broker.Config{
-		DataDir:    t.TempDir(),
-		HTTPAddr:   "127.0.0.1:0",
-		AdminToken: adminToken,
-		JWTSecret:  jwtSecret,
-		Grace:      200 * time.Millisecond,
-		Logger:     zaptest.NewLogger(t),
+		DataDir:       t.TempDir(),
+		HTTPAddr:      "127.0.0.1:0",
+		AdminToken:    adminToken,
+		JWTSecret:     jwtSecret,
+		Grace:         200 * time.Millisecond,
+		HistoryPeriod: historyPeriod,
+		Logger:        zaptest.NewLogger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +330,9 @@ func dialMember(t *testing.T, base, user string) *client.Client {
 // happen on the dashboard: script exceptions, console errors, and
 // violations of the Content-Security-Policy.
 type browser struct {
-	tab context.Context
+	tab   context.Context
+	shots string // where screenshots go
+	plots int    // charts read so far
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -320,7 +359,10 @@ func newBrowser(t *testing.T) *browser {
 	t.Cleanup(cancelAlloc)
 	tab, cancelTab := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
 	t.Cleanup(cancelTab)
-	b := &browser{tab: tab}
+	b := &browser{tab: tab, shots: os.Getenv(screenshotsEnv)}
+	if b.shots == "" {
+		b.shots = t.TempDir()
+	}
 	// Start the browser now with a context without deadline (a deadline on
 	// the first use would bound the browser's life), so that a browser that
 	// cannot start fails here.
@@ -448,20 +490,49 @@ func (b *browser) mustBeAbsent(t *testing.T, sel string) {
 	}
 }
 
-// screenshot saves the page to the directory named by screenshotsEnv.
+// screenshot saves the page in the browser's screenshot directory.
 func (b *browser) screenshot(t *testing.T, name string) {
 	t.Helper()
-	dir := os.Getenv(screenshotsEnv)
-	if dir == "" {
-		return
-	}
 	ctx, cancel := context.WithTimeout(b.tab, stepLimit)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+	b.save(t, name, png)
+}
+
+func (b *browser) save(t *testing.T, name string, png []byte) {
+	t.Helper()
+	path := filepath.Join(b.shots, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("screenshot %s", path)
+}
+
+// plotShot is what a chart draws: the y of every point of its line, in
+// SVG units (growing downwards), and a screenshot of the chart.
+type plotShot struct {
+	ys  []float64
+	png []byte
+}
+
+// plot reads the chart whose <svg> is sel and saves its screenshot.
+func (b *browser) plot(t *testing.T, sel string) plotShot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.tab, stepLimit)
+	defer cancel()
+	ys, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](fmt.Sprintf(
+		`[...(document.querySelector(%q + " path.line")?.getAttribute("d") ?? "").matchAll(/[ML][\d.]+,([\d.]+)/g)].map((m) => Number(m[1]))`, sel)))
+	if err != nil {
+		b.fail(t, "read the line of %s: %v", sel, err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(sel), chromedp.NodeVisible))
+	if err != nil {
+		b.fail(t, "screenshot of %s: %v", sel, err)
+	}
+	b.plots++
+	b.save(t, fmt.Sprintf("chart-%d.png", b.plots), png)
+	return plotShot{ys, png}
 }

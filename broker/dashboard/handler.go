@@ -18,8 +18,9 @@ const Prefix = "/dashboard/"
 
 // ContentSecurityPolicy is sent with every answer: scripts, styles and
 // images from the dashboard's own origin only, nothing inline, WebSockets
-// and fetches to the same broker, and no framing.
-const ContentSecurityPolicy = "default-src 'self'; connect-src 'self' ws: wss:; " +
+// and fetches to its own origin only ('self' covers ws: and wss: of the
+// same host), and no framing.
+const ContentSecurityPolicy = "default-src 'self'; connect-src 'self'; " +
 	"img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 //go:embed static

@@ -4,12 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/presenced/presenced/broker/internal/strictjson"
 	"github.com/presenced/presenced/membership"
 )
 
@@ -224,22 +224,15 @@ func (s *Service) apiStatus(w http.ResponseWriter, r *http.Request) error {
 // decode reads a JSON body into v strictly: one value, no unknown fields,
 // at most MaxBodyBytes.
 func (s *Service) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			return httpError(err)
-		case errors.Is(err, io.EOF):
-			return badRequest("request body is empty")
-		}
-		return badRequest("invalid JSON body: " + err.Error())
+	err := strictjson.Decode(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), v)
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe):
+		return httpError(err)
 	}
-	if dec.More() {
-		return badRequest("invalid JSON body: more than one value")
-	}
-	return nil
+	return badRequest(err.Error())
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

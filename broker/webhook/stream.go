@@ -40,27 +40,11 @@ func openStream(ctx context.Context, cfg Config) (jetstream.Stream, error) {
 		// Changes carry no message id: nothing to deduplicate.
 		Duplicates: min(cfg.StreamMaxAge, time.Second),
 	}
-	wait := 2 * time.Second
-	for {
-		actx, cancel := context.WithTimeout(ctx, wait)
-		st, err := cfg.JetStream.CreateStream(actx, sc)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			st, err = cfg.JetStream.UpdateStream(actx, sc)
-		}
-		cancel()
-		if err == nil {
-			return st, nil
-		}
-		if ctx.Err() != nil || !jskv.Transient(err) {
-			return nil, fmt.Errorf("webhook: open stream %s: %w", cfg.Stream, err)
-		}
-		wait = min(2*wait, 10*time.Second)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("webhook: open stream %s: %w", cfg.Stream, err)
-		case <-time.After(100 * time.Millisecond):
-		}
+	st, err := jskv.CreateStream(ctx, cfg.JetStream, sc)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: open stream %s: %w", cfg.Stream, err)
 	}
+	return st, nil
 }
 
 // consumerConfig is the durable consumer that delivers w: every node

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -148,18 +147,4 @@ func headerUint(b []byte, key string) (uint64, bool) {
 	}
 	v, err := strconv.ParseUint(string(num[:j]), 10, 64)
 	return v, err == nil
-}
-
-// discard reads and drops frames until ctx ends or the connection fails;
-// reading also answers the server's pings.
-func discard(ctx context.Context, ws *websocket.Conn) error {
-	for {
-		_, r, err := ws.Reader(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return err
-		}
-	}
 }

@@ -1,7 +1,7 @@
 // Command presencectl administers a presenced server through its REST API:
-// import NDJSON with a progress bar, create and revoke tokens, list groups
-// and members. It reads PRESENCED_URL and PRESENCED_TOKEN, or --url and
-// --token.
+// import NDJSON with a progress bar, export the membership as NDJSON, create
+// and revoke tokens, list groups and members. It reads PRESENCED_URL and
+// PRESENCED_TOKEN, or --url and --token.
 package main
 
 import (
@@ -17,8 +17,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/schollz/progressbar/v3"
 )
 
 const usage = `presencectl administers a presenced server.
@@ -28,20 +26,26 @@ Usage:
 
 Commands:
   import FILE                         import NDJSON users, groups, members and roles
+  export [FILE]                       write them as NDJSON to import (default: stdout)
   token create --scopes S[,S] [--user ID] [--name N] [--expires 24h]
   token revoke ID
   token list
   groups                              list groups
   members GROUP                       list a group's members
+  help                                show this help
 
 Environment: PRESENCED_URL (default http://127.0.0.1:8080), PRESENCED_TOKEN.
 `
 
+// errUsage is a command line presencectl cannot run: it exits 2.
+var errUsage = errors.New("usage")
+
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "presencectl:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
 		}
+		fmt.Fprintln(os.Stderr, "presencectl:", err)
 		os.Exit(1)
 	}
 }
@@ -52,27 +56,37 @@ type ctl struct {
 	http        *http.Client
 }
 
+// run runs one command. Help that was asked for goes to out and is no
+// error; a command line without a command prints the usage to errw and
+// returns errUsage.
 func run(args []string, out, errw io.Writer) error {
 	fs := flag.NewFlagSet("presencectl", flag.ContinueOnError)
-	fs.SetOutput(errw)
-	fs.Usage = func() { fmt.Fprint(errw, usage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage) }
 	base := fs.String("url", envOr("PRESENCED_URL", "http://127.0.0.1:8080"), "server URL")
 	token := fs.String("token", os.Getenv("PRESENCED_TOKEN"), "API token")
-	if err := fs.Parse(args); err != nil {
+	if help, err := parseFlags(fs, args, out); help || err != nil {
 		return err
 	}
 	c := &ctl{base: strings.TrimSuffix(*base, "/"), token: *token, out: out, errw: errw, http: &http.Client{}}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		fs.Usage()
-		return flag.ErrHelp
+		fmt.Fprint(errw, usage)
+		return errUsage
 	}
 	switch rest[0] {
+	case "help":
+		fmt.Fprint(out, usage)
+		return nil
 	case "import":
 		if len(rest) != 2 {
 			return errors.New("usage: presencectl import FILE")
 		}
 		return c.importFile(rest[1])
+	case "export":
+		if len(rest) > 2 {
+			return errors.New("usage: presencectl export [FILE]")
+		}
+		return c.exportFile(append(rest[1:], "-")[0])
 	case "token":
 		return c.tokenCmd(rest[1:])
 	case "groups":
@@ -85,6 +99,23 @@ func run(args []string, out, errw io.Writer) error {
 	default:
 		return fmt.Errorf("unknown command %q (try --help)", rest[0])
 	}
+}
+
+// parseFlags parses args into fs. -h and --help print fs's usage to out and
+// report help, which is not an error; other mistakes are errors that say
+// where to look.
+func parseFlags(fs *flag.FlagSet, args []string, out io.Writer) (help bool, err error) {
+	fs.SetOutput(io.Discard)
+	err = fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(out)
+		fs.Usage()
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w (try --help)", err)
+	}
+	return false, nil
 }
 
 func envOr(k, def string) string {
@@ -120,73 +151,6 @@ func (c *ctl) do(method, path string, body io.Reader, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func (c *ctl) importFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	bar := progressbar.NewOptions64(st.Size(),
-		progressbar.OptionSetWriter(c.errw),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionSetDescription("importing"),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish())
-	body := progressbar.NewReader(f, bar)
-	req, err := http.NewRequest("POST", c.base+"/v1/import?progress=1", &body)
-	if err != nil {
-		return err
-	}
-	req.ContentLength = st.Size()
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("import: %d %s", resp.StatusCode, bytes.TrimSpace(b))
-	}
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var line struct {
-			Report *struct {
-				Lines, Created, Updated, Unchanged, Failed int
-				Errors                                     []struct {
-					Line    int
-					Message string
-				}
-			}
-			Error *struct{ Code, Message string }
-		}
-		if err := dec.Decode(&line); err == io.EOF {
-			return errors.New("import: the server ended the answer without a report")
-		} else if err != nil {
-			return err
-		}
-		if line.Error != nil {
-			return fmt.Errorf("import: %s", line.Error.Message)
-		}
-		if r := line.Report; r != nil {
-			_ = bar.Finish()
-			fmt.Fprintf(c.out, "lines %d, created %d, updated %d, unchanged %d, failed %d\n",
-				r.Lines, r.Created, r.Updated, r.Unchanged, r.Failed)
-			for _, e := range r.Errors {
-				fmt.Fprintf(c.out, "  line %d: %s\n", e.Line, e.Message)
-			}
-			if r.Failed > 0 {
-				return fmt.Errorf("%d lines failed", r.Failed)
-			}
-			return nil
-		}
-	}
-}
-
 func (c *ctl) tokenCmd(args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: presencectl token create|revoke|list")
@@ -194,12 +158,11 @@ func (c *ctl) tokenCmd(args []string) error {
 	switch args[0] {
 	case "create":
 		fs := flag.NewFlagSet("token create", flag.ContinueOnError)
-		fs.SetOutput(c.errw)
 		scopes := fs.String("scopes", "", "comma-separated scopes")
 		user := fs.String("user", "", "user the token acts as")
 		name := fs.String("name", "", "a name to recognise the token by")
 		expires := fs.Duration("expires", 0, "lifetime (0: never expires)")
-		if err := fs.Parse(args[1:]); err != nil {
+		if help, err := parseFlags(fs, args[1:], c.out); help || err != nil {
 			return err
 		}
 		body := map[string]any{"name": *name, "userId": *user, "scopes": strings.Split(*scopes, ",")}

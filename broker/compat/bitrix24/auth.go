@@ -32,7 +32,7 @@ func (h *Handler) webhookUser(r *http.Request, t target) (membership.User, *apiE
 
 // tokenUser checks an OAuth access token from the auth or access_token
 // parameter or an Authorization: Bearer header. The token must act as an
-// active user and carry connect or membership:read (Bitrix24's sonet scope).
+// active user, with the connect scope (acting as the user).
 func (h *Handler) tokenUser(r *http.Request, p map[string]any) (membership.User, *apiError) {
 	token := stringParam(p, "auth")
 	if token == "" {
@@ -60,7 +60,7 @@ func (h *Handler) tokenUser(r *http.Request, p map[string]any) (membership.User,
 	if tok.UserID == "" || !ok || !u.Active {
 		return membership.User{}, errInvalidToken
 	}
-	if !tok.Allows(membership.ScopeConnect) && !tok.Allows(membership.ScopeMembershipRead) {
+	if !tok.Allows(membership.ScopeConnect) {
 		return membership.User{}, errScope
 	}
 	return u, nil

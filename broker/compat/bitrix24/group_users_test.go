@@ -197,7 +197,8 @@ func TestRequests(t *testing.T) {
 		{"get_oauth_bearer", req{path: method + ".json?ID=69", header: map[string]string{"Authorization": "Bearer {owner}"}}, 200, full, ""},
 		{"sdk_params_ignored", req{method: "POST", path: hook + method + "?bx24_request_id=1&bx24_sdk_ver=2.2.0&bx24_sdk_type=b24-js-sdk", ctype: jsonType, body: `{"ID":69}`}, 200, full, ""},
 		{"body_wins_over_query", req{method: "POST", path: hook + method + "?ID=70", ctype: jsonType, body: `{"ID":"69"}`}, 200, full, ""},
-		{"membership_read_token", req{path: method + "?ID=71&auth={reader}"}, 200, []string{"779:A"}, ""},
+		// Acting as a user takes the connect scope: membership:read alone is not enough.
+		{"membership_read_token", req{path: method + "?ID=71&auth={reader}"}, 401, nil, "insufficient_scope"},
 
 		// ID as PHP's intval reads it.
 		{"id_trailing_letters", req{path: hook + method + "?ID=69abc"}, 200, full, ""},

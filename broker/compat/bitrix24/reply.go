@@ -70,3 +70,11 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body) // the client may be gone; nothing to do
 }
+
+// WriteUnavailable answers that presence cannot be served right now (the
+// node lost its store) with 503 and Retry-After: Bitrix24 clients retry a
+// 503 with backoff.
+func WriteUnavailable(w http.ResponseWriter, why string) {
+	w.Header().Set("Retry-After", "5")
+	writeJSON(w, http.StatusServiceUnavailable, errorBody{"SERVICE_UNAVAILABLE", "Service temporarily unavailable: " + why})
+}

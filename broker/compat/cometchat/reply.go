@@ -56,3 +56,15 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body) // the client may be gone; nothing to do
 }
+
+// codeUnavailable is the code of WriteUnavailable's answer.
+const codeUnavailable = "ERR_SERVICE_UNAVAILABLE"
+
+// WriteUnavailable answers that presence cannot be served right now (the
+// node lost its store), in CometChat's error envelope with 503 and
+// Retry-After.
+func WriteUnavailable(w http.ResponseWriter, why string) {
+	e := newError(http.StatusServiceUnavailable, codeUnavailable, "The service is temporarily unavailable.", why)
+	w.Header().Set("Retry-After", "5")
+	writeJSON(w, e.status, e.body)
+}

@@ -248,7 +248,7 @@ func TestAuthFailures(t *testing.T) {
 
 	// A failing backend is a 500 in the vendor's shape, not a 401.
 	env := w.env
-	url := serve(t, rocketchat.Config{Directory: env.Index, Presence: env.Statuses, Auth: compattest.FailingAuth{Err: compattest.ErrDown}})
+	url := serve(t, rocketchat.Config{Directory: env.Index, Presence: env.Statuses, Auth: compattest.FailingAuth{Err: compattest.ErrDown}, Visibility: env.Everyone})
 	res := (&world{env: env, url: url, creds: w.creds}).do(t, req{path: "users.presence", as: callerID})
 	if res.Status != 500 {
 		t.Fatalf("status %d", res.Status)
@@ -302,10 +302,10 @@ func TestRateLimit(t *testing.T) {
 func TestNewConfig(t *testing.T) {
 	env := compattest.New(t)
 	for _, cfg := range []rocketchat.Config{
-		{Presence: env.Statuses, Auth: env.Auth},
-		{Directory: env.Index, Auth: env.Auth},
+		{Presence: env.Statuses, Auth: env.Auth, Visibility: env.Everyone},
+		{Directory: env.Index, Auth: env.Auth, Visibility: env.Everyone},
 		{Directory: env.Index, Presence: env.Statuses},
-		{Directory: env.Index, Presence: env.Statuses, Auth: env.Auth, RateLimit: rocketchat.RateLimit{Calls: -1}},
+		{Directory: env.Index, Presence: env.Statuses, Auth: env.Auth, Visibility: env.Everyone, RateLimit: rocketchat.RateLimit{Calls: -1}},
 	} {
 		if _, err := rocketchat.New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)

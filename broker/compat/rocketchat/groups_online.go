@@ -19,7 +19,8 @@ type groupsOnlineBody struct {
 }
 
 // groupsOnline lists the members of a private group who are not offline, the
-// caller included. Members and admins (view-p-room) may ask.
+// caller included. Those who may watch the group (members and admins) may
+// ask; to anyone else a group they may not see reads as missing.
 func (h *Handler) groupsOnline(c *call) (any, *apiError) {
 	id := c.q.Get("_id")
 	if id == "" && !h.cfg.RejectLegacyQuery {
@@ -29,7 +30,7 @@ func (h *Handler) groupsOnline(c *call) (any, *apiError) {
 		return nil, failure("Invalid query")
 	}
 	g, ok := h.dir.Group(id)
-	if !ok || g.Type != membership.GroupPrivate {
+	if !ok || g.Type != membership.GroupPrivate || !h.cfg.Visibility.CanWatchGroup(c.user.ID, g.ID) {
 		return nil, failure("Group does not exists")
 	}
 	_, member := h.dir.Member(g.ID, c.user.ID)

@@ -34,6 +34,9 @@ type Config struct {
 	StatusWriter StatusWriter
 	// Auth checks the X-User-Id and X-Auth-Token pair.
 	Auth Authenticator
+	// Visibility decides whose presence a caller sees and which groups it
+	// may watch (required).
+	Visibility Visibility
 	// Logger receives server-side failures (default: no logging).
 	Logger *zap.Logger
 	// Now returns the current time (default time.Now).
@@ -73,6 +76,8 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("%w: Presence is required", ErrConfig)
 	case cfg.Auth == nil:
 		return nil, fmt.Errorf("%w: Auth is required", ErrConfig)
+	case cfg.Visibility == nil:
+		return nil, fmt.Errorf("%w: Visibility is required", ErrConfig)
 	case cfg.RateLimit.Calls < 0 || cfg.RateLimit.Window < 0:
 		return nil, fmt.Errorf("%w: RateLimit must not be negative", ErrConfig)
 	}

@@ -60,6 +60,20 @@ type StatusWriter interface {
 	SetManualStatus(ctx context.Context, user string, status protocol.Status, text string) error
 }
 
+// Visibility is the deployment's rule of who may see whose presence and
+// watch which group, the same for every API. *membership.Authority
+// implements it.
+type Visibility interface {
+	// UserFilter reports, for one viewer, whether each target's presence
+	// may be shown; a hidden user reads as offline.
+	UserFilter(viewer string) func(target string) bool
+	// CanWatchGroup reports whether viewer may see group's presence; a
+	// group it may not reads as missing.
+	CanWatchGroup(viewer, group string) bool
+}
+
+var _ Visibility = (*membership.Authority)(nil)
+
 // Authenticator checks the X-User-Id and X-Auth-Token pair.
 type Authenticator interface {
 	// AuthenticateUser returns the user whose id is userID when credential

@@ -93,3 +93,11 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) { writeJSON(w, e.status, e.body) }
+
+// WriteUnavailable answers that presence cannot be served right now (the
+// node lost its store), in Rocket.Chat's plain failure shape with 503 and
+// Retry-After, so that clients retry, on another node if there is one.
+func WriteUnavailable(w http.ResponseWriter, why string) {
+	w.Header().Set("Retry-After", "5")
+	writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "Service unavailable: " + why})
+}

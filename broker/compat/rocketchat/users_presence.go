@@ -39,6 +39,7 @@ func (h *Handler) usersPresence(c *call) (any, *apiError) {
 		return presenceBody{Users: []presenceUser{}, Full: true, Success: true}, nil
 	}
 	out := []presenceUser{}
+	visible := h.cfg.Visibility.UserFilter(c.user.ID) // hidden users read as offline: absent
 	if p, ok := c.q["ids"]; ok && (p.Array || p.First() != "") {
 		ids := c.q.List("ids")
 		seen := make(map[string]bool, len(ids))
@@ -47,7 +48,7 @@ func (h *Handler) usersPresence(c *call) (any, *apiError) {
 				continue
 			}
 			seen[id] = true
-			if u, ok := h.dir.User(id); ok {
+			if u, ok := h.dir.User(id); ok && visible(id) {
 				if pu := h.presenceOf(u); pu.Status.Online() {
 					out = append(out, pu)
 				}
@@ -60,14 +61,14 @@ func (h *Handler) usersPresence(c *call) (any, *apiError) {
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
 		for _, id := range ids {
-			if u, ok := h.dir.User(id); ok && id != c.user.ID && u.Username != "" {
+			if u, ok := h.dir.User(id); ok && id != c.user.ID && u.Username != "" && visible(id) {
 				out = append(out, h.presenceOf(u))
 			}
 		}
 		return presenceBody{Users: out, Full: false, Success: true}, nil
 	}
 	for _, u := range h.dir.Users() {
-		if u.Username == "" {
+		if u.Username == "" || !visible(u.ID) {
 			continue
 		}
 		if pu := h.presenceOf(u); pu.Status.Online() {

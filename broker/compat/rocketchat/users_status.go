@@ -41,6 +41,10 @@ func (h *Handler) getStatus(c *call) (any, *apiError) {
 			return nil, e
 		}
 	}
+	if !h.cfg.Visibility.UserFilter(c.user.ID)(u.ID) {
+		// A user the caller may not see reads as offline.
+		return statusBody{ID: u.ID, ConnectionStatus: protocol.StatusOffline, Status: protocol.StatusOffline, Success: true}, nil
+	}
 	st, text, _ := h.cfg.Presence.UserStatus(u.ID)
 	return statusBody{ID: u.ID, Message: text, ConnectionStatus: st, Status: st, Success: true}, nil
 }

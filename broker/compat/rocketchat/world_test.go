@@ -99,6 +99,7 @@ func newWorld(t *testing.T, mods ...func(*rocketchat.Config)) *world {
 		Presence:     env.Statuses,
 		StatusWriter: env.Statuses,
 		Auth:         env.Auth,
+		Visibility:   env.Everyone,
 		Logger:       zaptest.NewLogger(t),
 		Now:          func() time.Time { return now },
 		Permissions:  map[string][]string{"access-permissions": {"auditor"}},

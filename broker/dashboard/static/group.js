@@ -1,9 +1,10 @@
-// The page of one group: its members and their statuses, live. It
-// subscribes to the group through the JavaScript client (a snapshot, then
-// deltas) and unsubscribes when left.
+// The page of one group: its members and their statuses, live, and its
+// online history (history.js). It subscribes to the group through the
+// JavaScript client (a snapshot, then deltas) and unsubscribes when left.
 
 import { ApiError, eachPage, get } from "./api.js";
 import { el, formatNumber, frameScheduler, setText, show, timeAgo } from "./dom.js";
+import { HistoryPanel } from "./history.js";
 
 const MAX_ROWS = 500; // member rows; the filter finds the rest
 const STATUSES = ["online", "busy", "away", "offline"];
@@ -20,12 +21,14 @@ export class GroupPage {
   #loading = false;
   #clock = null;
   #leaveController = null;
+  #history;
   #dom = new AbortController(); // removes the page's DOM listeners on stop
   #render = frameScheduler(() => this.#draw());
 
   /** session: {token, caps, client, groupNames, userNames}. */
   constructor(session) {
     this.#session = session;
+    this.#history = new HistoryPanel(document.getElementById("group-history"), session);
     const c = session.client;
     const mine = (detail) => detail.group === this.#group;
     for (const type of ["snapshot", "delta", "resumed"]) {
@@ -62,6 +65,7 @@ export class GroupPage {
     this.#drawTitle();
     this.#draw();
     this.#clock = setInterval(() => this.#render(), CLOCK);
+    this.#history.show(group);
 
     const { caps, token, client } = this.#session;
     document.getElementById("members").dataset.details = caps.membership ? "on" : "off";
@@ -87,6 +91,7 @@ export class GroupPage {
     const group = this.#group;
     this.#group = "";
     clearInterval(this.#clock);
+    this.#history.hide();
     this.#leaveController?.abort();
     show("group-view", false);
     if (group && this.#session.client.groups().includes(group)) {

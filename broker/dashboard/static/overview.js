@@ -1,9 +1,11 @@
 // The overview page: live online counts of every group the token may see
-// (watch_counts through the JavaScript client), the busiest groups, and the
-// broker's totals polled from GET /v1/stats.
+// (watch_counts through the JavaScript client), the busiest groups, the
+// broker's totals polled from GET /v1/stats, and the server's online
+// history (history.js).
 
 import { ApiError, get } from "./api.js";
 import { el, formatNumber, frameScheduler, setText, show } from "./dom.js";
+import { HistoryPanel } from "./history.js";
 
 const STATS_INTERVAL = 5000; // ms between polls of /v1/stats
 const BUSIEST = 10; // groups in the busiest list
@@ -16,12 +18,14 @@ export class Overview {
   #rows = new Map(); // group -> <tr> of the groups table
   #visible = false;
   #statsTimer = null;
+  #history;
   #dom = new AbortController(); // removes the page's DOM listeners on stop
   #render = frameScheduler(() => this.#draw());
 
   /** session: {token, caps, client, groupNames, onRejected}. */
   constructor(session) {
     this.#session = session;
+    this.#history = new HistoryPanel(document.getElementById("overview-history"), session);
     session.client.on("counts", ({ counts }) => this.#apply(counts));
     session.groupNames.onChange(() => this.#render());
     const signal = this.#dom.signal;
@@ -51,6 +55,7 @@ export class Overview {
     show("stats-note", !presence);
     if (presence) this.#pollStats();
     else setText("stats-note", "Totals need an API token with the presence:read scope.");
+    this.#history.show("");
   }
 
   leave() {
@@ -58,6 +63,7 @@ export class Overview {
     show("overview-view", false);
     clearTimeout(this.#statsTimer);
     this.#statsTimer = null;
+    this.#history.hide();
   }
 
   stop() {

@@ -33,6 +33,9 @@ type Env struct {
 	Index    *membership.Index
 	Statuses *Statuses
 	Auth     *Auth
+	// Everyone is the visibility of upstream Rocket.Chat: every user sees
+	// everyone (membership.VisibilityAll).
+	Everyone *membership.Authority
 }
 
 // New starts JetStream, opens a store whose clock is Now and returns the
@@ -56,6 +59,9 @@ func New(t testing.TB) *Env {
 	}
 	t.Cleanup(st.Close)
 	e.Store, e.Index, e.Auth = st, st.Index(), &Auth{Store: st}
+	if e.Everyone, err = membership.NewAuthority(st.Index(), membership.VisibilityAll); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 

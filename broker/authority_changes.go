@@ -1,0 +1,116 @@
+package broker
+
+import (
+	"context"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/protocol"
+)
+
+// A change of authority reaches open connections at once, on every node
+// (each follows the membership bucket): a revoked token, or a user
+// deactivated or deleted, closes the connections that authenticated with
+// it with 4002 unauthorized; a member removed from a group, or a user who
+// lost the admin role, loses the subscriptions and count watches the
+// authority rule no longer allows, each ended with an error push.
+
+// onMembershipChange is the membership store's change feed callback. It
+// runs on the store's watch goroutine: it only looks connections up and
+// hands the work to them.
+func (s *Server) onMembershipChange(c membership.Change) {
+	switch c.Kind {
+	case membership.KindToken:
+		if c.Deleted {
+			id := c.Token.ID
+			s.revoke(s.conns.ofToken(id), "token revoked", func(cr membership.Credential) bool { return cr.TokenID == id })
+		}
+	case membership.KindUser:
+		switch {
+		case c.Deleted:
+			s.revoke(s.conns.ofUser(c.User.ID), "user deleted", ofUser(c.User.ID))
+		case !c.User.Active:
+			s.revoke(s.conns.ofUser(c.User.ID), "user deactivated", ofUser(c.User.ID))
+		default: // roles may have changed: what the user may watch too
+			for _, wc := range s.conns.ofUser(c.User.ID) {
+				go wc.recheckAccess()
+			}
+		}
+	case membership.KindMember:
+		if c.Deleted {
+			for _, wc := range s.conns.ofUser(c.Member.UserID) {
+				go wc.recheckAccess()
+			}
+		}
+	}
+}
+
+// revoke closes connections whose credential is no longer valid: the
+// native WebSockets given and the Rocket.Chat realtime connections whose
+// credential matches.
+func (s *Server) revoke(conns []*wsConn, why string, match func(membership.Credential) bool) {
+	for _, wc := range conns {
+		wc.close(protocol.CloseUnauthorized)
+	}
+	n := len(conns)
+	if rt := s.ddp.Load(); rt != nil {
+		n += rt.CloseWhere(match)
+	}
+	if n > 0 {
+		s.log.Info("closed connections whose credential is no longer valid", zap.String("why", why), zap.Int("connections", n))
+	}
+}
+
+func ofUser(id string) func(membership.Credential) bool {
+	return func(c membership.Credential) bool { return c.UserID == id }
+}
+
+// recheckAccess ends the subscriptions and count watches of groups the
+// connection may no longer watch.
+func (wc *wsConn) recheckAccess() {
+	wc.mu.Lock()
+	subscribed := make([]string, 0, len(wc.groups))
+	for g := range wc.groups {
+		subscribed = append(subscribed, g)
+	}
+	counted, all := slices.Clone(wc.counts), wc.countsAll
+	wc.mu.Unlock()
+
+	var lost, lostCounts []string
+	for _, g := range subscribed {
+		if !wc.mayWatch(g) {
+			lost = append(lost, g)
+		}
+	}
+	for _, g := range counted {
+		if !wc.mayWatch(g) {
+			lostCounts = append(lostCounts, g)
+		}
+	}
+	all = all && !wc.seesEveryGroup()
+
+	wc.mu.Lock()
+	for _, g := range lost {
+		delete(wc.groups, g)
+	}
+	wc.counts = slices.DeleteFunc(wc.counts, func(g string) bool { return slices.Contains(lostCounts, g) })
+	if all {
+		wc.countsAll = false
+	}
+	wc.mu.Unlock()
+
+	for _, g := range lost {
+		wc.sub.Unsubscribe(g)
+		if err := wc.write(context.Background(), protocol.AppendGroupError(nil, g, protocol.CodeForbidden, "no longer a member of "+g)); err != nil {
+			return
+		}
+	}
+	switch {
+	case all:
+		wc.sub.UnwatchCounts() // no longer an admin: no counts of every group
+	case len(lostCounts) > 0:
+		wc.sub.UnwatchCountsOf(lostCounts...)
+	}
+}

@@ -1,0 +1,110 @@
+package broker_test
+
+import (
+	"flag"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/presenced/presenced/broker"
+)
+
+// signJWT signs an HS256 token with the test secret.
+func signJWT(t *testing.T, claims jwt.RegisteredClaims) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(testJWTSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestJWTClaimsChecked: with --jwt-audience and --jwt-issuer a user JWT
+// must name them, and no JWT may live longer than --jwt-max-lifetime.
+func TestJWTClaimsChecked(t *testing.T) {
+	s := startServer(t, "", func(c *broker.Config) {
+		c.JWTAudience, c.JWTIssuer, c.JWTMaxLifetime = "presenced", "https://id.example", time.Hour
+	})
+	seedTeam(t, s)
+	now := time.Now()
+	good := jwt.RegisteredClaims{Subject: "a", Audience: jwt.ClaimStrings{"presenced"}, Issuer: "https://id.example",
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(30 * time.Minute))}
+	tests := []struct {
+		name   string
+		change func(*jwt.RegisteredClaims)
+		want   int
+	}{
+		{"all good", func(*jwt.RegisteredClaims) {}, http.StatusOK},
+		{"another audience", func(c *jwt.RegisteredClaims) { c.Audience = jwt.ClaimStrings{"other"} }, http.StatusUnauthorized},
+		{"no audience", func(c *jwt.RegisteredClaims) { c.Audience = nil }, http.StatusUnauthorized},
+		{"another issuer", func(c *jwt.RegisteredClaims) { c.Issuer = "https://evil.example" }, http.StatusUnauthorized},
+		{"lives too long", func(c *jwt.RegisteredClaims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(48 * time.Hour)) }, http.StatusUnauthorized},
+		{"too long without iat", func(c *jwt.RegisteredClaims) {
+			c.IssuedAt, c.ExpiresAt = nil, jwt.NewNumericDate(now.Add(2*time.Hour))
+		}, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.change(&c)
+			if st := rcGet(t, s, "a", signJWT(t, c), "/api/v1/users.getStatus", nil); st != tt.want {
+				t.Fatalf("status %d, want %d", st, tt.want)
+			}
+		})
+	}
+}
+
+// TestMetricsToken: with --metrics-token, /metrics needs it as a bearer.
+func TestMetricsToken(t *testing.T) {
+	s := startServer(t, "", func(c *broker.Config) { c.MetricsToken = "metrics-secret-0123456789" })
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {"wrong", http.StatusUnauthorized}, {"metrics-secret-0123456789", http.StatusOK}} {
+		req, _ := http.NewRequest("GET", s.URL+"/metrics", nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Fatalf("/metrics with %q: %d, want %d", tt.token, resp.StatusCode, tt.want)
+		}
+	}
+}
+
+// TestSecretFiles: secrets can come from files, so that they stay out of
+// process lists; a file and a flag for the same secret exclude each other.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "admin")
+	if err := os.WriteFile(file, []byte("admin-token-from-a-file-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(args ...string) (broker.Config, error) {
+		fs := flag.NewFlagSet("presenced", flag.ContinueOnError)
+		build := broker.Flags(fs)
+		if err := fs.Parse(args); err != nil {
+			return broker.Config{}, err
+		}
+		return build()
+	}
+	cfg, err := parse("--admin-token-file", file)
+	if err != nil || cfg.AdminToken != "admin-token-from-a-file-0123" {
+		t.Fatalf("--admin-token-file: %q %v", cfg.AdminToken, err)
+	}
+	if _, err := parse("--admin-token-file", file, "--admin-token", "x"); err == nil || !strings.Contains(err.Error(), "exclude") {
+		t.Fatalf("both: %v", err)
+	}
+	if _, err := parse("--metrics-token-file", filepath.Join(dir, "missing")); err == nil {
+		t.Fatal("a missing file accepted")
+	}
+}

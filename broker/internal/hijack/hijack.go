@@ -1,0 +1,67 @@
+// Package hijack gives the hijacked connection of a WebSocket small
+// buffers. The broker's WebSocket and Rocket.Chat's realtime API (DDP)
+// both accept through it.
+package hijack
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// BufSize is the size of the read and write buffers a WebSocket keeps for
+// its life. net/http hands a hijacked connection 4 KiB of each; frames of a
+// presence session are small, and larger ones bypass a bufio buffer that is
+// empty, so 512 bytes cost syscalls only for bursts of tiny frames.
+const BufSize = 512
+
+// SmallBuffers wraps the ResponseWriter given to websocket.Accept: its
+// Hijack returns small buffers instead of net/http's, which would otherwise
+// live as long as the connection does, and stores the net.Conn in Conn
+// (for write deadlines).
+type SmallBuffers struct {
+	http.ResponseWriter
+	Conn *net.Conn
+}
+
+// Hijack implements http.Hijacker.
+func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	if w.Conn != nil {
+		*w.Conn = c
+	}
+	_ = c.SetDeadline(time.Time{}) // the HTTP server's read deadlines end with the request
+	// What the client sent right after its request (a pipelined first
+	// frame) sits in net/http's buffer. It must be in the returned
+	// reader's buffer, not behind it: coder/websocket takes what the
+	// reader has buffered and resets it onto the connection, dropping
+	// anything held by a reader underneath.
+	size := BufSize
+	var r io.Reader = c
+	n := brw.Reader.Buffered()
+	if n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		size = max(size, n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+	}
+	br := bufio.NewReaderSize(r, size)
+	if _, err := br.Peek(n); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, BufSize)), nil
+}

@@ -1,0 +1,111 @@
+package broker
+
+import (
+	"bufio"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A process has a bounded number of open files, and every HTTP or
+// WebSocket connection takes one. Without a bound of its own, idle
+// connections can take them all: then every new connection, /healthz
+// included, goes unanswered, and the store cannot open its files. So the
+// listener counts its connections and, past MaxConnections, accepts a new
+// one only to answer it at once (503, or 200 for /healthz) and close it,
+// from a small reserve of descriptors kept for that.
+
+// fdReserve is how many descriptors the default MaxConnections leaves for
+// the store, NATS, the listeners and the answers to connections over the
+// limit.
+const fdReserve = 100
+
+// defaultMaxConnections is the process's open files limit less fdReserve.
+func defaultMaxConnections() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
+		return 1 << 20
+	}
+	return max(int(rl.Cur)-fdReserve, 16)
+}
+
+// refusers bounds the connections over the limit being answered at once;
+// past it they are closed without an answer.
+const refusers = 32
+
+// limitListener counts open connections and refuses those over max.
+type limitListener struct {
+	net.Listener
+	max     int64
+	active  atomic.Int64
+	refused atomic.Uint64
+	busy    chan struct{} // a slot per refusal being answered
+	log     *zap.Logger
+}
+
+func newLimitListener(ln net.Listener, max int, log *zap.Logger) *limitListener {
+	return &limitListener{Listener: ln, max: int64(max), busy: make(chan struct{}, refusers), log: log}
+}
+
+// Accept returns the next connection within the limit; those over it are
+// answered and closed on the side.
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.active.Add(1) <= l.max {
+			return &countedConn{Conn: c, l: l}, nil
+		}
+		l.active.Add(-1)
+		if n := l.refused.Add(1); n&(n-1) == 0 { // the 1st, 2nd, 4th...: not one line per refusal
+			l.log.Warn("connection refused: too many open connections", zap.Int64("max", l.max), zap.Uint64("refused", n))
+		}
+		select {
+		case l.busy <- struct{}{}:
+			go func() {
+				defer func() { <-l.busy }()
+				refuse(c)
+			}()
+		default:
+			c.Close()
+		}
+	}
+}
+
+// refuse answers a connection over the limit and closes it: /healthz gets
+// 200 (the node is alive, only full), anything else 503 with Retry-After.
+func refuse(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	line, _ := bufio.NewReaderSize(c, 512).ReadString('\n')
+	if strings.HasPrefix(line, "GET /healthz ") {
+		const body = `{"status":"ok","connections":"at the limit"}` + "\n"
+		_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+		return
+	}
+	const body = `{"error":{"code":"unavailable","message":"too many open connections, retry"}}` + "\n"
+	_, _ = c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\n" +
+		"Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+}
+
+// countedConn gives its slot back when closed, once.
+type countedConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.l.active.Add(-1) })
+	return c.Conn.Close()
+}
