@@ -19,6 +19,16 @@ const (
 	grace        = 5 * time.Second
 )
 
+// Credentials of the suite's NATS. Routes authenticate with routePassword;
+// the suite's own JetStream queries (stream leaders, step-downs) sign in as
+// natsUser: the admin of presenced's account on the embedded servers, and
+// the one user of the external ones, whose routes need routePassword too.
+const (
+	routePassword = "chaos-route-password"
+	natsUser      = "chaos"
+	natsPassword  = "chaos-nats-password"
+)
+
 // readyTimeout bounds how long a node may take to report ready: a node
 // that restarts catches up from its peers first, on two shared cores.
 const readyTimeout = 60 * time.Second
@@ -51,8 +61,8 @@ type ClusterConfig struct {
 	Dir    string // data dirs and logs
 	Hosts  []int  // one node per host
 	// NATSURL points every node at an external NATS; empty: embedded NATS
-	// servers joined by routes, their client ports open on the node's
-	// address (for the suite's JetStream queries).
+	// servers joined by routes with a password, their client ports open on
+	// the node's address for the suite's JetStream queries, as natsUser.
 	NATSURL    string
 	AdminToken string
 	JWTSecret  string
@@ -108,8 +118,11 @@ func (c *Cluster) args(n *Node) []string {
 		args = append(args,
 			"--cluster-name", "chaos",
 			"--cluster-listen", n.IP+":6222",
+			"--cluster-password", routePassword,
 			"--routes", strings.Join(routes, ","),
-			"--nats-listen", n.IP+":4222")
+			"--nats-listen", n.IP+":4222",
+			"--nats-admin-user", natsUser,
+			"--nats-admin-password", natsPassword)
 	}
 	return append(args, c.cfg.Flags...)
 }

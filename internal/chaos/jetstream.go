@@ -68,26 +68,6 @@ func streamLeaders(ctx context.Context, n *Network, urls []string) (map[string]s
 	return out, err
 }
 
-// streamLastSeq returns the last sequence of stream.
-func streamLastSeq(ctx context.Context, n *Network, urls []string, stream string) (uint64, error) {
-	var seq uint64
-	err := withJetStream(ctx, n, urls, func(_ *nats.Conn, js jetstream.JetStream) error {
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		s, err := js.Stream(qctx, stream)
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(qctx)
-		if err != nil {
-			return err
-		}
-		seq = info.State.LastSeq
-		return nil
-	})
-	return seq, err
-}
-
 // stepDown asks the leader of stream to hand over to server preferred.
 func stepDown(ctx context.Context, n *Network, urls []string, stream, preferred string) error {
 	body, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": preferred}})

@@ -359,12 +359,12 @@ func (e *Env) noteSkips(ctx context.Context, row *Row, nodes []*Node) {
 			continue
 		}
 		mctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		m, err := e.API.Metrics(mctx, n.URL, "presenced_revision", "presenced_status_events_total")
+		m, err := e.API.Metrics(mctx, n.URL, "presenced_revision", "presenced_stream_entries_applied_total")
 		cancel()
 		if err != nil {
 			continue
 		}
-		skipped := int64(m["presenced_revision"]) - int64(before.rev) - (int64(m["presenced_status_events_total"]) - int64(before.applied))
+		skipped := int64(m["presenced_revision"]) - int64(before.rev) - (int64(m["presenced_stream_entries_applied_total"]) - int64(before.applied))
 		parts = append(parts, fmt.Sprintf("%s:%d", n.Name, skipped))
 	}
 	if len(parts) > 0 {

@@ -50,25 +50,31 @@ func newNATSCluster(bin, dir string, n *Network, tl *Timeline, hosts []int) *NAT
 	return c
 }
 
-// URL is the client URL list of every server.
+// URL is the client URL list of every server, with the suite's
+// credentials: presenced connects with it.
 func (c *NATSCluster) URL() string {
 	var urls []string
 	for _, s := range c.Servers {
-		urls = append(urls, s.URL)
+		urls = append(urls, strings.Replace(s.URL, "nats://", "nats://"+natsUser+":"+natsPassword+"@", 1))
 	}
 	return strings.Join(urls, ",")
 }
 
+// args runs a server with one user and, in a cluster, routes that
+// authenticate: the user and password in --cluster set the routes'
+// authorization, those in --routes are what a server routes with.
 func (c *NATSCluster) args(s *NATSServer) []string {
-	args := []string{"--server_name", s.Name, "-a", s.IP, "-p", "4222", "-js", "-sd", s.StoreDir}
+	args := []string{"--server_name", s.Name, "-a", s.IP, "-p", "4222", "-js", "-sd", s.StoreDir,
+		"--user", natsUser, "--pass", natsPassword}
 	if len(c.Servers) > 1 {
+		route := func(ip string) string { return "nats://route:" + routePassword + "@" + ip + ":6222" }
 		var routes []string
 		for _, o := range c.Servers {
 			if o != s {
-				routes = append(routes, "nats://"+o.IP+":6222")
+				routes = append(routes, route(o.IP))
 			}
 		}
-		args = append(args, "--cluster_name", "chaosnats", "--cluster", "nats://"+s.IP+":6222",
+		args = append(args, "--cluster_name", "chaosnats", "--cluster", route(s.IP),
 			"--routes", strings.Join(routes, ","))
 	}
 	return args
@@ -169,8 +175,9 @@ func (c *NATSCluster) Close() {
 	}
 }
 
-// natsConnect connects to one server, through the test network.
+// natsConnect connects to one server, through the test network, as
+// natsUser.
 func natsConnect(n *Network, url string) (*nats.Conn, error) {
 	return nats.Connect(url, nats.SetCustomDialer(n), nats.Timeout(2*time.Second),
-		nats.NoReconnect(), nats.DontRandomize(), nats.Name("presence-chaos"))
+		nats.NoReconnect(), nats.DontRandomize(), nats.Name("presence-chaos"), nats.UserInfo(natsUser, natsPassword))
 }

@@ -129,12 +129,12 @@ func (e *Env) watchCounters(ctx context.Context) (map[string]watchCounter, error
 	out := map[string]watchCounter{}
 	for _, n := range e.Cluster.Nodes {
 		mctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		m, err := e.API.Metrics(mctx, n.URL, "presenced_revision", "presenced_status_events_total")
+		m, err := e.API.Metrics(mctx, n.URL, "presenced_revision", "presenced_stream_entries_applied_total")
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", n.Name, err)
 		}
-		out[n.Name] = watchCounter{rev: uint64(m["presenced_revision"]), applied: uint64(m["presenced_status_events_total"])}
+		out[n.Name] = watchCounter{rev: uint64(m["presenced_revision"]), applied: uint64(m["presenced_stream_entries_applied_total"])}
 	}
 	return out, nil
 }

@@ -15,8 +15,9 @@ import (
 type policy int
 
 const (
-	// reconnectHome: reconnect to the home node, again and again.
-	reconnectHome policy = iota
+	// reconnectHome: reconnect to the home node, again and again (the
+	// zero value).
+	_ policy = iota
 	// stayAway: do not reconnect, as a client whose device went with the
 	// node.
 	stayAway
