@@ -89,6 +89,9 @@ type Config struct {
 
 	// Presence settings (zero: the presence package's defaults).
 	Grace, LeaseTTL, LeaseRefresh, AutoAway, Coalesce time.Duration
+	// FanoutBudget bounds the batches per second handed to subscribers
+	// (presence.Config.FanoutBudget; 0: its default).
+	FanoutBudget int
 	// HistoryPeriod is the fine sample period of the online history
 	// (default 10s; the coarse one is six of them). Every node of a
 	// cluster must use the same; tests shorten it.

@@ -182,6 +182,7 @@ func (s *Server) registerMetrics() {
 	}
 	gauge("presenced_sessions", "Sessions (connections and backend sources) in the presence index.", func() float64 { return float64(stats().Sessions) })
 	gauge("presenced_subscribers", "Presence subscribers on this node.", func() float64 { return float64(stats().Subscribers) })
+	gauge("presenced_fanout_window_seconds", "The coalescing window open now: --coalesce, or wider after a flush that queued many batches (--fanout-budget); 0 when none is open.", func() float64 { return stats().FanoutWindow.Seconds() })
 	counter("presenced_status_events_total", "Backend status events this node stored (REST and NATS publishes).", func() float64 { return float64(stats().StatusEvents) })
 	counter("presenced_status_changes_total", "Changes of a user's status or text applied by this node (the same on every node).", func() float64 { return float64(stats().StatusChanges) })
 	counter("presenced_stream_entries_applied_total", "Entries of the presence stream applied to this node's index.", func() float64 { return float64(stats().EventsApplied) })

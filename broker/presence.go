@@ -24,6 +24,7 @@ func (s *Server) startPresence(ctx context.Context, replicas int) error {
 		Grace:          s.cfg.Grace,
 		AutoAway:       s.cfg.AutoAway,
 		Coalesce:       s.cfg.Coalesce,
+		FanoutBudget:   s.cfg.FanoutBudget,
 		Logger:         s.cfg.Logger, // the engine names its node itself
 		OnAvailability: s.onAvailability,
 	})

@@ -3,6 +3,7 @@ package presence
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +20,10 @@ const (
 	DefaultLeaseRefresh = 2 * time.Second
 	DefaultGrace        = 5 * time.Second
 	DefaultCoalesce     = 25 * time.Millisecond
+	// DefaultFanoutBudget is the default FanoutBudget per CPU
+	// (GOMAXPROCS): a batch costs its connection's writer about 10 µs,
+	// so this keeps fan-out within about a third of each CPU.
+	DefaultFanoutBudget = 30000
 	DefaultSourceStall  = 10 * time.Second
 	DefaultHistory      = 1024
 )
@@ -57,6 +62,13 @@ type Config struct {
 	// Coalesce is the window in which deltas of one group are merged into
 	// one batch (default 25ms; negative: every event is its own batch).
 	Coalesce time.Duration
+	// FanoutBudget bounds the batches the node hands its subscribers per
+	// second: after a flush that queued n batches, the next window is
+	// max(Coalesce, n/FanoutBudget). A change to a group of 100,000
+	// subscribers thus waits longer for the next, and a burst of joins to
+	// a large group costs frames in proportion to time, not to joins
+	// (default DefaultFanoutBudget per CPU; negative: no budget).
+	FanoutBudget int
 	// History is how many deltas each group keeps for resume (default
 	// 1024). Every node keeps them for every group (a client may resume on
 	// any node), at about 100 bytes per delta.
@@ -125,6 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Coalesce == 0 {
 		c.Coalesce = DefaultCoalesce
+	}
+	if c.FanoutBudget == 0 {
+		c.FanoutBudget = DefaultFanoutBudget * runtime.GOMAXPROCS(0)
 	}
 	if c.History == 0 {
 		c.History = DefaultHistory

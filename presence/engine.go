@@ -98,6 +98,7 @@ func New(cfg Config) (*Engine, error) {
 		inst:  newID(),
 	}
 	e.x.gapCap = cfg.LeaseRefresh
+	e.x.fan.budget = cfg.FanoutBudget
 	e.avail.init(e)
 	e.resets.e = e
 	return e, nil

@@ -3,6 +3,7 @@ package presence
 import (
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // Fan-out: a change of one user touches only the groups that user is in.
@@ -16,11 +17,21 @@ import (
 // Groups are flushed in revision order, so the batches a subscriber receives
 // never go back in revision, across groups too.
 
+// The window widens with the work: after a flush that queued n batches,
+// the next window is max(coalesce, n/budget), so that the node hands its
+// subscribers at most about budget batches per second however large its
+// groups. A burst of joins to a group of 10,000 subscribers thus costs
+// batches in proportion to its duration, not to its joins (each batch
+// carrying every join of its window), while groups of up to budget×coalesce
+// subscribers keep the coalesce window.
+
 // fanout is the index's delivery state. It is guarded by index.mu.
 type fanout struct {
 	dirty       []*group
-	armed       bool  // a flush timer is set
-	timer       Timer // the flush timer
+	armed       bool          // a flush timer is set
+	timer       Timer         // the flush timer
+	budget      int           // batches per second; <= 0: no budget
+	window      time.Duration // of the open (or last) window
 	closed      bool
 	watchAll    []*Subscriber // count watchers of every group
 	all         map[*Subscriber]struct{}
@@ -65,14 +76,18 @@ func (x *index) afterApplyLocked() {
 		return
 	}
 	if !x.fan.armed {
-		x.flushLocked()
-		x.armLocked()
+		x.armLocked(x.flushLocked())
 	}
 }
 
-func (x *index) armLocked() {
-	x.fan.armed = true
-	x.fan.timer = x.clock.AfterFunc(x.coalesce, x.flushTimer)
+// armLocked opens a window after a flush that queued pushed batches.
+func (x *index) armLocked(pushed uint64) {
+	w := x.coalesce
+	if b := x.fan.budget; b > 0 {
+		w = max(w, time.Duration(pushed)*time.Second/time.Duration(b))
+	}
+	x.fan.armed, x.fan.window = true, w
+	x.fan.timer = x.clock.AfterFunc(w, x.flushTimer)
 }
 
 // flushTimer ends a window: what it collected goes out, and a new window
@@ -84,12 +99,13 @@ func (x *index) flushTimer() {
 	if x.fan.closed || len(x.fan.dirty) == 0 {
 		return
 	}
-	x.flushLocked()
-	x.armLocked()
+	x.armLocked(x.flushLocked())
 }
 
-// flushLocked delivers every dirty group's batch.
-func (x *index) flushLocked() {
+// flushLocked delivers every dirty group's batch and returns how many
+// batches it queued.
+func (x *index) flushLocked() uint64 {
+	before := x.fan.stats.batches.Load()
 	dirty := x.fan.dirty
 	slices.SortStableFunc(dirty, func(a, b *group) int {
 		switch {
@@ -131,6 +147,7 @@ func (x *index) flushLocked() {
 	}
 	clear(x.fan.dead)
 	x.fan.dead = x.fan.dead[:0]
+	return x.fan.stats.batches.Load() - before
 }
 
 // coalesced returns the last delta of each user in p, in the order of

@@ -1,6 +1,9 @@
 package presence
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats are the engine's counters and gauges, for metrics.
 type Stats struct {
@@ -23,6 +26,10 @@ type Stats struct {
 	Groups      int
 	Subscribers int
 	Rev         uint64
+	// FanoutWindow is the coalescing window open now: Config.Coalesce, or
+	// wider after a flush that queued many batches (see FanoutBudget); 0
+	// when none is open and the next change goes out at once.
+	FanoutWindow time.Duration
 }
 
 // Stats returns the current counters.
@@ -60,6 +67,9 @@ func (x *index) stats() Stats {
 		Groups:        len(x.groups),
 		Subscribers:   x.fan.subscribers,
 		Rev:           x.rev,
+	}
+	if x.fan.armed {
+		st.FanoutWindow = x.fan.window
 	}
 	for _, s := range x.sessions {
 		if x.counted(s) {

@@ -466,3 +466,75 @@ func TestWatchUsers(t *testing.T) {
 		t.Fatalf("after unwatching a: %+v", b)
 	}
 }
+
+// TestFanoutBudgetWidensWindow: a burst of joins to a group with many
+// subscribers costs batches in proportion to its duration under the fan-out
+// budget (the window widens to subscribers/budget), while every join still
+// arrives; a small group keeps the coalescing window.
+func TestFanoutBudgetWidensWindow(t *testing.T) {
+	const members, subs = 300, 100
+	for _, tt := range []struct {
+		name    string
+		budget  int
+		window  time.Duration // after the leading flush
+		batches int           // at most, per subscriber
+	}{
+		{"no budget", -1, 25 * time.Millisecond, 14},
+		{"budget", subs * 10, 100 * time.Millisecond, 5}, // 100 batches a flush, 1,000 a second
+		{"budget a small group does not reach", subs * 100, 25 * time.Millisecond, 14},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFeeder(t, 25*time.Millisecond, 1000)
+				f.x.fan.budget = tt.budget
+				f.lease("n", "i")
+				for i := range members {
+					f.member("g", fmt.Sprintf("u%d", i))
+				}
+				f.x.markLoaded()
+				var ss []*Subscriber
+				for range subs {
+					s := f.x.newSubscriber(SubscriberConfig{Queue: 1000})
+					defer s.Close()
+					if _, err := s.Subscribe("g", SubscribeOptions{}); err != nil {
+						t.Fatal(err)
+					}
+					ss = append(ss, s)
+				}
+				// One join a millisecond for 300 ms.
+				for i := range members {
+					f.session(fmt.Sprintf("u%d", i), "s", "n", "i", protocol.StatusOnline)
+					if i == 0 {
+						if w := f.x.stats().FanoutWindow; w != tt.window {
+							t.Fatalf("window after the leading flush = %v, want %v", w, tt.window)
+						}
+					}
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(time.Second)
+				for i, s := range ss {
+					var online []string
+					n := 0
+					for _, b := range next(t, s) {
+						n++
+						for _, d := range b.Changes {
+							online = append(online, d.User)
+						}
+						if b.Online > members {
+							t.Fatalf("online %d", b.Online)
+						}
+					}
+					if len(online) != members {
+						t.Fatalf("subscriber %d saw %d joins, want %d", i, len(online), members)
+					}
+					if n > tt.batches {
+						t.Fatalf("subscriber %d got %d batches, want at most %d", i, n, tt.batches)
+					}
+					if i == 0 {
+						t.Logf("%d batches per subscriber", n)
+					}
+				}
+			})
+		})
+	}
+}
