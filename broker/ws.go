@@ -241,14 +241,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			_ = c.Close(websocket.StatusInternalError, "session not created")
 			return
 		}
-		// The session is stored; make it visible here before the client
-		// acts on it, so that its first snapshot already counts the user.
-		wctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		err = s.engine.WaitRev(wctx, sess.Rev())
-		cancel()
-		if err != nil {
-			s.log.Warn("session not applied", zap.Error(err))
-		}
 	}
 	wc := &wsConn{
 		s:          s,
@@ -272,6 +264,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.connections.Inc()
+	// The client hears hello as soon as its session is stored, before its
+	// own online change goes out to its groups (which takes long in a
+	// group of 10,000) and without waiting for a pooled goroutine.
+	wc.armExpiry()
+	hello := protocol.AppendHello(nil, protocol.Hello{
+		Session: wc.sessionID(), User: wc.p.UserID, Node: s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),
+	})
+	if err := wc.write(r.Context(), hello); err != nil {
+		wc.cleanup()
+		_ = c.CloseNow()
+		return
+	}
 	// The handler returns and its goroutine, with net/http's frames and
 	// buffers, goes away; the connection lives on in one small reader.
 	go wc.run()
@@ -326,15 +330,16 @@ func (wc *wsConn) run() {
 	// this, a client that went away keeps its file descriptor until the
 	// garbage collector finds the connection.
 	defer func() { _ = wc.c.CloseNow() }()
-	wc.armExpiry()
-	hello := protocol.AppendHello(nil, protocol.Hello{
-		Session: wc.sessionID(), User: wc.p.UserID, Node: wc.s.cfg.NodeName, Expires: unixOrZero(wc.p.Expires),
-	})
-	var err error
-	wc.s.ops.do(wc.done, func() { err = wc.write(ctx, hello) })
-	if err == nil {
-		wc.readLoop(ctx)
+	if wc.sess != nil {
+		// The session is stored; it must be visible here before the
+		// client's first op, so that its first snapshot counts the user.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := wc.s.engine.WaitRev(wctx, wc.sess.Rev()); err != nil {
+			wc.s.log.Warn("session not applied", zap.Error(err))
+		}
+		cancel()
 	}
+	wc.readLoop(ctx)
 	wc.s.ops.do(wc.done, wc.cleanup)
 }
 
