@@ -34,6 +34,11 @@ type Config struct {
 	ServerPID    int
 	AdminToken   string // default: generated when spawning
 	JWTSecret    string // default: generated when spawning
+	// ServerCPUs pins a spawned server to these CPUs from its start (and
+	// every restart); BenchCPUs pins this process, and so its workers,
+	// before any worker starts. Empty: no pinning.
+	ServerCPUs CPUList
+	BenchCPUs  CPUList
 	// PprofAddr is the server's pprof address (spawn: passed as
 	// --pprof-addr); with ProfileDir, heap and CPU profiles are saved there.
 	PprofAddr  string
@@ -156,6 +161,8 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.ServerPID, "server-pid", c.ServerPID, "pid of the --url server, to read its RSS and CPU from /proc")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "admin API token (generated with --spawn)")
 	fs.StringVar(&c.JWTSecret, "jwt-secret", c.JWTSecret, "the server's --jwt-secret, to sign user tokens (generated with --spawn)")
+	fs.Var(cpuListFlag{&c.ServerCPUs}, "server-cpus", "pin the spawned presenced to these CPUs, in Linux list syntax: 0, 0-1, 0,2-3 (default: no pinning)")
+	fs.Var(cpuListFlag{&c.BenchCPUs}, "bench-cpus", "pin this tool and its worker processes to these CPUs, e.g. 1 (default: no pinning)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", c.PprofAddr, "the server's pprof address (passed to a spawned server), e.g. 127.0.0.1:6060")
 	fs.StringVar(&c.ProfileDir, "profile-dir", c.ProfileDir, "save the server's heap and CPU profiles here (needs --pprof-addr)")
 	fs.IntVar(&c.ProfileSeconds, "profile-seconds", c.ProfileSeconds, "length of the CPU profiles of the connect and reconnect phases (default 10)")
@@ -256,6 +263,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ColdStarts > 0 && !c.Spawn {
 		return c, fmt.Errorf("%w: --cold-starts needs --spawn", errConfig)
+	}
+	if len(c.ServerCPUs) > 0 && !c.Spawn {
+		return c, fmt.Errorf("%w: --server-cpus needs --spawn: this tool can only pin a server it starts (pin a --url server with taskset)", errConfig)
 	}
 	if c.ProfileDir != "" && c.PprofAddr == "" {
 		return c, fmt.Errorf("%w: --profile-dir needs --pprof-addr", errConfig)

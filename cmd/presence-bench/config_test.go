@@ -46,6 +46,7 @@ func TestConfigErrors(t *testing.T) {
 		{"--spawn", "--rate", "10", "--publish-batch", "1001"},
 		{"--spawn", "--changes", "5"},
 		{"--url", "http://x", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef", "--cold-starts", "1"},
+		{"--url", "http://x", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef", "--server-cpus", "0"},
 	} {
 		c, err := parseConfig(args, io.Discard)
 		if err == nil {

@@ -19,7 +19,12 @@ func (b *bench) connect(ctx context.Context) error {
 	}
 	b.gcServer(ctx)
 	mem := &MemoryInfo{BaselineRSS: b.serverRSS()}
-	m0, _ := b.rest.scrapeMetrics(ctx)
+	// The fan-out of the connect phase runs from here, before any
+	// connection, to the scrape after Settle, when the deltas of users
+	// coming online have been delivered.
+	m0, err0 := b.rest.scrapeMetrics(ctx)
+	fanout := b.meterFanout(ctx, m0, err0)
+	defer fanout.stop()
 
 	deadline, _ := ctx.Deadline()
 	var profile func(int) string
@@ -84,17 +89,20 @@ func (b *bench) connect(ctx context.Context) error {
 	}
 	b.gcServer(ctx)
 	mem.ConnectedRSS = b.serverRSS()
-	m1, _ := b.rest.scrapeMetrics(ctx)
+	m1, err1 := b.rest.scrapeMetrics(ctx)
+	if c.Fanout, err = fanout.finish(m1, err1); err != nil {
+		b.fanoutNote("connect", err)
+	}
 	if c.Connected > 0 {
 		n := float64(c.Connected)
 		if mem.BaselineRSS > 0 {
 			mem.RSSPerConn = float64(mem.ConnectedRSS-mem.BaselineRSS) / n
 		}
-		mem.HeapBefore, mem.HeapAfter = m0["go_memstats_heap_inuse_bytes"], m1["go_memstats_heap_inuse_bytes"]
+		mem.HeapBefore, mem.HeapAfter = m0.value("go_memstats_heap_inuse_bytes"), m1.value("go_memstats_heap_inuse_bytes")
 		mem.HeapPerConn = (mem.HeapAfter - mem.HeapBefore) / n
-		mem.StackBefore, mem.StackAfter = m0["go_memstats_stack_inuse_bytes"], m1["go_memstats_stack_inuse_bytes"]
+		mem.StackBefore, mem.StackAfter = m0.value("go_memstats_stack_inuse_bytes"), m1.value("go_memstats_stack_inuse_bytes")
 		mem.StackPerConn = (mem.StackAfter - mem.StackBefore) / n
-		mem.GoroutinesBef, mem.GoroutinesAft = m0["go_goroutines"], m1["go_goroutines"]
+		mem.GoroutinesBef, mem.GoroutinesAft = m0.value("go_goroutines"), m1.value("go_goroutines")
 	}
 	for _, pid := range ws.pids() {
 		if v, err := procRSS(pid); err == nil {

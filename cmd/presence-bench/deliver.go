@@ -99,7 +99,9 @@ func (b *bench) deliver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m0, _ := b.rest.scrapeMetrics(ctx)
+	m0, err0 := b.rest.scrapeMetrics(ctx)
+	fanout := b.meterFanout(ctx, m0, err0)
+	defer fanout.stop()
 	clientPIDs := append(b.workers.pids(), os.Getpid())
 	cpu0, ccpu0 := b.serverCPU(), cpuOf(clientPIDs...)
 	sampler := b.sampleRSS()
@@ -172,10 +174,14 @@ func (b *bench) deliver(ctx context.Context) error {
 	if len(samples) > 0 {
 		di.RSSEnd = samples[len(samples)-1]
 	}
-	if m1, err := b.rest.scrapeMetrics(ctx); err == nil && m0 != nil {
-		di.ServerDeltasOut = m1["presenced_deltas_out_total"] - m0["presenced_deltas_out_total"]
-		di.ServerFramesOut = m1["presenced_frames_out_total"] - m0["presenced_frames_out_total"]
-		di.SlowConsumers = m1["presenced_slow_consumers_total"] - m0["presenced_slow_consumers_total"]
+	m1, err1 := b.rest.scrapeMetrics(ctx)
+	if err0 == nil && err1 == nil {
+		di.ServerDeltasOut = m1.value(metricDeltasOut) - m0.value(metricDeltasOut)
+		di.ServerFramesOut = m1.value(metricFramesOut) - m0.value(metricFramesOut)
+		di.SlowConsumers = m1.value("presenced_slow_consumers_total") - m0.value("presenced_slow_consumers_total")
+	}
+	if di.Fanout, err = fanout.finish(m1, err1); err != nil {
+		b.fanoutNote("status-change", err)
 	}
 	if cfg.Verify {
 		v, err := b.verify(ctx)

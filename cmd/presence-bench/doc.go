@@ -13,6 +13,7 @@
 //	presence-bench --spawn --groups 10x1000 --rate 50 --duration 10s
 //	presence-bench --url http://127.0.0.1:8080 --server-pid 1234 \
 //	    --admin-token T --jwt-secret S --groups 1x1000 --rate 20 --duration 5s
+//	presence-bench --scenario fanout1k --server-cpus 0 --bench-cpus 1   # pinned
 //
 // Presets (--scenario): idle19900, fanout1k, fanout10k, ingest100k,
 // reconnect, coldstart; flags given with a preset override it.
@@ -42,6 +43,36 @@
 //     CPU from /proc; with --url, pass --server-pid. Go heap and goroutine
 //     figures come from /metrics; with --pprof-addr and --profile-dir it
 //     saves heap and CPU profiles.
+//   - CPU pinning (cpus.go, affinity_linux.go): --server-cpus LIST and
+//     --bench-cpus LIST (Linux list syntax: 0, 0-1, 0,2-3; empty: no
+//     pinning) keep the server and the load on CPUs of their own, so that
+//     runs compare. The bench pins every thread of its process at the
+//     start of the run, before any worker starts (workers and later
+//     threads inherit the mask; so does the go build of presenced). A
+//     spawned server, and every cold-start restart, is started from a
+//     locked thread given the server's mask for the fork only, so the
+//     server has it from its first instruction. --server-cpus needs
+//     --spawn (pin a --url server with taskset). The report says which
+//     CPUs each side had, from Cpus_allowed_list in /proc/<pid>/status,
+//     with each side's GOMAXPROCS (the server's from its
+//     go_sched_gomaxprocs_threads metric): machine.benchCPUs,
+//     benchPinned, benchGomaxprocs and server.serverCPUs, serverPinned,
+//     serverGomaxprocs in JSON; notes say when the kernel gave a side
+//     other CPUs than asked, or when the two lists overlap.
+//   - Fan-out (fanout.go, metrics.go): the connect phase (from before the
+//     first connection to the end of --settle: the online change of each
+//     joining member fanned out to its group) and the status-change phase
+//     (first change to the end of the drain) report, as "fanout" in
+//     connect and delivery, the growth of the server's
+//     presenced_frames_out_total (framesOut: every frame written, hellos
+//     and snapshots too), presenced_deltas_out_total (deltasOut) and
+//     presenced_status_changes_total (statusChanges), framesPerChange,
+//     and the largest presenced_fanout_window_seconds (windowMaxMs: the
+//     coalescing window open at the moment of a scrape, sampled once a
+//     second, so a lower bound). A series the server does not export is
+//     listed under missing (windowMaxMs is then left out), not an error.
+//     /metrics is read with the admin token; a server with a
+//     --metrics-token of its own refuses it, and a note says so.
 //
 // Results measured on the project's machine, with the commands that
 // reproduce them, are in RESULTS.md.

@@ -49,6 +49,12 @@ type MachineInfo struct {
 	Kernel  string `json:"kernel"`
 	Go      string `json:"go"`
 	LoadAvg string `json:"loadAvgAtStart"`
+	// BenchCPUs are the CPUs this tool (and so its workers) ran on: the
+	// Cpus_allowed_list of /proc/self/status after --bench-cpus pinned
+	// it, if given. BenchGOMAXPROCS is its Go scheduler's.
+	BenchCPUs       string `json:"benchCPUs"`
+	BenchPinned     bool   `json:"benchPinned,omitempty"`
+	BenchGOMAXPROCS int    `json:"benchGomaxprocs"`
 }
 
 // ServerInfo is the presenced under test.
@@ -57,6 +63,13 @@ type ServerInfo struct {
 	PID     int      `json:"pid,omitempty"`
 	Spawned bool     `json:"spawned"`
 	Args    []string `json:"args,omitempty"`
+	// CPUs are the CPUs the server may run on, the Cpus_allowed_list of
+	// /proc/<pid>/status ("" when its pid is not known); Pinned says
+	// that --server-cpus set them. GOMAXPROCS is the server's, from its
+	// go_sched_gomaxprocs_threads metric (0 if it has none).
+	CPUs       string `json:"serverCPUs,omitempty"`
+	Pinned     bool   `json:"serverPinned,omitempty"`
+	GOMAXPROCS int    `json:"serverGomaxprocs,omitempty"`
 	// ColdStartMs is spawn → first WebSocket hello of the first start.
 	ColdStartMs float64 `json:"coldStartMs,omitempty"`
 }
@@ -96,6 +109,10 @@ type ConnectInfo struct {
 	SnapshotBytes  int            `json:"snapshotBytes"`
 	ServerCPU      float64        `json:"serverCpuSeconds"`
 	ClientCPU      float64        `json:"clientCpuSeconds"`
+	// Fanout is the server's delivery of the changes of users coming
+	// online, from the start of the phase to the end of Settle (connect
+	// phase only).
+	Fanout *FanoutInfo `json:"fanout,omitempty"`
 }
 
 // MemoryInfo is the server's memory before and after connecting.
@@ -159,6 +176,9 @@ type DeliveryInfo struct {
 	ServerFramesOut  float64        `json:"serverFramesOut"`
 	SlowConsumers    float64        `json:"serverSlowConsumers"`
 	Verify           *verifyReply   `json:"verify,omitempty"`
+	// Fanout is the server's delivery of the phase's changes, from the
+	// first change to the end of the drain.
+	Fanout *FanoutInfo `json:"fanout,omitempty"`
 }
 
 // ChangeCounts sorts accepted changes: Full reached every subscriber of
@@ -192,7 +212,8 @@ type TargetResult struct {
 }
 
 func machineInfo() MachineInfo {
-	m := MachineInfo{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	m := MachineInfo{CPUs: runtime.NumCPU(), Go: runtime.Version(), BenchGOMAXPROCS: runtime.GOMAXPROCS(0)}
+	m.BenchCPUs, _ = procCPUsAllowed(0)
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
@@ -343,11 +364,17 @@ func (r *Report) WriteTable(w io.Writer) {
 	t.section("machine")
 	t.row("cpu", "%d × %s, %d GiB, Linux %s, %s", r.Machine.CPUs, r.Machine.CPU, r.Machine.MemGiB, r.Machine.Kernel, r.Machine.Go)
 	t.row("load average at start", "%s", r.Machine.LoadAvg)
+	t.row("bench CPUs", "%s", fmtCPUs(r.Machine.BenchCPUs, r.Machine.BenchPinned, "--bench-cpus", r.Machine.BenchGOMAXPROCS))
 	t.row("command", "%s", r.Command)
 	t.section("server")
 	t.row("url", "%s (pid %d, spawned %v)", r.Server.URL, r.Server.PID, r.Server.Spawned)
 	if len(r.Server.Args) > 0 {
 		t.row("args", "%s", strings.Join(r.Server.Args, " "))
+	}
+	if r.Server.CPUs != "" {
+		t.row("server CPUs", "%s", fmtCPUs(r.Server.CPUs, r.Server.Pinned, "--server-cpus", r.Server.GOMAXPROCS))
+	} else {
+		t.row("server CPUs", "unknown (no server pid)")
 	}
 	if r.Server.ColdStartMs > 0 {
 		t.row("cold start (first run)", "%s", fmtMs(r.Server.ColdStartMs))
@@ -406,6 +433,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		if v := d.Verify; v != nil {
 			t.row("final state matches", "%d / %d (subscriber, user) pairs", v.Match, v.Total)
 		}
+		fanoutRow(t, d.Fanout)
 	}
 	if c := r.Reconnect; c != nil {
 		t.section("reconnect storm")
@@ -486,6 +514,19 @@ func writeConnect(t *table, c *ConnectInfo) {
 	t.row("subscribe → snapshot", "%s", c.Subscribe)
 	t.row("biggest snapshot", "%s", fmtBytes(float64(c.SnapshotBytes)))
 	t.row("CPU server / bench", "%.2fs / %.2fs", c.ServerCPU, c.ClientCPU)
+	fanoutRow(t, c.Fanout)
+}
+
+// fmtCPUs writes a CPU list of the report, and how it came about.
+func fmtCPUs(list string, pinned bool, flag string, gomaxprocs int) string {
+	how := "not pinned"
+	if pinned {
+		how = "pinned by " + flag
+	}
+	if gomaxprocs > 0 {
+		return fmt.Sprintf("%s (%s, GOMAXPROCS %d)", list, how, gomaxprocs)
+	}
+	return fmt.Sprintf("%s (%s)", list, how)
 }
 
 // fmtCounts writes close codes and their counts, "none" for none.

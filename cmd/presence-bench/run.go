@@ -37,6 +37,11 @@ func Run(ctx context.Context, cfg Config, args []string, progress io.Writer) (*R
 	if err != nil {
 		return nil, err
 	}
+	// Pin before any worker (or anything else) is started, so that all
+	// inherit the mask; the machine figures then say what was pinned.
+	if err := pinSelf(cfg.BenchCPUs); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	b := &bench{cfg: cfg, log: progress, rep: &Report{
@@ -46,6 +51,13 @@ func Run(ctx context.Context, cfg Config, args []string, progress io.Writer) (*R
 		Started:  time.Now().UTC().Truncate(time.Second),
 		Machine:  machineInfo(),
 	}}
+	b.rep.Machine.BenchPinned = len(cfg.BenchCPUs) > 0
+	if want := cfg.BenchCPUs.String(); want != "" && b.rep.Machine.BenchCPUs != want {
+		b.note("--bench-cpus %s: the bench may run on CPUs %s (the kernel drops CPUs that are offline or not allowed)", want, b.rep.Machine.BenchCPUs)
+	}
+	if both := cfg.BenchCPUs.overlap(cfg.ServerCPUs); len(both) > 0 {
+		b.note("the bench and the server share CPUs %s: each one's load slows the other", both)
+	}
 	start := time.Now()
 	err = b.run(ctx)
 	b.cleanup()

@@ -110,13 +110,31 @@ func TestRunREST(t *testing.T) {
 	if rep.Command != "presence-bench "+strings.Join(args, " ") || rep.Machine.CPUs == 0 || rep.Server.PID == 0 {
 		t.Fatalf("report header: %q %+v %+v", rep.Command, rep.Machine, rep.Server)
 	}
+	// Not pinned: each side has the CPUs it was given.
+	if rep.Machine.BenchCPUs == "" || rep.Machine.BenchPinned || rep.Machine.BenchGOMAXPROCS == 0 ||
+		rep.Server.CPUs == "" || rep.Server.Pinned {
+		t.Fatalf("CPUs: machine %+v server %+v", rep.Machine, rep.Server)
+	}
+	// The server's fan-out: 50 users coming online while connecting, 20
+	// changes to 50 subscribers each.
+	if f := rep.Connect.Fanout; f == nil || f.StatusChanges < 50 || f.FramesOut < 50 || f.Seconds <= 0 {
+		t.Fatalf("connect fan-out: %+v", f)
+	}
+	if f := d.Fanout; f == nil || f.StatusChanges != 20 || f.FramesOut < 20 || f.FramesOut != d.ServerFramesOut ||
+		f.FramesPerChange != f.FramesOut/f.StatusChanges || f.DeltasOut != d.ServerDeltasOut {
+		t.Fatalf("delivery fan-out: %+v", f)
+	}
+	if rep.Reconnect.Fanout != nil {
+		t.Fatal("fan-out of the reconnect storm")
+	}
 	for i, a := range rep.Server.Args {
 		if (a == "--jwt-secret" || a == "--admin-token") && rep.Server.Args[i+1] != "…" {
 			t.Fatalf("%s not redacted: %q", a, rep.Server.Args)
 		}
 	}
 	for _, want := range []string{"connect", "server memory", "snapshot of the largest group", "status changes",
-		"delivered / expected", "1000 / 1000", "reconnect storm", "targets", "PASS"} {
+		"delivered / expected", "1000 / 1000", "reconnect storm", "targets", "PASS", "bench CPUs", "server CPUs",
+		"fan-out (server)", "frames per change", "fan-out window, max"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stdout.String())
 		}
@@ -148,9 +166,13 @@ func readReport(t *testing.T, path string) Report {
 // restarts the server once to time cold start.
 func TestRunWebSocketPublisher(t *testing.T) {
 	bin := presencedBin(t)
+	// The server runs on one CPU from its first start and after the
+	// restart; the bench keeps the CPUs it has.
+	cpus := allowedCPUs(t)
+	server := cpus[:1]
 	cfg := Config{Spawn: true, PresencedBin: bin, Groups: []GroupSpec{{2, 30}}, Subscribers: 20, Workers: 2, PerSource: 16,
 		Rate: 40, Changes: 20, Publish: publishWS, Publishers: 4, Settle: 100 * time.Millisecond, SnapshotProbes: -1,
-		ColdStarts: 1, SplitSubscribe: true, ServerArgs: []string{"--coalesce", "5ms"}}
+		ColdStarts: 1, SplitSubscribe: true, ServerArgs: []string{"--coalesce", "5ms"}, ServerCPUs: server, BenchCPUs: cpus}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg, nil, logWriter{t})
@@ -169,6 +191,11 @@ func TestRunWebSocketPublisher(t *testing.T) {
 	}
 	if cs := rep.ColdStart; cs == nil || len(cs.RestartsMs) != 1 || cs.FirstRunMs <= 0 || cs.MinMs <= 0 {
 		t.Fatalf("cold start: %+v", rep.ColdStart)
+	}
+	if rep.Server.CPUs != server.String() || !rep.Server.Pinned ||
+		(rep.Server.GOMAXPROCS != 1 && os.Getenv("GOMAXPROCS") == "") ||
+		rep.Machine.BenchCPUs != cpus.String() || !rep.Machine.BenchPinned {
+		t.Fatalf("CPUs: server %+v machine %+v", rep.Server, rep.Machine)
 	}
 	if rep.Snapshot != nil || rep.Reconnect != nil {
 		t.Fatal("phases that were not asked for ran")

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,6 +49,8 @@ type spawnConfig struct {
 	Args []string
 	// LogPath receives the server's stdout and stderr.
 	LogPath string
+	// CPUs, if any, is the affinity the server starts with.
+	CPUs CPUList
 }
 
 // freeLoopbackAddr returns a loopback address with a port nobody listens on
@@ -93,7 +94,7 @@ func spawnServer(ctx context.Context, sc spawnConfig) (*serverProc, time.Duratio
 	s := &serverProc{BaseURL: "http://" + sc.Addr, spawned: true, cmd: cmd, exited: make(chan struct{}),
 		dataDir: sc.DataDir, logPath: sc.LogPath, args: args}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := startOnCPUs(cmd, sc.CPUs); err != nil {
 		return nil, 0, fmt.Errorf("presence-bench: start %s: %w", sc.Bin, err)
 	}
 	s.PID = cmd.Process.Pid
@@ -272,27 +273,13 @@ func truncateBytes(b []byte, n int) []byte {
 	return b
 }
 
-// scrapeMetrics reads the server's Prometheus metrics: every sample
-// without labels, by name.
-func (c *restClient) scrapeMetrics(ctx context.Context) (map[string]float64, error) {
+// scrapeMetrics reads the server's Prometheus metrics (metrics.go).
+func (c *restClient) scrapeMetrics(ctx context.Context) (promMetrics, error) {
 	b, err := c.do(ctx, http.MethodGet, "/metrics", nil)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]float64{}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if line == "" || line[0] == '#' || strings.ContainsRune(line, '{') {
-			continue
-		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out, nil
+	return parseMetrics(b)
 }
 
 // saveProfile fetches a pprof profile from addr (host:port) into file.

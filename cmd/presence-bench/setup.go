@@ -39,8 +39,9 @@ func (b *bench) startServer(ctx context.Context) error {
 		b.rep.Server = ServerInfo{URL: b.srv.BaseURL, PID: cfg.ServerPID}
 		b.rest = newRESTClient(b.srv.BaseURL, cfg.AdminToken, 4)
 		if cfg.ServerPID == 0 {
-			b.note("no --server-pid: server RSS and CPU are not measured")
+			b.note("no --server-pid: server RSS, CPU and CPU list are not measured")
 		}
+		b.recordServerCPUs(ctx)
 		return nil
 	}
 	if cfg.AdminToken == "" {
@@ -69,13 +70,36 @@ func (b *bench) startServer(ctx context.Context) error {
 	b.srv = srv
 	b.rep.Server = ServerInfo{URL: srv.BaseURL, PID: srv.PID, Spawned: true, Args: redactArgs(srv.args), ColdStartMs: ms(cold)}
 	b.rest = newRESTClient(srv.BaseURL, cfg.AdminToken, 4)
+	b.recordServerCPUs(ctx)
 	return nil
+}
+
+// recordServerCPUs puts in the report the CPUs the server may run on and
+// its GOMAXPROCS, and notes when they are not what --server-cpus asked.
+func (b *bench) recordServerCPUs(ctx context.Context) {
+	si := &b.rep.Server
+	si.CPUs, si.Pinned, si.GOMAXPROCS = "", len(b.cfg.ServerCPUs) > 0, 0
+	if b.srv.PID > 0 {
+		l, err := procCPUsAllowed(b.srv.PID)
+		if err != nil {
+			b.note("server CPUs not known: %v", err)
+		}
+		si.CPUs = l
+	}
+	if m, err := b.rest.scrapeMetrics(ctx); err == nil {
+		if v, ok := m.lookup("go_sched_gomaxprocs_threads"); ok {
+			si.GOMAXPROCS = int(v)
+		}
+	}
+	if want := b.cfg.ServerCPUs.String(); si.Pinned && si.CPUs != "" && si.CPUs != want {
+		b.note("--server-cpus %s: the server may run on CPUs %s (the kernel drops CPUs that are offline or not allowed)", want, si.CPUs)
+	}
 }
 
 func (b *bench) spawnConfig() spawnConfig {
 	return spawnConfig{Bin: b.cfg.PresencedBin, DataDir: filepath.Join(b.tmp, "data"), AdminToken: b.cfg.AdminToken,
 		JWTSecret: b.cfg.JWTSecret, PprofAddr: b.cfg.PprofAddr, Args: b.serverArgs(),
-		LogPath: b.serverLog()}
+		LogPath: b.serverLog(), CPUs: b.cfg.ServerCPUs}
 }
 
 // serverLog is where the spawned server's output goes: --server-log, or
@@ -195,6 +219,7 @@ func (b *bench) coldStarts(ctx context.Context) error {
 	b.rest.close()
 	b.rest = newRESTClient(b.srv.BaseURL, b.cfg.AdminToken, 4)
 	b.rep.Server.PID = b.srv.PID
+	b.recordServerCPUs(ctx)
 	sorted := slices.Clone(cs.RestartsMs)
 	slices.Sort(sorted)
 	cs.MinMs, cs.MaxMs, cs.MedianMs = sorted[0], sorted[len(sorted)-1], sorted[len(sorted)/2]
