@@ -40,3 +40,8 @@ func (s *Server) DropWebSockets() {
 		wc.close(protocol.CloseGoingAway)
 	}
 }
+
+// SetSubscribedHook runs f right after each WebSocket subscription is
+// registered with the engine and before its first frame is written; nil
+// removes it.
+func SetSubscribedHook(f func()) { testHookSubscribed = f }

@@ -369,17 +369,19 @@ func (wc *wsConn) cleanup() {
 	wc.s.metrics.connections.Dec()
 }
 
-// close closes the WebSocket with a protocol close code, once.
-func (wc *wsConn) close(code int) {
+// close closes the WebSocket with a protocol close code, once; it reports
+// whether this call closed it.
+func (wc *wsConn) close(code int) bool {
 	wc.mu.Lock()
 	if wc.closing {
 		wc.mu.Unlock()
-		return
+		return false
 	}
 	wc.closing = true
 	wc.mu.Unlock()
 	wc.s.metrics.wsCloses.WithLabelValues(strconv.Itoa(code), "server").Inc()
 	go func() { _ = wc.c.Close(websocket.StatusCode(code), protocol.CloseText(code)) }()
+	return true
 }
 
 // armExpiry closes the connection when its credential expires, unless a
@@ -434,7 +436,10 @@ func memberOf(d presence.Delta) protocol.Member {
 // the connection fails or an op ends it.
 func (wc *wsConn) readLoop(ctx context.Context) {
 	for {
-		typ, data, err := wc.c.Read(ctx)
+		// Reads take no context: the connection's close ends a read, and
+		// a cancelable context would cost every idle connection the
+		// library's AfterFunc registration and a Done channel.
+		typ, data, err := wc.c.Read(context.Background())
 		if err != nil {
 			if code := websocket.CloseStatus(err); code != -1 {
 				wc.s.metrics.wsCloses.WithLabelValues(strconv.Itoa(int(code)), "client").Inc()
@@ -664,17 +669,31 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	// written, so no delta of the group can overtake it.
 	wc.wmu.Lock()
 	defer wc.wmu.Unlock()
+	// The group is recorded before it is registered: the writer drops
+	// batches of groups the connection does not have, and one may be
+	// queued the moment the registration is made.
+	wc.mu.Lock()
+	prevCounts, had := wc.groups[f.Group]
+	wc.groups[f.Group] = f.CountsOnly
+	wc.mu.Unlock()
 	init, err := wc.sub.Subscribe(f.Group, presence.SubscribeOptions{CountsOnly: f.CountsOnly, FromRev: f.Rev, Epoch: f.Epoch})
+	if err == nil && testHookSubscribed != nil {
+		testHookSubscribed()
+	}
 	if err != nil {
+		wc.mu.Lock()
+		if had {
+			wc.groups[f.Group] = prevCounts
+		} else {
+			delete(wc.groups, f.Group)
+		}
+		wc.mu.Unlock()
 		code := protocol.CodeInternal
 		if storeUnavailable(err) {
 			code = protocol.CodeUnavailable // loading the store again
 		}
 		return wc.writeLocked(ctx, protocol.AppendError(nil, f.ID, code, "subscription failed: "+err.Error()))
 	}
-	wc.mu.Lock()
-	wc.groups[f.Group] = f.CountsOnly
-	wc.mu.Unlock()
 	wc.s.metrics.subscriptions.Inc()
 	if snap, ok := init.(presence.Snapshot); ok && f.CountsOnly {
 		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, []protocol.GroupCount{
@@ -682,6 +701,10 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	}
 	return wc.writeLocked(ctx, wc.s.encodeInitial(f.ID, f.Group, init))
 }
+
+// testHookSubscribed, set by tests only, runs right after a subscription
+// is registered with the engine, before its first frame is written.
+var testHookSubscribed func()
 
 // encodeInitial encodes a subscription's first frame: a snapshot, or the
 // changes a resuming client missed.

@@ -82,8 +82,9 @@ func (wc *wsConn) flush() {
 		batches, err := wc.sub.TryNext()
 		switch {
 		case errors.Is(err, presence.ErrSlowConsumer):
-			wc.s.metrics.slowConsumers.Inc()
-			wc.close(protocol.CloseSlowConsumer)
+			if wc.close(protocol.CloseSlowConsumer) { // once, however many flushes see it
+				wc.s.metrics.slowConsumers.Inc()
+			}
 			return
 		case err != nil || len(batches) == 0:
 			return
