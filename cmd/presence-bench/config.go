@@ -67,6 +67,12 @@ type Config struct {
 	SplitSubscribe bool
 	Hold           time.Duration
 	Settle         time.Duration // wait before measuring memory (default 2s)
+	// Converge has every subscribing connection keep the members of its
+	// group it sees present, and measures, after connecting, until each
+	// sees all of them (at most ConvergeTimeout from the start of
+	// dialling, default 60s). A convergence target implies it.
+	Converge        bool
+	ConvergeTimeout time.Duration
 
 	// Status changes: Rate per second for Duration (or Changes in all),
 	// made with Publish ("rest" or "ws") rotating over Publishers users.
@@ -113,6 +119,7 @@ type Targets struct {
 	Snapshot        time.Duration `json:"snapshot,omitempty"`
 	ReconnectWithin time.Duration `json:"reconnectWithin,omitempty"`
 	ColdStart       time.Duration `json:"coldStart,omitempty"`
+	ConvergeWithin  time.Duration `json:"convergeWithin,omitempty"`
 }
 
 // listFlag is a repeatable string flag, also taking space-separated
@@ -177,6 +184,8 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.SplitSubscribe, "split-subscribe", c.SplitSubscribe, "connect every connection first, then subscribe them all (no online deltas during connect)")
 	fs.DurationVar(&c.Hold, "hold", c.Hold, "keep the connections open and idle this long after connecting")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "wait before reading the server's memory after connecting")
+	fs.BoolVar(&c.Converge, "converge", c.Converge, "after connecting, measure until every subscriber sees every member of its group present")
+	fs.DurationVar(&c.ConvergeTimeout, "converge-timeout", c.ConvergeTimeout, "bound of the convergence, from the start of dialling (default 60s)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "status changes per second, open loop (0: none)")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to make status changes")
 	fs.IntVar(&c.Changes, "changes", c.Changes, "number of status changes (default: rate × duration)")
@@ -198,6 +207,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Targets.Snapshot, "target-snapshot", c.Targets.Snapshot, "target: snapshot of the largest group (fastest REST GET)")
 	fs.DurationVar(&c.Targets.ReconnectWithin, "target-reconnect", c.Targets.ReconnectWithin, "target: every connection resubscribed within")
 	fs.DurationVar(&c.Targets.ColdStart, "target-cold-start", c.Targets.ColdStart, "target: spawn to first WebSocket")
+	fs.DurationVar(&c.Targets.ConvergeWithin, "target-converge", c.Targets.ConvergeWithin, "target: every subscriber sees every member of its group present within, from the start of dialling (implies --converge)")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "bound of the whole run (default: from the phases)")
 	fs.StringVar(&c.JSONPath, "json", c.JSONPath, "write the report as JSON to this file")
 }
@@ -307,6 +317,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Settle <= 0 {
 		c.Settle = 2 * time.Second
 	}
+	if c.Targets.ConvergeWithin > 0 {
+		c.Converge = true
+	}
+	if c.ConvergeTimeout <= 0 {
+		c.ConvergeTimeout = 60 * time.Second
+	}
 	if c.Rate < 0 || c.Changes < 0 || c.Duration < 0 {
 		return c, fmt.Errorf("%w: negative --rate, --changes or --duration", errConfig)
 	}
@@ -352,6 +368,9 @@ func (c Config) withDefaults() (Config, error) {
 			time.Duration(c.ColdStarts)*time.Minute
 		if c.Reconnect {
 			c.Timeout += c.ConnectTimeout
+		}
+		if c.Converge {
+			c.Timeout += c.ConvergeTimeout
 		}
 	}
 	return c, nil

@@ -33,6 +33,28 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+func TestParseConfigJoin(t *testing.T) {
+	c, err := parseConfig([]string{"--scenario", "join10k", "--converge-timeout", "90s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = c.withDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Spawn || !c.Converge || c.SplitSubscribe || c.ConvergeTimeout != 90*time.Second || c.Conns != 10000 ||
+		c.Targets.ConvergeWithin != 5*time.Second || c.Changes != 0 || c.Timeout < c.ConnectTimeout+c.ConvergeTimeout {
+		t.Fatalf("%+v", c)
+	}
+	// A convergence target alone implies the measurement.
+	c, err = parseConfig([]string{"--spawn", "--groups", "1x50", "--target-converge", "2s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err = c.withDefaults(); err != nil || !c.Converge || c.ConvergeTimeout != time.Minute {
+		t.Fatalf("--target-converge: converge %v timeout %s %v", c.Converge, c.ConvergeTimeout, err)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--scenario", "nope"},

@@ -50,7 +50,7 @@ func (b *bench) connect(ctx context.Context) error {
 			Topology: b.plan.Topology, First: first, Count: count,
 			Sources: b.sources((count + cfg.PerSource - 1) / cfg.PerSource), PerSource: cfg.PerSource,
 			Parallel: cfg.DialParallel, At: at.UnixNano(), TimeoutMs: cfg.ConnectTimeout.Milliseconds(),
-			Track: cfg.Verify, Split: cfg.SplitSubscribe,
+			Track: cfg.Verify, Split: cfg.SplitSubscribe, Converge: cfg.Converge,
 		}}
 	}
 	b.rep.Setup.Sources = b.nextSource
@@ -83,6 +83,11 @@ func (b *bench) connect(ctx context.Context) error {
 	stopProfile()
 	b.rep.Connect = c
 	b.logf("connected %d, subscribed %d, failed %d; all subscribed after %s", c.Connected, c.Subscribed, c.Failed, fmtMs(c.AllReadyMs))
+	if cfg.Converge {
+		if err := b.converge(ctx, at, fanout, cpu0, ccpu0, clientPIDs); err != nil {
+			return err
+		}
+	}
 
 	if err := b.sleep(ctx, cfg.Settle); err != nil {
 		return err

@@ -178,7 +178,7 @@ func (b *bench) deliver(ctx context.Context) error {
 	if err0 == nil && err1 == nil {
 		di.ServerDeltasOut = m1.value(metricDeltasOut) - m0.value(metricDeltasOut)
 		di.ServerFramesOut = m1.value(metricFramesOut) - m0.value(metricFramesOut)
-		di.SlowConsumers = m1.value("presenced_slow_consumers_total") - m0.value("presenced_slow_consumers_total")
+		di.SlowConsumers = m1.value(metricSlowConsumers) - m0.value(metricSlowConsumers)
 	}
 	if di.Fanout, err = fanout.finish(m1, err1); err != nil {
 		b.fanoutNote("status-change", err)

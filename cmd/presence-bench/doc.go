@@ -5,7 +5,8 @@
 // asks for: connect time, delivery latency from each change's due time to
 // each subscriber (p50/p90/p99/max, delivered/expected), the server's RSS
 // per connection and CPU per delivered change, the snapshot time of the
-// largest group, a reconnect storm and cold start. It prints a table and,
+// largest group, a reconnect storm, cold start, and how long a group whose
+// members all come online at once takes to converge. It prints a table and,
 // with --json, writes the report as JSON. Every run is bounded in time and
 // count and stops by itself.
 //
@@ -14,9 +15,10 @@
 //	presence-bench --url http://127.0.0.1:8080 --server-pid 1234 \
 //	    --admin-token T --jwt-secret S --groups 1x1000 --rate 20 --duration 5s
 //	presence-bench --scenario fanout1k --server-cpus 0 --bench-cpus 1   # pinned
+//	presence-bench --scenario join10k --groups 1x3000  # a smaller group
 //
 // Presets (--scenario): idle19900, fanout1k, fanout10k, ingest100k,
-// reconnect, coldstart; flags given with a preset override it.
+// reconnect, coldstart, join10k; flags given with a preset override it.
 //
 // How it works:
 //
@@ -73,6 +75,29 @@
 //     listed under missing (windowMaxMs is then left out), not an error.
 //     /metrics is read with the admin token; a server with a
 //     --metrics-token of its own refuses it, and a note says so.
+//   - Convergence (converge.go; --converge, implied by --target-converge,
+//     and the join10k preset: 10,000 members of one group dialled at once,
+//     each subscribing as soon as its hello arrives, not
+//     --split-subscribe): every subscribing connection keeps a bit per
+//     member of its group, set while the member is present (online, away
+//     or busy), from its snapshot and then every delta (offline or
+//     removed clears it; changes at or below the revision it has are
+//     skipped). It has converged when it sees all the group's members
+//     present, every member connecting. After connecting, the workers wait
+//     until each subscriber has converged or ended, at most
+//     --converge-timeout (default 60s) from the start of dialling, and
+//     send back the times. The report's "converge" section gives the time
+//     from the start of dialling until the last subscriber converged
+//     (allConvergedMs, "converged within", checked against
+//     --target-converge), the spread of the connections' times (times:
+//     p50/p99/max from the start), how many did not converge in the bound
+//     and the fewest members one of them saw present, start → hello and
+//     dial → hello (p50/p99: the server writes hello before it fans out
+//     the joiner's online change), CPU, the connections the server closed
+//     (slow consumers among them), and the fan-out from before the first
+//     connection to the end of the convergence. A subscriber left short of
+//     members with its connection open means the server lost a delta, or
+//     a snapshot missed a member.
 //
 // Results measured on the project's machine, with the commands that
 // reproduce them, are in RESULTS.md.

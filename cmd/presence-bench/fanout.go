@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -11,6 +12,7 @@ const (
 	metricDeltasOut     = "presenced_deltas_out_total"      // counter: member changes delivered
 	metricStatusChanges = "presenced_status_changes_total"  // counter: changes of a user's status
 	metricFanoutWindow  = "presenced_fanout_window_seconds" // gauge: coalescing window in use
+	metricSlowConsumers = "presenced_slow_consumers_total"  // counter: subscribers cut for reading too slowly
 )
 
 // FanoutInfo is what the server did to deliver the changes of one phase,
@@ -43,14 +45,18 @@ type FanoutInfo struct {
 
 // fanoutMeter measures the fan-out of a phase: made with the phase's
 // first scrape of /metrics, it samples the window gauge every second until
-// finish is given the last.
+// finish is given the last. figures gives the figures of a part of the
+// phase, from its start to a scrape, while the sampling goes on.
 type fanoutMeter struct {
 	start  time.Time
 	m0     promMetrics
 	err0   error
 	cancel context.CancelFunc
 	done   chan struct{}
-	window windowMax // the sampler's until done closes
+
+	mu sync.Mutex
+	// mu guards the following field.
+	window windowMax
 }
 
 // windowMax keeps the largest window gauge of the scrapes that had it.
@@ -73,7 +79,7 @@ func (w *windowMax) add(m promMetrics) {
 func (b *bench) meterFanout(ctx context.Context, m0 promMetrics, err0 error) *fanoutMeter {
 	ctx, cancel := context.WithCancel(ctx)
 	f := &fanoutMeter{start: time.Now(), m0: m0, err0: err0, cancel: cancel, done: make(chan struct{})}
-	f.window.add(m0)
+	f.add(m0)
 	go func() {
 		defer close(f.done)
 		t := time.NewTicker(time.Second)
@@ -88,10 +94,16 @@ func (b *bench) meterFanout(ctx context.Context, m0 promMetrics, err0 error) *fa
 			if err != nil {
 				continue
 			}
-			f.window.add(m)
+			f.add(m)
 		}
 	}()
 	return f
+}
+
+func (f *fanoutMeter) add(m promMetrics) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.window.add(m)
 }
 
 // stop ends the sampling; it may be called more than once.
@@ -104,6 +116,13 @@ func (f *fanoutMeter) stop() {
 // last scrape m1 (err1 if it failed).
 func (f *fanoutMeter) finish(m1 promMetrics, err1 error) (*FanoutInfo, error) {
 	f.stop()
+	return f.figures(m1, err1)
+}
+
+// figures computes the figures from the phase's start to the scrape m1
+// (err1 if it failed), counting m1 among the window samples; the sampling
+// goes on until stop or finish.
+func (f *fanoutMeter) figures(m1 promMetrics, err1 error) (*FanoutInfo, error) {
 	if f.err0 != nil || err1 != nil {
 		err := f.err0
 		if err == nil {
@@ -127,10 +146,13 @@ func (f *fanoutMeter) finish(m1 promMetrics, err1 error) (*FanoutInfo, error) {
 	if fi.StatusChanges > 0 {
 		fi.FramesPerChange = fi.FramesOut / fi.StatusChanges
 	}
+	f.mu.Lock()
 	f.window.add(m1)
-	if f.window.samples > 0 {
-		w := f.window.max * 1000
-		fi.WindowMaxMs, fi.WindowSamples = &w, f.window.samples
+	win := f.window
+	f.mu.Unlock()
+	if win.samples > 0 {
+		w := win.max * 1000
+		fi.WindowMaxMs, fi.WindowSamples = &w, win.samples
 	} else {
 		fi.Missing = append(fi.Missing, metricFanoutWindow)
 	}

@@ -13,6 +13,7 @@ const (
 	cmdCollect   = "collect"   // report delivery counters
 	cmdReconnect = "reconnect" // drop every connection at once and reconnect
 	cmdVerify    = "verify"    // compare the last change seen per user with the final state
+	cmdConverge  = "converge"  // wait until every subscriber sees its whole group present
 	cmdClose     = "close"     // close every connection and exit
 )
 
@@ -24,6 +25,7 @@ type command struct {
 	Schedule  *schedule         `json:"schedule,omitempty"`
 	Reconnect *reconnectCommand `json:"reconnect,omitempty"`
 	Verify    map[string]int    `json:"verify,omitempty"` // user → seq of their current text
+	Converge  *convergeCommand  `json:"converge,omitempty"`
 	// PerSeq asks collect for the deliveries of every change.
 	PerSeq bool `json:"perSeq,omitempty"`
 }
@@ -54,6 +56,10 @@ type connectCommand struct {
 	// subscribe command, so that the users coming online cause no deltas
 	// and the subscribe phase is timed on its own.
 	Split bool `json:"split"`
+	// Converge keeps, on every subscribing connection, the members of its
+	// group it sees present, and when it first saw all of them (see
+	// convergeState).
+	Converge bool `json:"converge"`
 }
 
 // subscribeCommand starts the subscribe phase of a split connect at At.
@@ -138,6 +144,31 @@ type verifyReply struct {
 	Total int `json:"total"`
 }
 
+// convergeCommand asks a worker that connected with Converge to wait until
+// each of its subscribing connections has converged or ended, or until
+// Deadline (unix ns), and to report their convergence times.
+type convergeCommand struct {
+	Deadline int64 `json:"deadline"`
+}
+
+// convergeReply is the convergence of a worker's subscribing connections.
+type convergeReply struct {
+	// Tracked counts the subscribing connections; Converged those that saw
+	// every member of their group present by the deadline, NotConverged
+	// the others (failed and closed connections among them).
+	Tracked      int `json:"tracked"`
+	Converged    int `json:"converged"`
+	NotConverged int `json:"notConverged"`
+	// Ended counts those of NotConverged whose connection failed or ended
+	// (the others were open and still short of members).
+	Ended int `json:"ended"`
+	// Times is from the connect command's At to each convergence.
+	Times *Histogram `json:"times"`
+	// FewestSeen is the fewest members present that an open connection
+	// that did not converge saw at the deadline (0 when there is none).
+	FewestSeen int `json:"fewestSeen"`
+}
+
 // reply is one line from worker to parent.
 type reply struct {
 	Err      string         `json:"err,omitempty"`
@@ -145,4 +176,5 @@ type reply struct {
 	Connect  *connectReply  `json:"connect,omitempty"`
 	Delivery *deliveryReply `json:"delivery,omitempty"`
 	Verify   *verifyReply   `json:"verify,omitempty"`
+	Converge *convergeReply `json:"converge,omitempty"`
 }

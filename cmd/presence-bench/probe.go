@@ -53,7 +53,7 @@ func probeSnapshot(ctx context.Context, base, adminToken, secret string, p *plan
 		if err := ws.Write(ctx, websocket.MessageText, subscribeFrame(id, r.Group, 0, "")); err != nil {
 			return nil, err
 		}
-		_, size, err := awaitInitial(ctx, ws, id)
+		_, size, err := awaitInitial(ctx, ws, id, nil)
 		if err != nil {
 			return nil, fmt.Errorf("presence-bench: snapshot probe: %w", err)
 		}

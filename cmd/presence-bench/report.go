@@ -24,6 +24,7 @@ type Report struct {
 	Setup    SetupInfo   `json:"setup"`
 
 	Connect   *ConnectInfo    `json:"connect,omitempty"`
+	Converge  *ConvergeInfo   `json:"converge,omitempty"`
 	Memory    *MemoryInfo     `json:"memory,omitempty"`
 	Hold      *HoldInfo       `json:"hold,omitempty"`
 	Snapshot  *snapshotResult `json:"snapshot,omitempty"`
@@ -298,6 +299,15 @@ func (r *Report) checkTargets(t Targets) {
 			missing(name, target)
 		}
 	}
+	if t.ConvergeWithin > 0 {
+		name, target := "every subscriber converged (sees its whole group present)", "≤ "+t.ConvergeWithin.String()
+		if cv := r.Converge; cv != nil {
+			measured, pass := convergeTarget(cv, t.ConvergeWithin)
+			add(name, target, measured, pass)
+		} else {
+			missing(name, target)
+		}
+	}
 	if t.ColdStart > 0 {
 		name, target := "cold start to first WebSocket", "≤ "+t.ColdStart.String()
 		if c := r.ColdStart; c != nil {
@@ -386,6 +396,10 @@ func (r *Report) WriteTable(w io.Writer) {
 	if c := r.Connect; c != nil {
 		t.section("connect")
 		writeConnect(t, c)
+	}
+	if cv := r.Converge; cv != nil {
+		t.section("convergence (from the start of dialling until every subscriber sees its whole group present)")
+		writeConverge(t, cv)
 	}
 	if m := r.Memory; m != nil {
 		t.section("server memory")

@@ -141,8 +141,19 @@ func TestRunREST(t *testing.T) {
 	}
 }
 
-// readReport decodes a JSON report strictly.
+// readReport decodes a JSON report strictly and checks it has the
+// sections of a run with status changes.
 func readReport(t *testing.T, path string) Report {
+	t.Helper()
+	rep, raw := decodeReport(t, path)
+	if rep.Delivery == nil || rep.Connect == nil || rep.Memory == nil {
+		t.Fatalf("report JSON lacks sections:\n%s", raw)
+	}
+	return rep
+}
+
+// decodeReport decodes a JSON report strictly.
+func decodeReport(t *testing.T, path string) (Report, []byte) {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -154,10 +165,68 @@ func readReport(t *testing.T, path string) Report {
 	if err := dec.Decode(&rep); err != nil {
 		t.Fatalf("report JSON: %v", err)
 	}
-	if rep.Delivery == nil || rep.Connect == nil || rep.Memory == nil {
-		t.Fatalf("report JSON lacks sections:\n%s", raw)
+	return rep, raw
+}
+
+// TestRunJoin runs the join10k preset with a group of 200: every member
+// dialled at once, each subscribing on its hello, until every subscriber
+// sees all 200 present (it takes well under a second; the bound is 30s).
+func TestRunJoin(t *testing.T) {
+	bin := presencedBin(t)
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	args := []string{"--scenario", "join10k", "--presenced", bin, "--groups", "1x200", "--settle", "100ms",
+		"--converge-timeout", "30s", "--target-converge", "1m", "--json", jsonPath}
+	var stdout bytes.Buffer
+	if code := cli(context.Background(), args, &stdout, logWriter{t}); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, stdout.String())
 	}
-	return rep
+	rep, raw := decodeReport(t, jsonPath)
+	if c := rep.Connect; c == nil || c.Split || c.Connected != 200 || c.Subscribed != 200 || c.Failed != 0 {
+		t.Fatalf("connect: %+v", rep.Connect)
+	}
+	cv := rep.Converge
+	if cv == nil {
+		t.Fatalf("no convergence in the report:\n%s", raw)
+	}
+	if cv.Members != 200 || cv.Subscribers != 200 || cv.TimeoutMs != 30000 {
+		t.Fatalf("convergence: %+v", cv)
+	}
+	// A subscriber short of members with its connection open lost a
+	// delta (or the snapshot missed a member): a server fault, which
+	// is what this scenario is there to catch.
+	if cv.Converged != 200 || cv.NotConverged != 0 {
+		t.Fatalf("%d of 200 subscribers did not converge (%d of them open, short of members: the fewest one saw present was %d of 200)\n%s",
+			cv.NotConverged, cv.NotConverged-cv.Ended, cv.FewestSeen, stdout.String())
+	}
+	// The last convergence is the slowest connection's; none converges
+	// before its own hello.
+	if cv.Times.Count != 200 || cv.AllConvergedMs <= 0 || cv.AllConvergedMs != cv.Times.Max ||
+		cv.Times.Min < rep.Connect.Hello.Min || cv.Times.P50 > cv.Times.P99 {
+		t.Fatalf("convergence times: %+v (hello %+v)", cv, rep.Connect.Hello)
+	}
+	if cv.Open != 200 || len(cv.Closed) != 0 || cv.SlowConsumers != 0 {
+		t.Fatalf("connections: %d open, closed %v, %.0f slow consumers", cv.Open, cv.Closed, cv.SlowConsumers)
+	}
+	if cv.Hello.Count != 200 || cv.Handshake.Count != 200 || cv.Hello.P99 <= 0 {
+		t.Fatalf("hello: %+v, handshake %+v", cv.Hello, cv.Handshake)
+	}
+	// 200 users came online and were fanned out to the subscribers
+	// already there.
+	if f := cv.Fanout; f == nil || f.StatusChanges < 200 || f.DeltasOut <= 0 || f.FramesPerChange <= 0 || f.Seconds <= 0 {
+		t.Fatalf("fan-out: %+v", cv.Fanout)
+	}
+	if rep.Delivery != nil || rep.Snapshot != nil || rep.Reconnect != nil {
+		t.Fatal("phases that were not asked for ran")
+	}
+	if len(rep.Targets) != 1 || !rep.Targets[0].Pass || !strings.Contains(rep.Targets[0].Name, "converged") {
+		t.Fatalf("targets: %+v", rep.Targets)
+	}
+	for _, want := range []string{"convergence", "subscribers converged", "200 / 200", "converged within",
+		"per connection (from start)", "start → hello", "dial → hello", "frames per change", "PASS"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
 }
 
 // TestRunWebSocketPublisher spreads connections over two worker processes

@@ -53,6 +53,13 @@ var scenarios = map[string]scenario{
 				Targets: Targets{ConnectWithin: 3 * time.Second, ReconnectWithin: 5 * time.Second}}
 		},
 	},
+	"join10k": {
+		about: "1 group of 10,000 members all coming online at once, each subscribing on its hello: time until every subscriber sees all 10,000 present",
+		cfg: func() Config {
+			return Config{Spawn: true, Groups: []GroupSpec{{1, 10000}}, Converge: true, ConvergeTimeout: 60 * time.Second, SnapshotProbes: -1,
+				Targets: Targets{ConvergeWithin: 5 * time.Second}}
+		},
+	},
 	"coldstart": {
 		about: "spawn to first WebSocket: the first run on an empty data dir, then 5 restarts with 10,000 users",
 		cfg: func() Config {

@@ -82,6 +82,13 @@ type worker struct {
 	lastDelivery atomic.Int64
 	open         atomic.Int64
 
+	// With Converge, convPending counts the subscribing connections that
+	// have neither converged nor ended; convDone closes when it reaches
+	// 0. userPrefix is what user ids start with.
+	convPending atomic.Int64
+	convDone    chan struct{}
+	userPrefix  string
+
 	mu sync.Mutex
 	// mu guards the following fields.
 	closed map[string]int // close code → connections the server closed
@@ -97,6 +104,10 @@ type subConn struct {
 	ws    *websocket.Conn
 	rev   uint64
 	epoch string
+
+	// conv is what the connection sees of its group, when the run
+	// measures convergence.
+	conv *convergeState
 
 	mu sync.Mutex
 	// mu guards the following field.
@@ -145,6 +156,11 @@ func (w *worker) do(ctx context.Context, cmd command) reply {
 		return reply{Connect: w.reconnect(ctx, cmd.Reconnect)}
 	case cmdVerify:
 		return reply{Verify: w.verify(cmd.Verify)}
+	case cmdConverge:
+		if cmd.Converge == nil || w.convDone == nil {
+			return reply{Err: "converge: missing, or without a converge connect"}
+		}
+		return reply{Converge: w.awaitConverge(cmd.Converge)}
 	case cmdClose:
 		w.closeAll()
 		return reply{Delivery: w.collect()}
@@ -172,6 +188,9 @@ func (w *worker) connect(ctx context.Context, cc *connectCommand) (*connectReply
 			}
 		}
 		w.conns[k] = c
+	}
+	if cc.Converge {
+		w.startConverge()
 	}
 	return w.dialAll(ctx, cc.At, cc.Sources, cc.PerSource, cc.Parallel, cc.TimeoutMs, false, cc.Split), nil
 }
@@ -274,6 +293,8 @@ func (w *worker) dialAll(ctx context.Context, at int64, sources []string, perSou
 			if ok {
 				w.read(readCtx, c)
 			}
+			// Failed or ended: it will not converge now.
+			w.settle(c)
 		})
 	}
 	ready.Wait()
@@ -373,7 +394,11 @@ func (w *worker) subscribe1(ctx context.Context, c *subConn, start time.Time, re
 		tally.fail(fmt.Errorf("subscribe: %w", err))
 		return false
 	}
-	hdr, size, err := awaitInitial(ctx, c.ws, 1)
+	var track func([]byte)
+	if c.conv != nil {
+		track = func(b []byte) { w.track(c, b, frameOp(b)) }
+	}
+	hdr, size, err := awaitInitial(ctx, c.ws, 1, track)
 	if err != nil {
 		c.ws.CloseNow()
 		tally.fail(err)
@@ -428,7 +453,13 @@ func (w *worker) handle(c *subConn, b []byte) {
 	switch frameOp(b) {
 	case protocol.OpDelta:
 		w.frames.Add(1)
-		if rev, ok := headerUint(b, "rev"); ok {
+		rev, ok := headerUint(b, "rev")
+		// A delta not above the connection's revision was applied
+		// already (the protocol's rule; the server sends none).
+		if c.conv != nil && (!ok || rev > c.rev) {
+			w.track(c, b, protocol.OpDelta)
+		}
+		if ok && rev > c.rev {
 			c.rev = rev
 		}
 		s := w.sched.Load()
@@ -458,6 +489,9 @@ func (w *worker) handle(c *subConn, b []byte) {
 			w.lastDelivery.Store(now)
 		}
 	case protocol.OpSnapshot, protocol.OpResumed:
+		if c.conv != nil {
+			w.track(c, b, frameOp(b))
+		}
 		if h, err := parseHeader(b); err == nil {
 			c.rev = h.Rev
 			if h.Epoch != "" {

@@ -101,8 +101,9 @@ func subscribeFrame(id uint64, group string, rev uint64, epoch string) []byte {
 }
 
 // awaitInitial reads frames until the reply to subscribe request id: a
-// snapshot or resumed frame. It returns the reply's header and its size.
-func awaitInitial(ctx context.Context, ws *websocket.Conn, id uint64) (frameHeader, int, error) {
+// snapshot or resumed frame. It returns the reply's header and its size;
+// with fn set, it gives fn the reply's bytes first.
+func awaitInitial(ctx context.Context, ws *websocket.Conn, id uint64, fn func([]byte)) (frameHeader, int, error) {
 	for {
 		buf, err := readFrame(ctx, ws)
 		if err != nil {
@@ -113,6 +114,9 @@ func awaitInitial(ctx context.Context, ws *websocket.Conn, id uint64) (frameHead
 		case protocol.OpSnapshot, protocol.OpResumed:
 			h, err := parseHeader(b)
 			n := len(b)
+			if err == nil && h.ID == id && fn != nil {
+				fn(b)
+			}
 			putFrame(buf)
 			if err != nil {
 				return h, n, err
