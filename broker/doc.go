@@ -29,9 +29,9 @@
 //     native REST API, one file per resource.
 //   - ws.go: the WebSocket protocol (protocol/README.md) for one
 //     connection; wspool.go: the shared writer and op pools and the
-//     pinger; internal/hijack: small buffers for hijacked connections;
-//     framecache.go and snapcache.go: frames and snapshot members encoded
-//     once for every subscriber.
+//     pinger; internal/wsaccept: small buffers for hijacked connections
+//     and origin patterns; framecache.go and snapcache.go: frames and
+//     snapshot members encoded once for every subscriber.
 //   - availability.go: what a node cut off from its store tells every
 //     API; authority_changes.go: a revoked token, a deactivated user or a
 //     removed member reaching the open connections at once.

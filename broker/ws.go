@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,7 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/presenced/presenced/broker/internal/hijack"
+	"github.com/presenced/presenced/broker/internal/wsaccept"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
@@ -175,20 +174,6 @@ func offeredSubprotocols(r *http.Request) []string {
 	return offered
 }
 
-// originPatterns turns configured origins into coder/websocket host patterns.
-func originPatterns(origins []string) (patterns []string, any bool) {
-	for _, o := range origins {
-		if o == "*" {
-			return nil, true
-		}
-		if u, err := url.Parse(o); err == nil && u.Host != "" {
-			o = u.Host
-		}
-		patterns = append(patterns, o)
-	}
-	return patterns, false
-}
-
 // serveWS authenticates, upgrades and runs one WebSocket session.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !s.isReady.Load() {
@@ -218,9 +203,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest("the WebSocket subprotocol %s is required", protocol.Subprotocol))
 		return
 	}
-	patterns, anyOrigin := originPatterns(s.cfg.AllowedOrigins)
+	patterns, anyOrigin := wsaccept.OriginPatterns(s.cfg.AllowedOrigins)
 	var nc net.Conn
-	c, err := websocket.Accept(hijack.SmallBuffers{ResponseWriter: w, Conn: &nc}, r, &websocket.AcceptOptions{
+	c, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Conn: &nc}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,

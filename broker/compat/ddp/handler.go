@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/url"
 	"runtime"
 	"sync"
 	"time"
@@ -14,7 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
-	"github.com/presenced/presenced/broker/internal/hijack"
+	"github.com/presenced/presenced/broker/internal/wsaccept"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/protocol"
 )
@@ -47,23 +46,8 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, conns: map[*conn]struct{}{}, quit: make(chan struct{})}
-	h.patterns, h.anyOrigin = originPatterns(cfg.AllowedOrigins)
+	h.patterns, h.anyOrigin = wsaccept.OriginPatterns(cfg.AllowedOrigins)
 	return h, nil
-}
-
-// originPatterns turns configured origins into coder/websocket host
-// patterns, as the native WebSocket does.
-func originPatterns(origins []string) (patterns []string, any bool) {
-	for _, o := range origins {
-		if o == "*" {
-			return nil, true
-		}
-		if u, err := url.Parse(o); err == nil && u.Host != "" {
-			o = u.Host
-		}
-		patterns = append(patterns, o)
-	}
-	return patterns, false
 }
 
 // writers is how many connections may be written at the same time; a
@@ -259,7 +243,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var nc net.Conn
-	ws, err := websocket.Accept(hijack.SmallBuffers{ResponseWriter: w, Conn: &nc}, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Conn: &nc}, r, &websocket.AcceptOptions{
 		OriginPatterns:     h.patterns,
 		InsecureSkipVerify: h.anyOrigin,
 		CompressionMode:    websocket.CompressionDisabled,

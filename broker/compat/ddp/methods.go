@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
+	"github.com/presenced/presenced/broker/compat/rocketchat"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
@@ -27,9 +26,6 @@ const (
 
 // methodTimeout bounds the store writes of one method.
 const methodTimeout = 10 * time.Second
-
-// maxStatusText is where Rocket.Chat cuts a status text, in characters.
-const maxStatusText = 120
 
 // clientName is the Client of the sessions of DDP connections.
 const clientName = "rocketchat-ddp"
@@ -267,7 +263,7 @@ func (c *conn) setUserStatus(ctx context.Context, params []json.RawMessage) repl
 		m.Status = st
 		switch {
 		case text != nil:
-			m.Text = normalizeText(*text)
+			m.Text = rocketchat.StatusText(*text)
 		case st != protocol.StatusOnline:
 			m.Text = cur.Text
 		}
@@ -275,7 +271,7 @@ func (c *conn) setUserStatus(ctx context.Context, params []json.RawMessage) repl
 			m.Status = ""
 		}
 	case text != nil:
-		m = presence.Manual{Status: cur.Status, Expires: cur.Expires, Text: normalizeText(*text)}
+		m = presence.Manual{Status: cur.Status, Expires: cur.Expires, Text: rocketchat.StatusText(*text)}
 	default:
 		return reply{}
 	}
@@ -303,18 +299,4 @@ func optString(params []json.RawMessage, i int) (*string, bool) {
 		return nil, false
 	}
 	return &s, true
-}
-
-// normalizeText trims a status text and cuts it where Rocket.Chat does, and
-// to what the protocol keeps.
-func normalizeText(s string) string {
-	s = strings.TrimSpace(s)
-	if utf8.RuneCountInString(s) > maxStatusText {
-		s = string([]rune(s)[:maxStatusText])
-	}
-	for len(s) > protocol.MaxStatusText {
-		_, size := utf8.DecodeLastRuneInString(s)
-		s = s[:len(s)-size]
-	}
-	return s
 }

@@ -86,7 +86,7 @@ func (h *Handler) setStatus(c *call) (any, *apiError) {
 	}
 	_, text, _ := h.cfg.Presence.UserStatus(u.ID)
 	if isString(message) {
-		text = statusText(message.(string))
+		text = StatusText(message.(string))
 	}
 	if err := h.cfg.StatusWriter.SetManualStatus(c.ctx, u.ID, newStatus, text); err != nil {
 		h.log.Error("rocketchat: set status", zap.String("user", u.ID), zap.Error(err))
@@ -163,9 +163,10 @@ func str(v any) string {
 	return s
 }
 
-// statusText trims a status message and cuts it to what upstream and the
-// protocol keep.
-func statusText(s string) string {
+// StatusText trims a status message and cuts it where Rocket.Chat does
+// (120 characters) and to what the protocol keeps; its realtime API (package
+// ddp) cuts the same way.
+func StatusText(s string) string {
 	s = strings.TrimSpace(s)
 	if utf8.RuneCountInString(s) > maxStatusText {
 		s = string([]rune(s)[:maxStatusText])

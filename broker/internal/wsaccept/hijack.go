@@ -1,7 +1,4 @@
-// Package hijack gives the hijacked connection of a WebSocket small
-// buffers. The broker's WebSocket and Rocket.Chat's realtime API (DDP)
-// both accept through it.
-package hijack
+package wsaccept
 
 import (
 	"bufio"
