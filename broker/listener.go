@@ -2,6 +2,8 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -36,8 +38,13 @@ func defaultMaxConnections() int {
 }
 
 // refusers bounds the connections over the limit being answered at once;
-// past it they are closed without an answer.
+// past it Accept waits for one to finish (within refuseTimeout), leaving
+// the next connections in the kernel's backlog: closing them unanswered
+// would reset them, and their clients would learn nothing.
 const refusers = 32
+
+// refuseTimeout bounds the answer to one connection over the limit.
+const refuseTimeout = time.Second
 
 // limitListener counts open connections and refuses those over max.
 type limitListener struct {
@@ -68,34 +75,48 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if n := l.refused.Add(1); n&(n-1) == 0 { // the 1st, 2nd, 4th...: not one line per refusal
 			l.log.Warn("connection refused: too many open connections", zap.Int64("max", l.max), zap.Uint64("refused", n))
 		}
-		select {
-		case l.busy <- struct{}{}:
-			go func() {
-				defer func() { <-l.busy }()
-				refuse(c)
-			}()
-		default:
-			c.Close()
-		}
+		l.busy <- struct{}{}
+		go func() {
+			defer func() { <-l.busy }()
+			refuse(c)
+		}()
 	}
 }
 
 // refuse answers a connection over the limit and closes it: /healthz gets
 // 200 (the node is alive, only full), anything else 503 with Retry-After.
+// It reads the request's head first and lingers after its answer, as
+// net/http does: a connection closed with bytes unread is reset, and the
+// reset can reach the client before the answer does.
 func refuse(c net.Conn) {
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	line, _ := bufio.NewReaderSize(c, 512).ReadString('\n')
+	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+	br := bufio.NewReaderSize(c, 1024)
+	line, _ := br.ReadString('\n')
+	for range 100 { // the header lines, up to the blank one
+		h, err := br.ReadSlice('\n')
+		if err != nil || len(bytes.TrimSpace(h)) == 0 {
+			break
+		}
+	}
+	var answer string
 	if strings.HasPrefix(line, "GET /healthz ") {
 		const body = `{"status":"ok","connections":"at the limit"}` + "\n"
-		_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-			strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+		answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	} else {
+		const body = `{"error":{"code":"unavailable","message":"too many open connections, retry"}}` + "\n"
+		answer = "HTTP/1.1 503 Service Unavailable\r\n" +
+			"Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
+			strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	if _, err := io.WriteString(c, answer); err != nil {
 		return
 	}
-	const body = `{"error":{"code":"unavailable","message":"too many open connections, retry"}}` + "\n"
-	_, _ = c.Write([]byte("HTTP/1.1 503 Service Unavailable\r\n" +
-		"Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
-		strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+	if tc, ok := c.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(refuseTimeout / 4))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}
 }
 
 // countedConn gives its slot back when closed, once.
