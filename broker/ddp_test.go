@@ -56,6 +56,12 @@ func TestDDPCluster(t *testing.T) {
 		}
 	}
 
+	// alice is online before her DDP login, so that the login changes
+	// nothing: her own online change would otherwise reach her user-status
+	// stream, or not, depending on whether it was applied before her
+	// subscription.
+	mustDial(t, a.testServer, userJWT(t, "alice", time.Hour))
+	waitStatusOf(t, a.testServer, "alice", protocol.StatusOnline)
 	watcher := ddptest.Dial(t, wsURL(a.testServer)+"/websocket", nil)
 	watcher.Connect()
 	watcher.Login(userJWT(t, "alice", time.Hour))

@@ -86,6 +86,9 @@ func WatchBucket(ctx, life context.Context, kv jetstream.KeyValue, opts ...jetst
 // Transient reports whether a JetStream error is one of a forming cluster
 // or of a stream electing a leader: asking again later may succeed.
 func Transient(err error) bool {
+	if errors.As(err, new(notYetKnown)) {
+		return true
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		// nats-server's JSInsufficientResourcesErr and JSClusterNoPeersErr.
@@ -125,10 +128,24 @@ func Retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, e
 	}
 }
 
-// Stream returns the stream name, asking again while it elects a leader.
+// Stream returns the stream name, which the caller has just created or
+// bound, asking again while it elects a leader and while the server that
+// answers has not yet learnt of it: in a forming cluster a stream created
+// through one server is "not found" through another for a moment.
 func Stream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
-	return Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) })
+	return Retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		st, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			err = notYetKnown{err}
+		}
+		return st, err
+	})
 }
+
+// notYetKnown marks an answer that a moment later may be otherwise.
+type notYetKnown struct{ error }
+
+func (e notYetKnown) Unwrap() error { return e.error }
 
 // WrongSequence reports a failed compare-and-set: the key moved on, or
 // exists when it should not. A replicated stream answers a conflict with
