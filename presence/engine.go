@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,8 +27,9 @@ type Engine struct {
 	x     *index
 	ready chan struct{}
 
+	kv atomic.Pointer[jetstream.KeyValue] // see bucket
+
 	// Set by Start before any goroutine runs, read-only afterwards.
-	kv       jetstream.KeyValue
 	quit     chan struct{} // closed to stop the workers (lease, sweeper, auto-away...)
 	quitOnce sync.Once
 	wg       sync.WaitGroup // the workers
@@ -179,6 +181,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// bucket is the presence bucket. Start binds it; a reset binds it again
+// while the engine's loops and sessions go on using it.
+func (e *Engine) bucket() jetstream.KeyValue { return *e.kv.Load() }
+
 // load binds the bucket and its epoch, writes this node's lease, follows
 // the bucket until the index holds everything stored so far, and waits for
 // membership to be sourced: what Start does, and what a reset does again
@@ -188,7 +194,7 @@ func (e *Engine) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.kv = kv
+	e.kv.Store(&kv)
 	epoch, err := e.ensureEpoch(ctx)
 	if err != nil {
 		return err

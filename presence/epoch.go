@@ -34,7 +34,7 @@ var ErrResetting = errors.New("presence: the presence stream was lost; loading i
 func (e *Engine) ensureEpoch(ctx context.Context) (string, error) {
 	for {
 		v, err := jskv.Retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
-			return e.kv.Get(ctx, keyEpoch)
+			return e.bucket().Get(ctx, keyEpoch)
 		})
 		if err == nil {
 			return string(v.Value()), nil
@@ -44,7 +44,7 @@ func (e *Engine) ensureEpoch(ctx context.Context) (string, error) {
 		}
 		epoch := time.Now().UTC().Format("20060102T150405.000Z") + "-" + newID()[:8]
 		_, err = jskv.Retry(ctx, func(ctx context.Context) (uint64, error) {
-			return e.kv.Create(ctx, keyEpoch, []byte(epoch))
+			return e.bucket().Create(ctx, keyEpoch, []byte(epoch))
 		})
 		if err == nil {
 			e.log.Info("presence: a new epoch begins", zap.String("epoch", epoch))
@@ -59,7 +59,7 @@ func (e *Engine) ensureEpoch(ctx context.Context) (string, error) {
 // streamLost reports whether the epoch this node follows is gone from the
 // bucket.
 func (e *Engine) streamLost(ctx context.Context) (bool, error) {
-	v, err := e.kv.Get(ctx, keyEpoch)
+	v, err := e.bucket().Get(ctx, keyEpoch)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
 		errors.Is(err, jetstream.ErrStreamNotFound):

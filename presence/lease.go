@@ -31,7 +31,7 @@ func (e *Engine) leaseValue() []byte {
 // incarnation's sessions stop counting.
 func (e *Engine) putLease(ctx context.Context) (uint64, error) {
 	rev, err := jskv.Retry(ctx, func(ctx context.Context) (uint64, error) {
-		return e.kv.Put(ctx, leaseKey(e.cfg.NodeID), e.leaseValue())
+		return e.bucket().Put(ctx, leaseKey(e.cfg.NodeID), e.leaseValue())
 	})
 	if err != nil {
 		return 0, fmt.Errorf("presence: put lease: %w", err)
@@ -72,7 +72,7 @@ func (e *Engine) refreshLease(ctx context.Context) error {
 	e.ownMu.Lock()
 	rev := e.leaseRev
 	e.ownMu.Unlock()
-	newRev, err := e.kv.Update(ctx, leaseKey(e.cfg.NodeID), e.leaseValue(), rev)
+	newRev, err := e.bucket().Update(ctx, leaseKey(e.cfg.NodeID), e.leaseValue(), rev)
 	if err == nil {
 		e.ownMu.Lock()
 		e.leaseRev = newRev
@@ -87,7 +87,7 @@ func (e *Engine) refreshLease(ctx context.Context) error {
 		return fmt.Errorf("presence: lease refresh: %w", err)
 	}
 	// Maybe an earlier refresh landed although it reported an error.
-	cur, gerr := e.kv.Get(ctx, leaseKey(e.cfg.NodeID))
+	cur, gerr := e.bucket().Get(ctx, leaseKey(e.cfg.NodeID))
 	switch {
 	case gerr == nil:
 		var l leaseRecord
@@ -95,7 +95,7 @@ func (e *Engine) refreshLease(ctx context.Context) error {
 		inst := e.inst
 		e.ownMu.Unlock()
 		if json.Unmarshal(cur.Value(), &l) == nil && l.Inst == inst {
-			newRev, err := e.kv.Update(ctx, leaseKey(e.cfg.NodeID), e.leaseValue(), cur.Revision())
+			newRev, err := e.bucket().Update(ctx, leaseKey(e.cfg.NodeID), e.leaseValue(), cur.Revision())
 			if err != nil {
 				return fmt.Errorf("presence: lease refresh: %w", err)
 			}

@@ -55,7 +55,7 @@ func (e *Engine) SetManual(ctx context.Context, user string, m Manual) error {
 	if err != nil {
 		return err
 	}
-	rev, err := e.kv.Put(ctx, key, b)
+	rev, err := e.bucket().Put(ctx, key, b)
 	if err != nil {
 		return fmt.Errorf("presence: set manual status: %w", err)
 	}

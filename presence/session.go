@@ -273,7 +273,7 @@ func (s *Session) store(ctx context.Context, expires time.Time) error {
 		Since: s.since, Expires: expires, Auto: s.auto,
 	}
 	s.mu.Unlock()
-	rev, err := s.e.kv.Put(ctx, s.key, rec.appendJSON(nil))
+	rev, err := s.e.bucket().Put(ctx, s.key, rec.appendJSON(nil))
 	if err != nil {
 		return fmt.Errorf("presence: store session: %w", err)
 	}

@@ -258,7 +258,7 @@ func (e *Engine) janitor(now time.Time) {
 	for _, m := range markers {
 		floor = max(floor, m.rev)
 	}
-	if _, err := e.kv.Put(ctx, keyPurged, strconv.AppendUint(nil, floor, 10)); err != nil {
+	if _, err := e.bucket().Put(ctx, keyPurged, strconv.AppendUint(nil, floor, 10)); err != nil {
 		e.log.Warn("presence: recording the purge floor failed", zap.Error(err))
 		return
 	}
