@@ -19,6 +19,7 @@ import (
 	"github.com/presenced/presenced/broker/compat/ddp"
 	"github.com/presenced/presenced/broker/history"
 	"github.com/presenced/presenced/broker/webhook"
+	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
 	"go.uber.org/zap"
@@ -352,28 +353,33 @@ func (s *Server) stopRest() {
 }
 
 // ensureAdminToken makes sure an admin token exists: the operator's, or one
-// generated on first run, shown once through FirstRunToken.
+// generated on first run, shown once through FirstRunToken. The write is
+// asked again while the store does not answer (a cluster forming).
 func (s *Server) ensureAdminToken(ctx context.Context) error {
 	const id = "admin"
-	if s.cfg.AdminToken != "" {
-		if t, ok := s.store.Index().Token(id); ok && t.Hash == membership.HashToken(s.cfg.AdminToken) {
-			return nil
-		}
-		_, _, err := s.store.CreateToken(ctx, membership.TokenSpec{
-			ID: id, Name: "operator admin token", Scopes: []string{membership.ScopeAdmin}, Secret: s.cfg.AdminToken,
-		})
-		return err
-	}
-	if _, ok := s.store.Index().Token(id); ok {
+	spec := membership.TokenSpec{ID: id, Name: "first-run admin token", Scopes: []string{membership.ScopeAdmin}}
+	switch t, ok := s.store.Index().Token(id); {
+	case s.cfg.AdminToken != "" && ok && t.Hash == membership.HashToken(s.cfg.AdminToken):
 		return nil
+	case s.cfg.AdminToken != "":
+		spec.Name, spec.Secret = "operator admin token", s.cfg.AdminToken
+	case ok:
+		return nil
+	default:
+		// One secret for every attempt: a write that landed unanswered
+		// stores the secret this start prints.
+		spec.Secret = membership.NewTokenSecret()
 	}
-	secret, _, err := s.store.CreateToken(ctx, membership.TokenSpec{
-		ID: id, Name: "first-run admin token", Scopes: []string{membership.ScopeAdmin},
+	_, err := jskv.Retry(ctx, func(ctx context.Context) (membership.Token, error) {
+		_, tok, err := s.store.CreateToken(ctx, spec)
+		return tok, err
 	})
 	if err != nil {
 		return err
 	}
-	s.firstToken = secret
+	if s.cfg.AdminToken == "" {
+		s.firstToken = spec.Secret
+	}
 	return nil
 }
 

@@ -267,12 +267,17 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 	return 0, fmt.Errorf("%w: sequence %s", ErrConflict, kind)
 }
 
+// ensureBuiltinRoles writes the built-in roles a start finds missing or
+// changed, asking again while the bucket's stream does not answer (a
+// cluster forming, a leader election): a start waits for it, within ctx.
 func (s *Store) ensureBuiltinRoles(ctx context.Context) error {
 	for _, r := range BuiltinRoles {
 		if old, ok := s.index.Role(r.ID); ok && old == r {
 			continue
 		}
-		if _, err := s.put(ctx, roleKey(r.ID), r, nil); err != nil {
+		if _, err := jskv.Retry(ctx, func(ctx context.Context) (uint64, error) {
+			return s.put(ctx, roleKey(r.ID), r, nil)
+		}); err != nil {
 			return err
 		}
 	}

@@ -14,6 +14,9 @@ import (
 // are easy to recognise and scan for.
 const TokenPrefix = "pd_"
 
+// NewTokenSecret returns a new random token secret.
+func NewTokenSecret() string { return TokenPrefix + randomString(32) }
+
 // TokenSpec describes a token to issue.
 type TokenSpec struct {
 	Name      string
@@ -57,7 +60,7 @@ func (s *Store) CreateToken(ctx context.Context, spec TokenSpec) (secret string,
 	}
 	secret = spec.Secret
 	if secret == "" {
-		secret = TokenPrefix + randomString(32)
+		secret = NewTokenSecret()
 	} else if len(secret) < 16 {
 		return "", Token{}, invalid("secret", "must be at least 16 bytes")
 	}
