@@ -45,7 +45,7 @@ func Flags(fs *flag.FlagSet) (build func() (Config, error)) {
 	fs.DurationVar(&c.LeaseRefresh, "lease-refresh", 2*time.Second, "how often a node refreshes its lease")
 	fs.DurationVar(&c.AutoAway, "auto-away", 0, "a session idle this long counts as away (0: never)")
 	fs.DurationVar(&c.Coalesce, "coalesce", 25*time.Millisecond, "window in which deltas of one group are merged")
-	fs.IntVar(&c.FanoutBudget, "fanout-budget", 0, "batches per second the node hands its subscribers at most: the coalescing window widens past it (default 30000 per CPU; -1: no budget)")
+	fs.IntVar(&c.FanoutBudget, "fanout-budget", 0, "batches per second the node hands its subscribers at most: the coalescing window widens past it (default 40000 per CPU; -1: no budget)")
 	fs.StringVar(&c.PresenceStorage, "presence-storage", "file", "storage of the presence bucket: file (backend and manual statuses survive a restart of every server) or memory (they do not)")
 	fs.Int64Var(&c.Limits.MaxBodyBytes, "max-body-bytes", 1<<20, "largest JSON request body")
 	fs.Int64Var(&c.Limits.MaxImportBytes, "max-import-bytes", 1<<30, "largest NDJSON import body")
