@@ -79,3 +79,20 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectionsNeeded: 19,900 WebSockets under a limit of 20,000 open
+// files need more than presenced's default --max-connections (19,900, which
+// left the bench's snapshot probe refused with 503); a load well under the
+// default changes nothing.
+func TestConnectionsNeeded(t *testing.T) {
+	for _, c := range []struct{ conns, nofile, want int }{
+		{19900, 20000, 19960},
+		{19850, 20000, 19914},
+		{1000, 20000, 0},
+		{19900, 0, 0},
+	} {
+		if got := connectionsNeeded(c.conns, c.nofile); got != c.want {
+			t.Errorf("connectionsNeeded(%d, %d) = %d, want %d", c.conns, c.nofile, got, c.want)
+		}
+	}
+}

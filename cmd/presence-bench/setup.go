@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -29,7 +30,33 @@ func (b *bench) serverArgs() []string {
 		per := b.cfg.Rate / float64(len(b.plan.publishers))
 		args = append(args, "--ops-per-second", strconv.FormatFloat(max(50, math.Ceil(2*per)), 'f', -1, 64))
 	}
+	if n := connectionsNeeded(b.cfg.Conns, openFilesLimit()); n > 0 {
+		args = append(args, "--max-connections", strconv.Itoa(n))
+	}
 	return append(args, b.cfg.ServerArgs...)
+}
+
+// connectionsNeeded is the --max-connections a spawned server needs for
+// conns WebSockets and the bench's probes and REST client when its default
+// (the open files limit less 100) is too low for them, as 19,900 are under
+// a limit of 20,000; 0 when the default does. It leaves the store at
+// least 40 descriptors: an idle node holds 17.
+func connectionsNeeded(conns int, nofile int) int {
+	const probes = 64
+	if nofile <= 0 || conns+probes <= nofile-100 {
+		return 0
+	}
+	return min(conns+probes, nofile-40)
+}
+
+// openFilesLimit is the process's soft limit of open files, which a
+// spawned server inherits; 0 if unknown.
+func openFilesLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
+		return 0
+	}
+	return int(rl.Cur)
 }
 
 func (b *bench) startServer(ctx context.Context) error {
