@@ -307,7 +307,8 @@ func (f *Follower) checker(resume chan<- stall) {
 	t := time.NewTicker(f.cfg.Check)
 	defer t.Stop()
 	var prevApplied uint64
-	var counted time.Time // the check that last counted as behind
+	var counted time.Time    // the check that last counted as behind
+	var resumedFor time.Time // the leader change the watch was last resumed for
 	behind := 0
 	for {
 		select {
@@ -338,12 +339,17 @@ func (f *Follower) checker(resume chan<- stall) {
 		switch {
 		case last <= max(applied, f.floor.Load()) || applied != prevApplied || !f.loadedYet() && applied == 0:
 			behind = 0
-		case f.stored.Load() != 0 && leaderSince.After(time.Unix(0, f.stored.Load())):
+		case f.stored.Load() != 0 && leaderSince.After(time.Unix(0, f.stored.Load())) && !leaderSince.Equal(resumedFor):
 			// Nothing the stream stored since its leader changed was
 			// applied: the watch's consumer may have lived on a server
-			// that is gone. Resume now rather than two checks later.
+			// that is gone. Resume now rather than two checks later,
+			// once per leader change: a watch resumed since then is
+			// given the two checks of a stall to deliver (a server
+			// catching up after a partition takes seconds), instead of
+			// being resumed again at every check.
 			why = fmt.Sprintf("nothing stored since %s leads the stream was applied (at revision %d while the stream is at %d)",
 				leader, applied, last)
+			resumedFor = leaderSince
 			behind = 2
 		case time.Since(counted) >= f.cfg.Check/2: // checks asked for in a burst count once
 			behind++
