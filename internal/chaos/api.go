@@ -106,12 +106,6 @@ func (s Snapshot) key() string {
 	return b.String()
 }
 
-// members is the key without the revision.
-func (s Snapshot) members() string {
-	k := s.key()
-	return k[strings.IndexByte(k, ':'):]
-}
-
 // status returns a member's status and text, offline when not listed.
 func (s Snapshot) status(user string) (protocol.Status, string) {
 	for _, m := range s.Members {

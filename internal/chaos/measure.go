@@ -104,7 +104,8 @@ func good(r round, nodes []string, expect map[string]bool) (bool, string) {
 
 // convergence finds the final stretch of [from, to] in which the majority
 // served identical, correct snapshots: since is when it began. ok is false
-// when the last round was not good, with the reason.
+// when the last round was not good, with the reason; otherwise why says
+// what the round before the stretch found wrong, if there was one.
 func (e *Env) convergence(from, to time.Time, majority []*Node, expect map[string]bool) (since time.Time, ok bool, why string) {
 	rs := e.Poller.between(from, to)
 	if len(rs) == 0 {
@@ -117,8 +118,8 @@ func (e *Env) convergence(from, to time.Time, majority []*Node, expect map[strin
 	}
 	since = rs[last].at
 	for i := last - 1; i >= 0; i-- {
-		if ok, _ := good(rs[i], names, expect); !ok {
-			break
+		if ok, bad := good(rs[i], names, expect); !ok {
+			return since, true, fmt.Sprintf("at %s: %s", secs(rs[i].at.Sub(from)), bad)
 		}
 		since = rs[i].at
 	}
@@ -279,7 +280,8 @@ func (e *Env) judgeConverge(row *Row, label string, ph phase) {
 	d := max(since.Sub(ph.from), 0)
 	row.add(&row.Converge, prefix(label)+secs(d))
 	if d > convergeGoal {
-		row.fail("%sidentical, correct snapshots only after %s (goal %s)", prefix(label), secs(d), secs(convergeGoal))
+		row.fail("%sidentical, correct snapshots only after %s (goal %s); the last round that was not, %s",
+			prefix(label), secs(d), secs(convergeGoal), why)
 	}
 }
 
