@@ -271,6 +271,20 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 			return nw
 		case err := <-errc:
 			f.log.Warn("jskv: resuming the watch failed; trying again", zap.String("bucket", f.kv.Bucket()), zap.Error(err))
+		case <-time.After(AttemptTimeout):
+			// The consumer's creation got no answer (the client waits 5s
+			// for one): while the cluster elects a leader none comes, and
+			// the next attempt may reach the new one. The abandoned
+			// attempt's watch is stopped if it ever comes.
+			f.log.Warn("jskv: resuming the watch got no answer; asking again", zap.String("bucket", f.kv.Bucket()),
+				zap.Duration("after", AttemptTimeout))
+			go func() {
+				select {
+				case nw := <-got:
+					_ = nw.Stop()
+				case <-errc:
+				}
+			}()
 		}
 		select {
 		case <-f.quit:

@@ -259,3 +259,46 @@ func TestFollowResumesOnLeaderChange(t *testing.T) {
 		t.Fatal("the watch was never resumed")
 	}
 }
+
+// unansweredKV hands out a first watch that goes silent after its initial
+// load, and then a watch whose creation gets no answer, as a consumer's
+// creation sent while the cluster elects a leader gets none (the client
+// waits 5s for it).
+type unansweredKV struct {
+	jetstream.KeyValue
+	watches atomic.Int32
+}
+
+func (k *unansweredKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	switch k.watches.Add(1) {
+	case 1:
+		return (&faultyKV{KeyValue: k.KeyValue, stall: true}).WatchAll(ctx, opts...)
+	case 2:
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(30 * time.Second):
+			return nil, context.DeadlineExceeded
+		}
+	}
+	return k.KeyValue.WatchAll(ctx, opts...)
+}
+
+// TestFollowAsksAgainWhenResumeGetsNoAnswer: a resume whose watch creation
+// gets no answer is asked again after AttemptTimeout. Before, the follower
+// waited for that answer (5s in the client), and a node showed a killed
+// node's users offline seconds later than its peers (chaos partition,
+// offline after 11.2s).
+func TestFollowAsksAgainWhenResumeGetsNoAnswer(t *testing.T) {
+	kv, st := bucket(t)
+	f, applied := follow(t, &unansweredKV{KeyValue: kv}, st)
+	rev, err := kv.Put(ctxT(t), "k1", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), jskv.AttemptTimeout+3*time.Second)
+	defer cancel()
+	if err := f.Wait(ctx, rev); err != nil {
+		t.Fatalf("wait for revision %d: %v (applied %v)", rev, err, applied())
+	}
+}
