@@ -204,21 +204,29 @@ func (e *Engine) sweepCtx() (context.Context, context.CancelFunc) {
 // sweep deletes one due key. The node that wins a lease's deletion also
 // deletes that node's stale sessions, which changes no status: they stopped
 // counting with the lease.
+//
+// The delete waits at most half a lease refresh, and a failed one is tried
+// again an eighth of one later, as lease refreshes are: a delete sent while
+// the stream elects a leader gets no answer at all, and waiting for one
+// only delays the next, which may reach the new leader (a dead leader's
+// users went offline up to a lease TTL after the election).
 func (e *Engine) sweep(it sweepItem) {
-	ctx, cancel := e.sweepCtx()
-	defer cancel()
-	_, err := e.deleteKey(ctx, it.key, it.rev)
+	actx, acancel := context.WithTimeout(context.Background(), e.cfg.LeaseRefresh/2)
+	_, err := e.deleteKey(actx, it.key, it.rev)
+	acancel()
 	switch {
 	case err == nil:
 		if it.kind == kindLease {
 			e.log.Info("presence: a node is gone: its lease is deleted", zap.String("dead", it.node))
 			e.counts.nodesExpired.Add(1)
+			ctx, cancel := e.sweepCtx()
 			e.deleteStale(ctx, e.x.staleSessions(it.node))
+			cancel()
 		}
 	case isWrongSeq(err):
 	default:
 		e.log.Warn("presence: sweep failed", zap.String("key", it.key), zap.Error(err))
-		e.x.retry(it, e.clock.Now().Add(e.cfg.LeaseRefresh))
+		e.x.retry(it, e.clock.Now().Add(e.cfg.LeaseRefresh/8))
 	}
 }
 
