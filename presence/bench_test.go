@@ -3,6 +3,7 @@ package presence
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -121,3 +122,40 @@ func BenchmarkSnapshot10k(b *testing.B) {
 // groups, each with 10 subscribers: 100 deltas, 100 shared batches, 1000
 // queue pushes per event.
 func BenchmarkFanout100Groups(b *testing.B) { benchToggle(b, 100, 50, 10) }
+
+// BenchmarkIndexMemory loads a node's presence index with 100,000 users in
+// 1,000 groups of 1,000 members (10 groups each), then a session for half
+// of the users, and reports the heap the index holds per membership and
+// per session: what one node holds for presence, whatever the number of
+// nodes. Each group's history of deltas for resume (--history, bounded per
+// group) is left out: the index here keeps one. Run it with -benchtime=1x.
+func BenchmarkIndexMemory(b *testing.B) {
+	const users, groups, perUser = 100_000, 1_000, 10
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for range b.N {
+		base := heap()
+		x, put := benchIndex(b, 1)
+		for u := range users {
+			for k := range perUser {
+				put(membership.MemberKey(fmt.Sprintf("g%d", (u*perUser+k)%groups), fmt.Sprintf("u%d", u)), membership.Member{})
+			}
+		}
+		x.markLoaded()
+		withMembers := heap()
+		for u := 0; u < users; u += 2 {
+			put(sessionKey(fmt.Sprintf("u%d", u), "s"), sessionRecord{Node: "n", Inst: "i", Status: protocol.StatusOnline})
+		}
+		withSessions := heap()
+		if s := x.snapshot("g0"); s.Total != users*perUser/groups {
+			b.Fatalf("group g0 has %d members", s.Total)
+		}
+		b.ReportMetric(float64(withMembers-base)/(users*perUser), "B/membership")
+		b.ReportMetric(float64(withSessions-withMembers)/(users/2), "B/session")
+		runtime.KeepAlive(x)
+	}
+}
