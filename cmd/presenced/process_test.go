@@ -65,7 +65,12 @@ func (l *lockedBuffer) String() string {
 // start runs presenced with args; it is killed in cleanup.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startCmd(t, exec.Command(os.Args[0], "-test.run=^$"), args)
+}
+
+// startCmd runs cmd, which runs this test binary, as presenced with args.
+func startCmd(t *testing.T, cmd *exec.Cmd, args []string) *proc {
+	t.Helper()
 	cmd.Env = append(os.Environ(), runMainEnv+"="+strings.Join(args, "\x1f"), "PRESENCED_LOG_JSON=true")
 	p := &proc{t: t, cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
@@ -292,22 +297,7 @@ func TestDamagedDataDir(t *testing.T) {
 func startLimited(t *testing.T, nofile int, args ...string) *proc {
 	t.Helper()
 	shell := fmt.Sprintf(`ulimit -n %d && exec "$0"`, nofile)
-	cmd := exec.Command("/bin/sh", "-c", shell, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), runMainEnv+"="+strings.Join(args, "\x1f"), "PRESENCED_LOG_JSON=true")
-	p := &proc{t: t, cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-	})
-	return p
+	return startCmd(t, exec.Command("/bin/sh", "-c", shell, os.Args[0], "-test.run=^$"), args)
 }
 
 // TestIdleConnectionsDoNotLockEveryoneOut fills a node's open files with
