@@ -35,16 +35,7 @@ func TestClusterWholeRestart(t *testing.T) {
 		}
 		wg.Wait()
 		start := time.Now()
-		errs := make([]error, len(nodes))
-		for i, n := range nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = startNode(t, n)
-			}()
-		}
-		wg.Wait()
-		for i, err := range errs {
+		for i, err := range startNodes(t, nodes) {
 			if err != nil {
 				t.Fatalf("round %d: node %s did not start: %v", round, nodes[i].name, err)
 			}

@@ -94,17 +94,7 @@ func tryStartCluster(t testing.TB, mods []func(*broker.Config)) ([]*clusterNode,
 			}
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(nodes))
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = startNode(t, n)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
+	for _, err := range startNodes(t, nodes) {
 		if err != nil {
 			for _, n := range nodes {
 				if n.testServer != nil {
@@ -115,6 +105,18 @@ func tryStartCluster(t testing.TB, mods []func(*broker.Config)) ([]*clusterNode,
 		}
 	}
 	return nodes, nil
+}
+
+// startNodes starts nodes all at once, as a cluster's nodes must (its R3
+// streams need every peer), and returns each one's error.
+func startNodes(t testing.TB, nodes []*clusterNode) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = startNode(t, n) })
+	}
+	wg.Wait()
+	return errs
 }
 
 func startNode(t testing.TB, n *clusterNode) error {
