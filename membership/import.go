@@ -359,17 +359,13 @@ func (im *importer) addUser(line int, rec ImportRecord) error {
 		}
 	} else {
 		if rec.Seq != 0 {
-			other, ok := im.userSeqs[rec.Seq]
-			if !ok {
-				if o, taken := im.s.index.UserBySeq(rec.Seq); taken {
-					other, ok = o.ID, true
-				}
-			}
-			if ok {
-				return invalid("seq", "%d is the seq of user %s", rec.Seq, other)
+			if err := claimSeq(im.userSeqs, rec.Seq, u.ID, "user", func(seq int64) (string, bool) {
+				o, ok := im.s.index.UserBySeq(seq)
+				return o.ID, ok
+			}); err != nil {
+				return err
 			}
 			u.Seq = rec.Seq
-			im.userSeqs[u.Seq] = u.ID
 		}
 		u.CreatedAt = im.now
 	}
@@ -420,17 +416,13 @@ func (im *importer) addGroup(line int, rec ImportRecord) error {
 		}
 	} else {
 		if rec.Seq != 0 {
-			other, ok := im.groupSeqs[rec.Seq]
-			if !ok {
-				if o, taken := im.s.index.GroupBySeq(rec.Seq); taken {
-					other, ok = o.ID, true
-				}
-			}
-			if ok {
-				return invalid("seq", "%d is the seq of group %s", rec.Seq, other)
+			if err := claimSeq(im.groupSeqs, rec.Seq, g.ID, "group", func(seq int64) (string, bool) {
+				o, ok := im.s.index.GroupBySeq(seq)
+				return o.ID, ok
+			}); err != nil {
+				return err
 			}
 			g.Seq = rec.Seq
-			im.groupSeqs[g.Seq] = g.ID
 		}
 		g.CreatedAt = im.now
 	}
@@ -655,4 +647,18 @@ func (im *importer) raiseSeq(ctx context.Context, kind string, n int64) error {
 	// the sequence further than needed, never less.
 	_, err := im.s.reserveSeq(ctx, kind, n-cur)
 	return err
+}
+
+// claimSeq gives seq to id, a user or group (kind) of an import, unless a
+// line before it or a stored one (stored) has it already.
+func claimSeq(claimed map[int64]string, seq int64, id, kind string, stored func(int64) (string, bool)) error {
+	other, ok := claimed[seq]
+	if !ok {
+		other, ok = stored(seq)
+	}
+	if ok {
+		return invalid("seq", "%d is the seq of %s %s", seq, kind, other)
+	}
+	claimed[seq] = id
+	return nil
 }
