@@ -290,15 +290,7 @@ func TestNATSExternalSampleConfig(t *testing.T) {
 	opts.Cluster, opts.Routes = server.ClusterOpts{}, nil // one server here
 	opts.HTTPPort = 0
 	opts.NoLog, opts.NoSigs = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	ns := runNATSServer(t, opts)
 	url := ns.ClientURL()
 	if _, err := natsDial(t, url); !refused(err) {
 		t.Fatalf("anonymous client: want an authorization violation, got %v", err)

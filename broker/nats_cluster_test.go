@@ -95,6 +95,19 @@ func startOutsider(t testing.TB, name, addr string, user *url.Userinfo, certs *r
 		tc.RootCAs = tc.ClientCAs
 		opts.Cluster.TLSConfig = tc
 	}
+	ns := runNATSServer(t, opts)
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("outsider", "outsider"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return ns, nc
+}
+
+// runNATSServer starts a nats-server with opts, shut down in cleanup, and
+// waits until it takes connections.
+func runNATSServer(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -102,14 +115,9 @@ func startOutsider(t testing.TB, name, addr string, user *url.Userinfo, certs *r
 	ns.Start()
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("outsider not ready")
+		t.Fatalf("nats-server %s not ready", opts.ServerName)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.UserInfo("outsider", "outsider"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return ns, nc
+	return ns
 }
 
 // seesBucket reports whether nc's JetStream answers for presenced's
