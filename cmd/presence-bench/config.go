@@ -14,6 +14,10 @@ var errConfig = errors.New("presence-bench: config")
 // maxChanges bounds the status changes of a run.
 const maxChanges = 20_000_000
 
+// maxNodes bounds --nodes: every node is a presenced with its own
+// nats-server on this machine.
+const maxNodes = 9
+
 // Config is one run. The zero value of a field means its default, as the
 // flags describe it; a scenario preset fills fields before the flags given
 // on the command line override them.
@@ -34,6 +38,12 @@ type Config struct {
 	ServerPID    int
 	AdminToken   string // default: generated when spawning
 	JWTSecret    string // default: generated when spawning
+	// Nodes spawns this many presenced nodes joined into one cluster by
+	// their embedded nats-servers' routes (default 1). Connection i
+	// dials node i mod Nodes; users, groups and changes go through node
+	// 0, so a change reaches the other nodes' subscribers over the
+	// cluster.
+	Nodes int
 	// ServerCPUs pins a spawned server to these CPUs from its start (and
 	// every restart); BenchCPUs pins this process, and so its workers,
 	// before any worker starts. Empty: no pinning.
@@ -161,6 +171,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "preset: "+strings.Join(scenarioNames(), ", ")+"; other flags override it")
 	fs.StringVar(&c.Label, "label", c.Label, "name of the run in the report and in profile file names (default: the scenario)")
 	fs.BoolVar(&c.Spawn, "spawn", c.Spawn, "start presenced as a child with a temporary data dir, and measure it")
+	fs.IntVar(&c.Nodes, "nodes", c.Nodes, "spawn this many presenced nodes as one cluster (embedded NATS routes); connection i dials node i mod N, changes go through node 0")
 	fs.StringVar(&c.PresencedBin, "presenced", c.PresencedBin, "presenced binary for --spawn (default: go build ./cmd/presenced into a temp dir)")
 	fs.Var(listFlag{&c.ServerArgs}, "server-args", "extra flags for the spawned presenced, e.g. --server-args='--coalesce 5ms' (repeatable)")
 	fs.StringVar(&c.ServerLog, "server-log", c.ServerLog, "append the spawned presenced's output to this file (default: a temporary file)")
@@ -270,6 +281,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
 		return c, fmt.Errorf("%w: --jwt-secret must be at least 32 bytes", errConfig)
+	}
+	if c.Nodes == 0 {
+		c.Nodes = 1
+	}
+	if c.Nodes < 1 || c.Nodes > maxNodes {
+		return c, fmt.Errorf("%w: --nodes %d out of 1..%d", errConfig, c.Nodes, maxNodes)
+	}
+	if c.Nodes > 1 && !c.Spawn {
+		return c, fmt.Errorf("%w: --nodes needs --spawn", errConfig)
+	}
+	if c.Nodes > 1 && c.ColdStarts > 0 {
+		return c, fmt.Errorf("%w: --cold-starts restarts one node: not with --nodes", errConfig)
 	}
 	if c.ColdStarts > 0 && !c.Spawn {
 		return c, fmt.Errorf("%w: --cold-starts needs --spawn", errConfig)

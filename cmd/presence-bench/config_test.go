@@ -69,6 +69,10 @@ func TestConfigErrors(t *testing.T) {
 		{"--spawn", "--changes", "5"},
 		{"--url", "http://x", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef", "--cold-starts", "1"},
 		{"--url", "http://x", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef", "--server-cpus", "0"},
+		{"--url", "http://x", "--admin-token", "a", "--jwt-secret", "0123456789abcdef0123456789abcdef", "--nodes", "3"},
+		{"--spawn", "--nodes", "-1"},
+		{"--spawn", "--nodes", "10"},
+		{"--spawn", "--nodes", "3", "--cold-starts", "1"},
 	} {
 		c, err := parseConfig(args, io.Discard)
 		if err == nil {

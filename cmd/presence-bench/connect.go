@@ -18,6 +18,7 @@ func (b *bench) connect(ctx context.Context) error {
 		return err
 	}
 	b.gcServer(ctx)
+	baseline := b.nodeRSS()
 	mem := &MemoryInfo{BaselineRSS: b.serverRSS()}
 	// The fan-out of the connect phase runs from here, before any
 	// connection, to the scrape after Settle, when the deltas of users
@@ -46,7 +47,7 @@ func (b *bench) connect(ctx context.Context) error {
 	for w := range ws {
 		first, count := b.share(w)
 		cmds[w] = command{Cmd: cmdConnect, Connect: &connectCommand{
-			URL: b.srv.BaseURL, Secret: cfg.JWTSecret, Expires: deadline.Add(time.Hour).Unix(),
+			URL: b.srv.BaseURL, URLs: b.clusterURLs(), Secret: cfg.JWTSecret, Expires: deadline.Add(time.Hour).Unix(),
 			Topology: b.plan.Topology, First: first, Count: count,
 			Sources: b.sources((count + cfg.PerSource - 1) / cfg.PerSource), PerSource: cfg.PerSource,
 			Parallel: cfg.DialParallel, At: at.UnixNano(), TimeoutMs: cfg.ConnectTimeout.Milliseconds(),
@@ -94,6 +95,16 @@ func (b *bench) connect(ctx context.Context) error {
 	}
 	b.gcServer(ctx)
 	mem.ConnectedRSS = b.serverRSS()
+	if len(baseline) > 1 {
+		for i, v := range b.nodeRSS() {
+			// Connection j dials node j mod nodes.
+			n := NodeMemory{BaselineRSS: baseline[i], ConnectedRSS: v, Conns: (cfg.Conns - i + len(baseline) - 1) / len(baseline)}
+			if n.Conns > 0 {
+				n.RSSPerConn = float64(v-baseline[i]) / float64(n.Conns)
+			}
+			mem.Nodes = append(mem.Nodes, n)
+		}
+	}
 	m1, err1 := b.rest.scrapeMetrics(ctx)
 	if c.Fanout, err = fanout.finish(m1, err1); err != nil {
 		b.fanoutNote("connect", err)
@@ -102,6 +113,9 @@ func (b *bench) connect(ctx context.Context) error {
 		n := float64(c.Connected)
 		if mem.BaselineRSS > 0 {
 			mem.RSSPerConn = float64(mem.ConnectedRSS-mem.BaselineRSS) / n
+		}
+		if len(mem.Nodes) > 0 {
+			n = float64(mem.Nodes[0].Conns) // the metrics below are node 0's
 		}
 		mem.HeapBefore, mem.HeapAfter = m0.value("go_memstats_heap_inuse_bytes"), m1.value("go_memstats_heap_inuse_bytes")
 		mem.HeapPerConn = (mem.HeapAfter - mem.HeapBefore) / n

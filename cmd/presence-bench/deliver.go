@@ -39,6 +39,12 @@ func (b *bench) collect(ctx context.Context, perSeq bool) (*deliveryReply, []uin
 		}
 		out.Deliveries += d.Deliveries
 		out.Latency.Merge(d.Latency)
+		for i, h := range d.NodeLatency {
+			for len(out.NodeLatency) <= i {
+				out.NodeLatency = append(out.NodeLatency, &Histogram{})
+			}
+			out.NodeLatency[i].Merge(h)
+		}
 		out.Frames += d.Frames
 		out.Changes += d.Changes
 		out.Stray += d.Stray
@@ -155,6 +161,9 @@ func (b *bench) deliver(ctx context.Context) error {
 		Stray: d.Stray - before.Stray, Open: d.Open, Closed: d.Closed, Ended: d.Ended,
 		ServerCPU: b.serverCPU() - cpu0, ClientCPU: (cpuOf(clientPIDs...) - ccpu0).Seconds(), RSSSamples: samples,
 		Quiet: quiet || lastCount >= expected}
+	for _, h := range d.NodeLatency {
+		di.NodeLatency = append(di.NodeLatency, h.Summary())
+	}
 	if expected > 0 {
 		di.Ratio = float64(di.Delivered) / float64(expected)
 	}

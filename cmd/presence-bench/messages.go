@@ -33,7 +33,10 @@ type command struct {
 // connectCommand asks a worker for connections First .. First+Count-1 of
 // the topology.
 type connectCommand struct {
-	URL      string   `json:"url"`
+	URL string `json:"url"`
+	// URLs, when given, are the nodes of a cluster: connection i dials
+	// URLs[i mod len(URLs)] instead of URL.
+	URLs     []string `json:"urls,omitempty"`
 	Secret   string   `json:"secret"`
 	Expires  int64    `json:"expires"` // unix seconds, the tokens' exp
 	Topology Topology `json:"topology"`
@@ -60,6 +63,14 @@ type connectCommand struct {
 	// group it sees present, and when it first saw all of them (see
 	// convergeState).
 	Converge bool `json:"converge"`
+}
+
+// url is the base URL connection i dials.
+func (cc *connectCommand) url(i int) string {
+	if n := len(cc.URLs); n > 0 {
+		return cc.URLs[i%n]
+	}
+	return cc.URL
 }
 
 // subscribeCommand starts the subscribe phase of a split connect at At.
@@ -119,6 +130,8 @@ type deliveryReply struct {
 	// to its arrival.
 	Deliveries uint64     `json:"deliveries"`
 	Latency    *Histogram `json:"latency"`
+	// NodeLatency is Latency by the node the subscriber dialled (URLs).
+	NodeLatency []*Histogram `json:"nodeLatency,omitempty"`
 	// Frames counts delta frames; Changes every change in them.
 	Frames  uint64 `json:"frames"`
 	Changes uint64 `json:"changes"`

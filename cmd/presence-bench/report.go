@@ -73,6 +73,15 @@ type ServerInfo struct {
 	GOMAXPROCS int    `json:"serverGomaxprocs,omitempty"`
 	// ColdStartMs is spawn → first WebSocket hello of the first start.
 	ColdStartMs float64 `json:"coldStartMs,omitempty"`
+	// Nodes are a cluster's nodes (--nodes), node 0 first; the figures
+	// of CPU and RSS above and below are the sums over them.
+	Nodes []NodeInfo `json:"nodes,omitempty"`
+}
+
+// NodeInfo is one node of a spawned cluster.
+type NodeInfo struct {
+	URL string `json:"url"`
+	PID int    `json:"pid"`
 }
 
 // SetupInfo is the topology the run created.
@@ -130,6 +139,18 @@ type MemoryInfo struct {
 	GoroutinesBef float64 `json:"goroutinesBefore"`
 	GoroutinesAft float64 `json:"goroutinesAfter"`
 	ClientRSS     int64   `json:"clientRss"` // the workers together
+	// Nodes is each node's memory, for a cluster; the Go heap and stack
+	// figures above are node 0's.
+	Nodes []NodeMemory `json:"nodes,omitempty"`
+}
+
+// NodeMemory is one node's RSS before and after connecting, and the
+// connections it holds.
+type NodeMemory struct {
+	BaselineRSS  int64   `json:"baselineRss"`
+	ConnectedRSS int64   `json:"connectedRss"`
+	Conns        int     `json:"conns"`
+	RSSPerConn   float64 `json:"rssPerConn"`
 }
 
 // HoldInfo is the state after holding the connections idle.
@@ -150,6 +171,9 @@ type DeliveryInfo struct {
 	// Latency is from each change's due time to its arrival at each
 	// subscriber.
 	Latency LatencySummary `json:"latency"`
+	// NodeLatency is Latency by the node the subscriber is connected to,
+	// for a cluster: the changes are made through node 0.
+	NodeLatency []LatencySummary `json:"nodeLatency,omitempty"`
 	// Frames counts delta frames received, Marked the changes with a
 	// marker in them (Stray of them outside the schedule).
 	Frames uint64 `json:"frames"`
@@ -378,6 +402,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	t.row("command", "%s", r.Command)
 	t.section("server")
 	t.row("url", "%s (pid %d, spawned %v)", r.Server.URL, r.Server.PID, r.Server.Spawned)
+	for i, n := range r.Server.Nodes {
+		t.row(fmt.Sprintf("node %d", i), "%s (pid %d)", n.URL, n.PID)
+	}
 	if len(r.Server.Args) > 0 {
 		t.row("args", "%s", strings.Join(r.Server.Args, " "))
 	}
@@ -408,6 +435,10 @@ func (r *Report) WriteTable(w io.Writer) {
 		t.row("Go heap in use per connection", "%s (%s → %s)", fmtBytes(m.HeapPerConn), fmtBytes(m.HeapBefore), fmtBytes(m.HeapAfter))
 		t.row("goroutine stacks per connection", "%s (%.0f → %.0f goroutines)", fmtBytes(m.StackPerConn), m.GoroutinesBef, m.GoroutinesAft)
 		t.row("client RSS (workers)", "%s", fmtBytes(float64(m.ClientRSS)))
+		for i, n := range m.Nodes {
+			t.row(fmt.Sprintf("node %d", i), "RSS %s → %s, %d connections, %s per connection",
+				fmtBytes(float64(n.BaselineRSS)), fmtBytes(float64(n.ConnectedRSS)), n.Conns, fmtBytes(n.RSSPerConn))
+		}
 	}
 	if h := r.Hold; h != nil {
 		t.section("hold")
@@ -430,6 +461,13 @@ func (r *Report) WriteTable(w io.Writer) {
 		t.row("publish ack (sent → reply)", "%s", p.Ack)
 		t.row("delivered / expected", "%d / %d (%.3f%%)", d.Delivered, d.Expected, 100*d.Ratio)
 		t.row("latency (due → received)", "%s", d.Latency)
+		for i, l := range d.NodeLatency {
+			where := "on node 0, which takes the changes"
+			if i > 0 {
+				where = "on another node"
+			}
+			t.row(fmt.Sprintf("  subscribers of node %d", i), "%s  (%s)", l, where)
+		}
 		t.row("frames, changes received", "%d delta frames, %d marked changes (%d stray)", d.Frames, d.Marked, d.Stray)
 		ch := d.Changes
 		t.row("changes by reach", "%d to every subscriber, %d superseded by the same user's next (coalesced), %d to nobody, %d to some only (%d deliveries missing)",

@@ -8,16 +8,19 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
 // bench is one run in progress.
 type bench struct {
-	cfg     Config
-	log     io.Writer // progress lines
-	rep     *Report
-	plan    *plan
-	srv     *serverProc
+	cfg  Config
+	log  io.Writer // progress lines
+	rep  *Report
+	plan *plan
+	srv  *serverProc
+	// others are a cluster's nodes after the first (srv).
+	others  []*serverProc
 	rest    *restClient
 	workers workerPool
 	tmp     string
@@ -27,6 +30,8 @@ type bench struct {
 	nextSource int
 	// logOffset is where this run's part of the server log starts.
 	logOffset int64
+	// mu guards rep where goroutines of one phase report into it.
+	mu sync.Mutex
 }
 
 // Run executes cfg and returns its report. The run is bounded by
@@ -142,9 +147,17 @@ func (b *bench) cleanup() {
 		b.rest.close()
 	}
 	if b.srv != nil && b.srv.spawned {
-		if err := b.srv.stop(context.Background()); err != nil {
-			b.rep.Errors = append(b.rep.Errors, err.Error())
+		var wg sync.WaitGroup
+		for _, s := range b.nodes() {
+			wg.Go(func() {
+				if err := s.stop(context.Background()); err != nil {
+					b.mu.Lock()
+					b.rep.Errors = append(b.rep.Errors, err.Error())
+					b.mu.Unlock()
+				}
+			})
 		}
+		wg.Wait()
 		b.rep.ServerLog = scanServerLog(b.serverLog(), b.logOffset)
 	}
 	if b.tmp != "" {

@@ -271,6 +271,43 @@ func TestRunWebSocketPublisher(t *testing.T) {
 	}
 }
 
+// TestRunCluster spreads the connections over three nodes of one cluster:
+// the changes made through node 0 reach every node's subscribers, and the
+// report gives each node's latency and memory.
+func TestRunCluster(t *testing.T) {
+	bin := presencedBin(t)
+	cfg := Config{Spawn: true, PresencedBin: bin, Nodes: 3, Groups: []GroupSpec{{1, 31}}, Rate: 20, Changes: 10,
+		Settle: 100 * time.Millisecond, SnapshotProbes: -1}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg, nil, logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Server.Nodes) != 3 || rep.Server.Nodes[0].PID != rep.Server.PID {
+		t.Fatalf("nodes: %+v", rep.Server)
+	}
+	if c := rep.Connect; c.Connected != 31 || c.Subscribed != 31 || c.Failed != 0 {
+		t.Fatalf("connect: %+v", c)
+	}
+	m := rep.Memory
+	if len(m.Nodes) != 3 || m.Nodes[0].Conns != 11 || m.Nodes[1].Conns != 10 || m.Nodes[2].Conns != 10 {
+		t.Fatalf("memory: %+v", m.Nodes)
+	}
+	for i, n := range m.Nodes {
+		if n.BaselineRSS <= 0 || n.ConnectedRSS <= 0 {
+			t.Errorf("node %d: RSS not measured: %+v", i, n)
+		}
+	}
+	d := rep.Delivery
+	if d.Publish.Accepted != 10 || d.Expected != 10*31 || d.Delivered != d.Expected {
+		t.Fatalf("delivery: %+v, publish %+v", d, d.Publish)
+	}
+	if len(d.NodeLatency) != 3 || d.NodeLatency[0].Count != 10*11 || d.NodeLatency[1].Count != 10*10 || d.NodeLatency[2].Count != 10*10 {
+		t.Fatalf("latency by node: %+v", d.NodeLatency)
+	}
+}
+
 func TestClassifyChanges(t *testing.T) {
 	// One group of 3 subscribers, 2 publishers: changes 0, 2, 4 are one
 	// user's, 1, 3, 5 the other's.

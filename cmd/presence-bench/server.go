@@ -144,13 +144,14 @@ func (s *serverProc) waitWebSocket(ctx context.Context, start time.Time, token s
 }
 
 // stop ends a spawned server with SIGTERM, and SIGKILL when it takes
-// longer than 20 seconds. It does nothing for a server not spawned.
+// longer than presenced's own bound of a shutdown (30 s) and a margin. It
+// does nothing for a server not spawned.
 func (s *serverProc) stop(ctx context.Context) error {
 	if s == nil || !s.spawned {
 		return nil
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(20 * time.Second)
+	t := time.NewTimer(35 * time.Second)
 	defer t.Stop()
 	select {
 	case <-s.exited:

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -89,6 +90,13 @@ func (b *bench) startServer(ctx context.Context) error {
 	if fi, err := os.Stat(b.serverLog()); err == nil {
 		b.logOffset = fi.Size()
 	}
+	if cfg.Nodes > 1 {
+		if err := b.startCluster(ctx); err != nil {
+			return err
+		}
+		b.recordServerCPUs(ctx)
+		return nil
+	}
 	b.logf("starting presenced")
 	srv, cold, err := spawnServer(ctx, b.spawnConfig())
 	if err != nil {
@@ -99,6 +107,92 @@ func (b *bench) startServer(ctx context.Context) error {
 	b.rest = newRESTClient(srv.BaseURL, cfg.AdminToken, 4)
 	b.recordServerCPUs(ctx)
 	return nil
+}
+
+// startCluster spawns cfg.Nodes nodes at once (none is ready before a
+// majority of them has formed JetStream) and makes node 0 the server that
+// imports, publishes and is profiled.
+func (b *bench) startCluster(ctx context.Context) error {
+	n := b.cfg.Nodes
+	routes := make([]string, n)
+	for i := range routes {
+		a, err := freeLoopbackAddr()
+		if err != nil {
+			return err
+		}
+		routes[i] = a
+	}
+	b.logf("starting %d presenced nodes as one cluster", n)
+	nodes := make([]*serverProc, n)
+	colds := make([]time.Duration, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		sc := b.spawnConfig()
+		sc.DataDir = filepath.Join(b.tmp, fmt.Sprintf("data-n%d", i))
+		if i > 0 {
+			sc.PprofAddr = "" // profiles are node 0's
+			sc.LogPath = filepath.Join(b.tmp, fmt.Sprintf("presenced-n%d.log", i))
+		}
+		var others []string
+		for j, r := range routes {
+			if j != i {
+				others = append(others, "nats-route://"+r)
+			}
+		}
+		// Loopback only: the routes need no password.
+		sc.Args = append([]string{"--node-name", fmt.Sprintf("%s-n%d", b.cfg.Prefix, i),
+			"--cluster-name", b.cfg.Prefix, "--cluster-listen", routes[i], "--cluster-insecure",
+			"--routes", strings.Join(others, ",")}, sc.Args...)
+		wg.Go(func() { nodes[i], colds[i], errs[i] = spawnServer(ctx, sc) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range nodes {
+			_ = s.stop(context.Background())
+		}
+		return err
+	}
+	b.srv, b.others = nodes[0], nodes[1:]
+	b.rep.Server = ServerInfo{URL: b.srv.BaseURL, PID: b.srv.PID, Spawned: true, Args: redactArgs(b.srv.args),
+		ColdStartMs: ms(slices.Max(colds))}
+	for _, s := range nodes {
+		b.rep.Server.Nodes = append(b.rep.Server.Nodes, NodeInfo{URL: s.BaseURL, PID: s.PID})
+	}
+	b.rest = newRESTClient(b.srv.BaseURL, b.cfg.AdminToken, 4)
+	b.note("%d nodes: server CPU and RSS are the sums over the nodes; the Go heap, stack, fan-out and counter figures are node 0's (its connections: every %dth)", n, n)
+	return nil
+}
+
+// nodes are the servers under test: the one, or every node of a cluster.
+func (b *bench) nodes() []*serverProc {
+	if b.srv == nil {
+		return nil
+	}
+	return append([]*serverProc{b.srv}, b.others...)
+}
+
+// clusterURLs are the base URLs of a cluster's nodes, which connection i
+// dials the one at i mod len of; nil for one server.
+func (b *bench) clusterURLs() []string {
+	if len(b.others) == 0 {
+		return nil
+	}
+	var out []string
+	for _, s := range b.nodes() {
+		out = append(out, s.BaseURL)
+	}
+	return out
+}
+
+// nodeRSS is the RSS of each node, 0 where unknown.
+func (b *bench) nodeRSS() []int64 {
+	var out []int64
+	for _, s := range b.nodes() {
+		v, _ := procRSS(s.PID)
+		out = append(out, v)
+	}
+	return out
 }
 
 // recordServerCPUs puts in the report the CPUs the server may run on and
@@ -254,17 +348,24 @@ func (b *bench) coldStarts(ctx context.Context) error {
 	return nil
 }
 
+// serverCPU is the CPU time of the server, of every node for a cluster.
 func (b *bench) serverCPU() float64 {
-	d, err := procCPU(b.srv.PID)
-	if err != nil {
-		return 0
+	var sum time.Duration
+	for _, s := range b.nodes() {
+		if d, err := procCPU(s.PID); err == nil {
+			sum += d
+		}
 	}
-	return d.Seconds()
+	return sum.Seconds()
 }
 
+// serverRSS is the server's RSS, the sum of every node's for a cluster.
 func (b *bench) serverRSS() int64 {
-	v, _ := procRSS(b.srv.PID)
-	return v
+	var sum int64
+	for _, v := range b.nodeRSS() {
+		sum += v
+	}
+	return sum
 }
 
 // gcServer makes the server collect garbage through pprof, when it can,

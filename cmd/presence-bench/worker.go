@@ -75,6 +75,7 @@ type worker struct {
 	sched        atomic.Pointer[schedule]
 	perSeq       []atomic.Uint32
 	lat          shardedHist
+	nodeLat      []shardedHist // by the node of the subscriber, with several URLs
 	deliveries   atomic.Uint64
 	frames       atomic.Uint64
 	changes      atomic.Uint64
@@ -177,6 +178,9 @@ func (w *worker) connect(ctx context.Context, cc *connectCommand) (*connectReply
 		return nil, fmt.Errorf("connections %d+%d out of %d", cc.First, cc.Count, cc.Topology.Conns)
 	}
 	w.plan, w.cc = p, cc
+	if len(cc.URLs) > 1 {
+		w.nodeLat = make([]shardedHist, len(cc.URLs))
+	}
 	w.conns = make([]*subConn, cc.Count)
 	for k := range w.conns {
 		i := cc.First + k
@@ -355,7 +359,7 @@ func (w *worker) dial1(ctx context.Context, c *subConn, hc *http.Client, dp dial
 		return false
 	}
 	t1 := time.Now()
-	ws, err := dialWS(ctx, hc, wsURL(w.cc.URL), token)
+	ws, err := dialWS(ctx, hc, wsURL(w.cc.url(c.idx)), token)
 	if err == nil {
 		_, err = readHello(ctx, ws)
 		if err != nil {
@@ -474,6 +478,9 @@ func (w *worker) handle(c *subConn, b []byte) {
 			delivered++
 			w.perSeq[seq].Add(1)
 			w.lat.Record(c.idx, time.Duration(now-s.due(seq)))
+			if w.nodeLat != nil {
+				w.nodeLat[c.idx%len(w.nodeLat)].Record(c.idx, time.Duration(now-s.due(seq)))
+			}
 			if c.last != nil {
 				c.mu.Lock()
 				c.last[string(user)] = seq
@@ -516,6 +523,9 @@ func (w *worker) collect() *deliveryReply {
 		Stray:        w.stray.Load(),
 		LastDelivery: w.lastDelivery.Load(),
 		Open:         int(w.open.Load()),
+	}
+	for i := range w.nodeLat {
+		r.NodeLatency = append(r.NodeLatency, w.nodeLat[i].Snapshot(false))
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
