@@ -88,5 +88,6 @@ func (e *Engine) deleteKey(ctx context.Context, key string, lastRev uint64) (uin
 	if err != nil {
 		return 0, err
 	}
+	e.avail.wrote(e.clock.Now())
 	return ack.Sequence, nil
 }

@@ -59,6 +59,7 @@ func (e *Engine) SetManual(ctx context.Context, user string, m Manual) error {
 	if err != nil {
 		return fmt.Errorf("presence: set manual status: %w", err)
 	}
+	e.avail.wrote(e.clock.Now())
 	// Read your own writes: a caller that reads the status next (ManualOf,
 	// Status) on this node sees this one.
 	return e.WaitRev(ctx, rev)

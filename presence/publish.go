@@ -90,6 +90,7 @@ func (e *Engine) Publish(ctx context.Context, ev Event) (uint64, error) {
 		return 0, fmt.Errorf("presence: publish: %w", err)
 	}
 	e.counts.statusEvents.Add(1)
+	e.avail.wrote(e.clock.Now())
 	return ack.Sequence, nil
 }
 
@@ -136,6 +137,7 @@ func (e *Engine) PublishBatch(ctx context.Context, evs []Event) ([]PublishResult
 		case ack := <-f.Ok():
 			out[i].Rev = ack.Sequence
 			e.counts.statusEvents.Add(1)
+			e.avail.wrote(e.clock.Now())
 		case err := <-f.Err():
 			out[i].Err = fmt.Errorf("presence: publish: %w", err)
 		case <-ctx.Done():

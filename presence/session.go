@@ -277,6 +277,7 @@ func (s *Session) store(ctx context.Context, expires time.Time) error {
 	if err != nil {
 		return fmt.Errorf("presence: store session: %w", err)
 	}
+	s.e.avail.wrote(s.e.clock.Now())
 	s.mu.Lock()
 	s.rev = rev
 	s.mu.Unlock()

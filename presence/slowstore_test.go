@@ -1,0 +1,140 @@
+package presence
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/presenced/presenced/protocol"
+)
+
+// delayProxy forwards TCP connections to target, holding every byte back
+// for delay in each direction: a slow network, or a store that answers
+// late because it is loaded.
+func delayProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			wg.Go(func() { delayCopy(out, in, delay) })
+			wg.Go(func() { delayCopy(in, out, delay) })
+		}
+	})
+	return ln.Addr().String()
+}
+
+// delayCopy copies src to dst, each chunk delay after it was read, in order.
+func delayCopy(dst io.WriteCloser, src io.ReadCloser, delay time.Duration) {
+	type chunk struct {
+		at   time.Time
+		data []byte
+	}
+	q := make(chan chunk, 4096)
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{time.Now().Add(delay), buf[:n]}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		time.Sleep(time.Until(c.at))
+		if _, err := dst.Write(c.data); err != nil {
+			break
+		}
+	}
+	dst.Close()
+	src.Close()
+	for range q {
+	}
+}
+
+// TestSlowStoreIsNoOutage puts 80 ms of latency each way between a node
+// and its NATS server, so that every lease refresh (which waits half a
+// LeaseRefresh, 100 ms) times out although the store takes every write, the
+// lease's as well, only late: a store loaded by a connect storm answers
+// so. The node's sessions are written all along. It is not cut off from
+// the store and must go on serving its users; before, it called itself
+// unavailable after twice the lease TTL and closed every WebSocket.
+func TestSlowStoreIsNoOutage(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u1")
+	nc, err := nats.Connect("nats://"+delayProxy(t, v.srv.Addr().String(), 80*time.Millisecond), nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log availabilityLog
+	a := v.start(Config{JetStream: js, Conn: nc, NodeID: "a", Storage: jetstream.MemoryStorage, Coalesce: -1,
+		LeaseTTL: 600 * time.Millisecond, LeaseRefresh: 200 * time.Millisecond,
+		OnAvailability: log.record, Logger: zaptest.NewLogger(t).Named("a")})
+	s, err := a.Connect(ctxT(t), SessionInfo{User: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four times the TTL, twice as long as the rule for a store that takes
+	// no writes gives; the user changes their status text ten times a
+	// second, as the many users of a loaded node do.
+	for end := time.Now().Add(4 * 600 * time.Millisecond); time.Now().Before(end); {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := s.SetStatus(ctx, protocol.StatusOnline, time.Now().Format(time.StampMilli))
+		cancel()
+		if err != nil {
+			t.Fatalf("a write to the slow store failed: %v", err)
+		}
+		if err := a.Available(); err != nil {
+			t.Fatalf("the node calls itself unavailable while the store takes its writes: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := a.Status("u1").Status; st != protocol.StatusOnline {
+		t.Errorf("u1 is %s", st)
+	}
+	if log.String() != "[]" {
+		t.Errorf("OnAvailability was told %s", &log)
+	}
+}
