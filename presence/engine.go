@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -262,6 +263,31 @@ func (e *Engine) applyEntry(kve jetstream.KeyValueEntry) {
 	e.x.apply(en)
 	if ch := e.x.takeChanges(); len(ch) > 0 {
 		e.publishChanges(ch)
+	}
+	if en.op == opPut && en.key == leaseKey(e.cfg.NodeID) {
+		e.ownLeaseApplied(en.value, en.rev)
+	}
+}
+
+// ownLeaseApplied learns from the watch that the store took a lease write
+// of this incarnation at rev: a refresh that timed out waiting for its
+// acknowledgement may have landed all the same. The next refresh then
+// builds on rev (instead of failing its compare-and-set on the revision
+// before), and availability counts a write sent when the lease says it
+// was refreshed.
+func (e *Engine) ownLeaseApplied(value []byte, rev uint64) {
+	var l leaseRecord
+	if json.Unmarshal(value, &l) != nil {
+		return
+	}
+	e.ownMu.Lock()
+	ours := l.Inst == e.inst
+	if ours && rev > e.leaseRev {
+		e.leaseRev = rev
+	}
+	e.ownMu.Unlock()
+	if ours {
+		e.avail.wrote(l.Refreshed)
 	}
 }
 
