@@ -45,3 +45,6 @@ func (s *Server) DropWebSockets() {
 // registered with the engine and before its first frame is written; nil
 // removes it.
 func SetSubscribedHook(f func()) { testHookSubscribed = f }
+
+// SetStatsHook runs f whenever a scrape reads the engine's Stats.
+func SetStatsHook(f func()) { testHookStats = f }

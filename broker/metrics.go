@@ -174,38 +174,36 @@ func (s *Server) registerMetrics() {
 		}
 		return 0
 	})
-	stats := func() presence.Stats {
-		if s.engine == nil {
-			return presence.Stats{}
-		}
-		return s.engine.Stats()
-	}
-	gauge("presenced_sessions", "Sessions (connections and backend sources) in the presence index.", func() float64 { return float64(stats().Sessions) })
-	gauge("presenced_subscribers", "Presence subscribers on this node.", func() float64 { return float64(stats().Subscribers) })
-	gauge("presenced_fanout_window_seconds", "The coalescing window open now: --coalesce, or wider after a flush that queued many batches (--fanout-budget); 0 when none is open.", func() float64 { return stats().FanoutWindow.Seconds() })
-	counter("presenced_status_events_total", "Backend status events this node stored (REST and NATS publishes).", func() float64 { return float64(stats().StatusEvents) })
-	counter("presenced_status_changes_total", "Changes of a user's status or text applied by this node (the same on every node).", func() float64 { return float64(stats().StatusChanges) })
-	counter("presenced_stream_entries_applied_total", "Entries of the presence stream applied to this node's index.", func() float64 { return float64(stats().EventsApplied) })
-	counter("presenced_watch_resumes_total", "Watches of the presence and membership buckets resumed after they stalled or ended.", func() float64 {
-		n := float64(stats().WatchResumes)
+	// The engine's Stats count the cluster's sessions under the index's
+	// lock: one read per scrape, not one per metric.
+	sc := &statsCollector{read: s.engineStats}
+	sc.gauge("presenced_sessions", "Sessions (connections and backend sources) in the presence index.", func(st presence.Stats) float64 { return float64(st.Sessions) })
+	sc.gauge("presenced_subscribers", "Presence subscribers on this node.", func(st presence.Stats) float64 { return float64(st.Subscribers) })
+	sc.gauge("presenced_fanout_window_seconds", "The coalescing window open now: --coalesce, or wider after a flush that queued many batches (--fanout-budget); 0 when none is open.", func(st presence.Stats) float64 { return st.FanoutWindow.Seconds() })
+	sc.counter("presenced_status_events_total", "Backend status events this node stored (REST and NATS publishes).", func(st presence.Stats) float64 { return float64(st.StatusEvents) })
+	sc.counter("presenced_status_changes_total", "Changes of a user's status or text applied by this node (the same on every node).", func(st presence.Stats) float64 { return float64(st.StatusChanges) })
+	sc.counter("presenced_stream_entries_applied_total", "Entries of the presence stream applied to this node's index.", func(st presence.Stats) float64 { return float64(st.EventsApplied) })
+	sc.counter("presenced_watch_resumes_total", "Watches of the presence and membership buckets resumed after they stalled or ended.", func(st presence.Stats) float64 {
+		n := float64(st.WatchResumes)
 		if s.store != nil {
 			n += float64(s.store.Resumes())
 		}
 		return n
 	})
-	counter("presenced_lease_losses_total", "Times this node found its own lease gone (deemed dead) and took it back.", func() float64 { return float64(stats().LeasesLost) })
-	counter("presenced_nodes_expired_total", "Other nodes' leases this node deleted: their users went offline.", func() float64 { return float64(stats().NodesExpired) })
-	counter("presenced_unavailable_total", "Times this node became unavailable, cut off from its store.", func() float64 { return float64(stats().Unavailable) })
+	sc.counter("presenced_lease_losses_total", "Times this node found its own lease gone (deemed dead) and took it back.", func(st presence.Stats) float64 { return float64(st.LeasesLost) })
+	sc.counter("presenced_nodes_expired_total", "Other nodes' leases this node deleted: their users went offline.", func(st presence.Stats) float64 { return float64(st.NodesExpired) })
+	sc.counter("presenced_unavailable_total", "Times this node became unavailable, cut off from its store.", func(st presence.Stats) float64 { return float64(st.Unavailable) })
+	sc.counter("presenced_deltas_total", "Member changes computed for groups.", func(st presence.Stats) float64 { return float64(st.DeltasOut) })
+	sc.counter("presenced_batches_total", "Coalesced batches handed to subscribers.", func(st presence.Stats) float64 { return float64(st.BatchesOut) })
+	sc.counter("presenced_source_restarts_total", "Times this node made the presence stream's leader step down because membership was not being sourced.",
+		func(st presence.Stats) float64 { return float64(st.SourceKicks) })
+	m.reg.MustRegister(sc)
 	gauge("presenced_presence_available", "1 while this node can serve presence, 0 while it is cut off from its store.", func() float64 {
 		if s.unavailable() == nil {
 			return 1
 		}
 		return 0
 	})
-	counter("presenced_deltas_total", "Member changes computed for groups.", func() float64 { return float64(stats().DeltasOut) })
-	counter("presenced_batches_total", "Coalesced batches handed to subscribers.", func() float64 { return float64(stats().BatchesOut) })
-	counter("presenced_source_restarts_total", "Times this node made the presence stream's leader step down because membership was not being sourced.",
-		func() float64 { return float64(stats().SourceKicks) })
 	gauge("presenced_revision", "Last presence revision applied.", func() float64 {
 		if s.engine == nil {
 			return 0
@@ -232,4 +230,55 @@ func (s *Server) metricsAuth(h http.Handler) http.Handler {
 
 func (s *Server) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// engineStats are the engine's Stats, zero before it runs.
+func (s *Server) engineStats() presence.Stats {
+	if testHookStats != nil {
+		testHookStats()
+	}
+	if s.engine == nil {
+		return presence.Stats{}
+	}
+	return s.engine.Stats()
+}
+
+// testHookStats, set by tests only, runs whenever a scrape reads the
+// engine's Stats.
+var testHookStats func()
+
+// statsCollector exports metrics computed from one read of the engine's
+// Stats per scrape.
+type statsCollector struct {
+	read    func() presence.Stats
+	metrics []statsMetric
+}
+
+type statsMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(presence.Stats) float64
+}
+
+func (c *statsCollector) gauge(name, help string, f func(presence.Stats) float64) {
+	c.metrics = append(c.metrics, statsMetric{prometheus.NewDesc(name, help, nil, nil), prometheus.GaugeValue, f})
+}
+
+func (c *statsCollector) counter(name, help string, f func(presence.Stats) float64) {
+	c.metrics = append(c.metrics, statsMetric{prometheus.NewDesc(name, help, nil, nil), prometheus.CounterValue, f})
+}
+
+// Describe implements prometheus.Collector.
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.metrics {
+		ch <- m.desc
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.read()
+	for _, m := range c.metrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
+	}
 }

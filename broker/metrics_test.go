@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,31 @@ func scrape(t *testing.T, s *testServer) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestScrapeReadsStatsOnce: the engine's Stats count the sessions of the
+// whole cluster under the index's lock, which stops the index applying
+// changes meanwhile. A scrape read them once per metric (13 times): with
+// 99,500 sessions in a 5-node cluster, scrapes took two thirds of node
+// 0's CPU while changes were delivered. One scrape, one read.
+func TestScrapeReadsStatsOnce(t *testing.T) {
+	var reads atomic.Int32
+	broker.SetStatsHook(func() { reads.Add(1) })
+	t.Cleanup(func() { broker.SetStatsHook(nil) })
+	s := startServer(t, "")
+	reads.Store(0)
+	m := scrape(t, s)
+	if n := reads.Load(); n != 1 {
+		t.Errorf("one scrape read the engine's Stats %d times", n)
+	}
+	for _, want := range []string{"presenced_sessions ", "presenced_subscribers ", "presenced_fanout_window_seconds ",
+		"presenced_status_events_total ", "presenced_status_changes_total ", "presenced_stream_entries_applied_total ",
+		"presenced_watch_resumes_total ", "presenced_lease_losses_total ", "presenced_nodes_expired_total ",
+		"presenced_unavailable_total ", "presenced_deltas_total ", "presenced_batches_total ", "presenced_source_restarts_total "} {
+		if !strings.Contains(m, "\n"+want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // TestMetricsAnSREExpects: requests by route and code, 429s, refused

@@ -159,3 +159,20 @@ func BenchmarkIndexMemory(b *testing.B) {
 		runtime.KeepAlive(x)
 	}
 }
+
+// BenchmarkStats100k reads the index's Stats with 100,000 sessions, as a
+// metrics scrape does; the index's lock is held meanwhile.
+func BenchmarkStats100k(b *testing.B) {
+	x, put := benchIndex(b, DefaultHistory)
+	for i := range 100_000 {
+		u := fmt.Sprintf("u%d", i)
+		put(sessionKey(u, "s"), sessionRecord{User: u, Session: "s", Node: "n", Inst: "i", Status: protocol.StatusOnline})
+	}
+	x.markLoaded()
+	b.ResetTimer()
+	for b.Loop() {
+		if st := x.stats(); st.Sessions != 100_000 {
+			b.Fatalf("%d sessions", st.Sessions)
+		}
+	}
+}
