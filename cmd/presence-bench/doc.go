@@ -16,6 +16,7 @@
 //	    --admin-token T --jwt-secret S --groups 1x1000 --rate 20 --duration 5s
 //	presence-bench --scenario fanout1k --server-cpus 0 --bench-cpus 1   # pinned
 //	presence-bench --scenario join10k --groups 1x3000  # a smaller group
+//	presence-bench --spawn --nodes 5 --groups 99x1000,1x500 --split-subscribe --rate 20 --duration 15s
 //
 // Presets (--scenario): idle19900, fanout1k, fanout10k, ingest100k,
 // reconnect, coldstart, join10k; flags given with a preset override it.
@@ -45,6 +46,13 @@
 //     CPU from /proc; with --url, pass --server-pid. Go heap and goroutine
 //     figures come from /metrics; with --pprof-addr and --profile-dir it
 //     saves heap and CPU profiles.
+//   - Clusters (setup.go): with --nodes N the tool spawns N nodes at once,
+//     joined by their embedded nats-servers' routes on loopback; connection
+//     i dials node i mod N; the import, the changes, the metrics and the
+//     profiles go through node 0. The report gives each node's RSS before
+//     and after connecting and each node's delivery latency, so that the
+//     other nodes' figures are those of changes that crossed the cluster;
+//     server CPU and RSS are the sums over the nodes.
 //   - CPU pinning (cpus.go, affinity_linux.go): --server-cpus LIST and
 //     --bench-cpus LIST (Linux list syntax: 0, 0-1, 0,2-3; empty: no
 //     pinning) keep the server and the load on CPUs of their own, so that
