@@ -75,8 +75,11 @@ type Config struct {
 	// that users coming online cause no deltas and the subscribe phase is
 	// timed on its own.
 	SplitSubscribe bool
-	Hold           time.Duration
-	Settle         time.Duration // wait before measuring memory (default 2s)
+	// SplitHold keeps the connections of a split connect idle this long
+	// before they subscribe.
+	SplitHold time.Duration
+	Hold      time.Duration
+	Settle    time.Duration // wait before measuring memory (default 2s)
 	// Converge has every subscribing connection keep the members of its
 	// group it sees present, and measures, after connecting, until each
 	// sees all of them (at most ConvergeTimeout from the start of
@@ -193,6 +196,7 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.DialParallel, "dial-parallel", c.DialParallel, "WebSocket handshakes in flight per worker")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "bound of the connect phase")
 	fs.BoolVar(&c.SplitSubscribe, "split-subscribe", c.SplitSubscribe, "connect every connection first, then subscribe them all (no online deltas during connect)")
+	fs.DurationVar(&c.SplitHold, "split-hold", c.SplitHold, "with --split-subscribe, keep the connections idle this long before they subscribe")
 	fs.DurationVar(&c.Hold, "hold", c.Hold, "keep the connections open and idle this long after connecting")
 	fs.DurationVar(&c.Settle, "settle", c.Settle, "wait before reading the server's memory after connecting")
 	fs.BoolVar(&c.Converge, "converge", c.Converge, "after connecting, measure until every subscriber sees every member of its group present")

@@ -66,7 +66,7 @@ func (b *bench) connect(ctx context.Context) error {
 	c := mergeConnect(replies)
 	if cfg.SplitSubscribe {
 		b.logf("connected %d, failed %d after %s; subscribing", c.Connected, c.Failed, fmtMs(c.AllConnectedMs))
-		sc := &subscribeCommand{At: time.Now().Add(100 * time.Millisecond).UnixNano(), TimeoutMs: cfg.ConnectTimeout.Milliseconds()}
+		sc := &subscribeCommand{At: time.Now().Add(100*time.Millisecond + cfg.SplitHold).UnixNano(), TimeoutMs: cfg.ConnectTimeout.Milliseconds()}
 		replies, err := ws.broadcast(ctx, command{Cmd: cmdSubscribe, Subscribe: sc})
 		if err != nil {
 			stopProfile()

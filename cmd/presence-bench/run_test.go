@@ -308,6 +308,25 @@ func TestRunCluster(t *testing.T) {
 	}
 }
 
+// TestSplitHoldAnswersPings holds the connections of a split connect idle
+// for twice the server's idle timeout before they subscribe. They must
+// answer the server's pings meanwhile, as clients do; before, they were
+// not read until they subscribed and the server closed them as idle.
+func TestSplitHoldAnswersPings(t *testing.T) {
+	bin := presencedBin(t)
+	cfg := Config{Spawn: true, PresencedBin: bin, Groups: []GroupSpec{{1, 20}}, SplitSubscribe: true, SplitHold: 3 * time.Second,
+		Settle: 100 * time.Millisecond, SnapshotProbes: -1, ServerArgs: []string{"--idle-timeout", "1500ms"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg, nil, logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Connect; c.Connected != 20 || c.Subscribed != 20 || c.Failed != 0 {
+		t.Fatalf("connect: %+v", c)
+	}
+}
+
 func TestClassifyChanges(t *testing.T) {
 	// One group of 3 subscribers, 2 publishers: changes 0, 2, 4 are one
 	// user's, 1, 3, 5 the other's.
