@@ -180,6 +180,7 @@ func (x *index) reset() {
 	x.sessions = make(map[string]*sessionEntry)
 	x.leases = make(map[string]*leaseEntry)
 	x.nodeSessions = make(map[string]map[*sessionEntry]struct{})
+	x.tally = newSessionTally()
 	x.markers = make(map[string]marker)
 	x.gone = make(map[string]map[string]uint64)
 	x.expiry, x.sweepArmed = nil, time.Time{}

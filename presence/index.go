@@ -120,6 +120,7 @@ type index struct {
 	sessions     map[string]*sessionEntry // s. and b. keys
 	leases       map[string]*leaseEntry   // by node
 	nodeSessions map[string]map[*sessionEntry]struct{}
+	tally        sessionTally
 	markers      map[string]marker
 	// gone remembers, per group, the members removed and the revision of
 	// each removal, while the stream holds its delete marker: a resume
@@ -161,6 +162,7 @@ func newIndex(self string, clock Clock, log *zap.Logger, coalesce time.Duration,
 		sessions:     make(map[string]*sessionEntry),
 		leases:       make(map[string]*leaseEntry),
 		nodeSessions: make(map[string]map[*sessionEntry]struct{}),
+		tally:        newSessionTally(),
 		markers:      make(map[string]marker),
 		gone:         make(map[string]map[string]uint64),
 		gapCap:       DefaultLeaseRefresh,
@@ -274,14 +276,18 @@ func (x *index) putSession(en entry, kind keyKind, user, id string, rec sessionR
 		x.sessions[en.key] = s
 		u.sessions = append(u.sessions, s)
 		delete(x.markers, en.key)
-	} else if kind == kindSession && s.rec.Node != rec.Node {
-		x.unlinkNode(s)
+	} else {
+		x.tally.add(s, -1)
+		if kind == kindSession && s.rec.Node != rec.Node {
+			x.unlinkNode(s)
+		}
 	}
 	rec.User, rec.Session = user, id
 	if kind == kindSource {
 		rec.Node, rec.Inst, rec.Auto = "", "", false
 	}
 	s.rec, s.rev, s.created = rec, en.rev, en.created
+	x.tally.add(s, 1)
 	if kind == kindSession {
 		ns := x.nodeSessions[rec.Node]
 		if ns == nil {
@@ -310,6 +316,7 @@ func (x *index) deleteSession(en entry, user string) {
 		return
 	}
 	delete(x.sessions, en.key)
+	x.tally.add(s, -1)
 	x.unlinkNode(s)
 	u := s.user
 	if i := slices.Index(u.sessions, s); i >= 0 {
@@ -387,11 +394,48 @@ func (x *index) addExpiry(at time.Time, key string, rev uint64) {
 // the lease's deletion, on every node, and a late write from that node
 // changes nothing.
 func (x *index) counted(s *sessionEntry) bool {
+	// sessionTally.counted counts the same without a look at each session.
 	if s.kind == kindSource || !s.rec.Expires.IsZero() {
 		return true
 	}
 	l := x.leases[s.rec.Node]
 	return l != nil && l.rec.Inst == s.rec.Inst
+}
+
+// sessionTally counts the sessions of the index by what decides whether
+// they count (see counted), so that the number that count is known without
+// a look at each one: metrics read it at every scrape, under the index's
+// lock, and 100,000 sessions took 17 ms to go through.
+type sessionTally struct {
+	always int              // sources and expiring sessions
+	byInst map[nodeInst]int // the other sessions, by node and incarnation
+}
+
+type nodeInst struct{ node, inst string }
+
+func newSessionTally() sessionTally { return sessionTally{byInst: make(map[nodeInst]int)} }
+
+// add adds d to the tally of s as its record is now.
+func (t *sessionTally) add(s *sessionEntry, d int) {
+	if s.kind == kindSource || !s.rec.Expires.IsZero() {
+		t.always += d
+		return
+	}
+	k := nodeInst{s.rec.Node, s.rec.Inst}
+	if n := t.byInst[k] + d; n != 0 {
+		t.byInst[k] = n
+	} else {
+		delete(t.byInst, k)
+	}
+}
+
+// counted is the number of sessions that count with leases as they are.
+func (t *sessionTally) counted(leases map[string]*leaseEntry) int {
+	n := t.always
+	for node, l := range leases {
+		n += t.byInst[nodeInst{node, l.rec.Inst}]
+	}
+	return n
 }
 
 func (x *index) derive(u *userState) (protocol.Status, string, time.Time) {

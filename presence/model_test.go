@@ -172,6 +172,15 @@ func checkAgainstStored(t *testing.T, e *Engine, st stored, want map[string]Memb
 				e.NodeID(), gid, snap.Online, snap.Total, snap.Members, len(members), len(ms), members)
 		}
 	}
+	counted := 0
+	for _, s := range x.sessions {
+		if x.counted(s) {
+			counted++
+		}
+	}
+	if n := x.tally.counted(x.leases); n != counted {
+		t.Errorf("%s: the tally counts %d sessions, %d count", e.NodeID(), n, counted)
+	}
 	for gid, g := range x.groups {
 		if len(g.members) > 0 && st.members[gid] == nil {
 			t.Errorf("%s: group %s has %d members, stored entries none", e.NodeID(), gid, len(g.members))

@@ -71,11 +71,7 @@ func (x *index) stats() Stats {
 	if x.fan.armed {
 		st.FanoutWindow = x.fan.window
 	}
-	for _, s := range x.sessions {
-		if x.counted(s) {
-			st.Sessions++
-		}
-	}
+	st.Sessions = x.tally.counted(x.leases)
 	return st
 }
 
