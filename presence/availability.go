@@ -28,12 +28,11 @@ type availability struct {
 
 	mu sync.Mutex
 	// mu guards the following fields.
-	failingSince time.Time // first failed lease write since the last success
-	// lastWrite is when the store last acknowledged a write of this node
-	// (a session, a backend event, a deletion, the lease).
-	lastWrite time.Time
-	down      error // why this node is unavailable; nil while it is not
-	downSince time.Time
+	// failingSince is when lease writes began to fail, moved up by every
+	// write the store acknowledged since; zero while the lease is written.
+	failingSince time.Time
+	down         error // why this node is unavailable; nil while it is not
+	downSince    time.Time
 }
 
 func (a *availability) init(e *Engine) { a.e = e }
@@ -50,28 +49,26 @@ func (a *availability) leaseWritten(now time.Time) {
 	}
 }
 
-// wrote records that the store acknowledged a write of this node.
-func (a *availability) wrote(now time.Time) {
+// wrote records that the store acknowledged a write of this node (a
+// session, a backend event, a deletion, its lease) sent at t: a store that
+// takes writes is not cut off, only slow (a loaded stream answers a lease
+// refresh after its deadline, and takes it all the same), so lease
+// failures count from then.
+func (a *availability) wrote(t time.Time) {
 	a.mu.Lock()
-	if now.After(a.lastWrite) {
-		a.lastWrite = now
+	if !a.failingSince.IsZero() && t.After(a.failingSince) {
+		a.failingSince = t
 	}
 	a.mu.Unlock()
 }
 
 // leaseFailed records a failed lease write and decides whether the node is
-// still available. A store that acknowledged any write of this node since
-// is not cut off, only slow (a loaded stream answers a lease refresh after
-// its deadline, and takes it all the same): the failing time counts from
-// the last acknowledged write.
+// still available.
 func (a *availability) leaseFailed(now time.Time, cause error) {
 	e := a.e
 	a.mu.Lock()
 	if a.failingSince.IsZero() {
 		a.failingSince = now
-	}
-	if a.lastWrite.After(a.failingSince) {
-		a.failingSince = a.lastWrite
 	}
 	failing := now.Sub(a.failingSince)
 	already := a.down != nil

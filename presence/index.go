@@ -394,13 +394,16 @@ func (x *index) addExpiry(at time.Time, key string, rev uint64) {
 // the lease's deletion, on every node, and a late write from that node
 // changes nothing.
 func (x *index) counted(s *sessionEntry) bool {
-	// sessionTally.counted counts the same without a look at each session.
-	if s.kind == kindSource || !s.rec.Expires.IsZero() {
+	if alwaysCounts(s) {
 		return true
 	}
 	l := x.leases[s.rec.Node]
 	return l != nil && l.rec.Inst == s.rec.Inst
 }
+
+// alwaysCounts reports a backend source or an expiring session (in its
+// grace), which count whatever the leases.
+func alwaysCounts(s *sessionEntry) bool { return s.kind == kindSource || !s.rec.Expires.IsZero() }
 
 // sessionTally counts the sessions of the index by what decides whether
 // they count (see counted), so that the number that count is known without
@@ -417,7 +420,7 @@ func newSessionTally() sessionTally { return sessionTally{byInst: make(map[nodeI
 
 // add adds d to the tally of s as its record is now.
 func (t *sessionTally) add(s *sessionEntry, d int) {
-	if s.kind == kindSource || !s.rec.Expires.IsZero() {
+	if alwaysCounts(s) {
 		t.always += d
 		return
 	}
