@@ -126,6 +126,10 @@ type countedConn struct {
 	once sync.Once
 }
 
+// NetConn is the connection counted, for writes that want it unwrapped
+// (writev through net.Buffers).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) Close() error {
 	c.once.Do(func() { c.l.active.Add(-1) })
 	return c.Conn.Close()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -204,8 +203,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	patterns, anyOrigin := wsaccept.OriginPatterns(s.cfg.AllowedOrigins)
-	var nc net.Conn
-	c, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Conn: &nc}, r, &websocket.AcceptOptions{
+	sock := new(wsaccept.Socket)
+	c, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Socket: sock}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,
@@ -230,7 +229,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	wc := &wsConn{
 		s:          s,
 		c:          c,
-		nc:         nc,
+		sock:       sock,
 		p:          p,
 		sess:       sess,
 		limiter:    rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
@@ -279,7 +278,7 @@ func clip(s string, n int) string {
 type wsConn struct {
 	s          *Server
 	c          *websocket.Conn
-	nc         net.Conn // under c, for write deadlines
+	sock       *wsaccept.Socket // under c: write deadlines, a frame in one write
 	sess       *presence.Session
 	sub        *presence.Subscriber
 	limiter    *rate.Limiter // ops other than subscribe
@@ -576,13 +575,7 @@ func (wc *wsConn) writeLocked(ctx context.Context, frame []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// A deadline on the socket bounds the write: a context with a timeout
-	// per frame costs a timer and coder/websocket's watch of it, on every
-	// frame of every fan-out. It is cleared afterwards, since the library
-	// writes pongs and close frames on the same socket.
-	_ = wc.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	err := wc.c.Write(context.Background(), websocket.MessageText, frame)
-	_ = wc.nc.SetWriteDeadline(time.Time{})
+	err := wc.sock.WriteFrame(wc.c, frame, writeTimeout)
 	if err == nil {
 		wc.s.metrics.framesOut.Inc()
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/presenced/presenced/broker/internal/wsaccept"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
@@ -35,8 +35,8 @@ const maxViolations = 20
 type conn struct {
 	h       *Handler
 	ws      *websocket.Conn
-	nc      net.Conn // under ws, for write deadlines; nil if not hijacked
-	sockjs  bool     // SockJS framing
+	sock    *wsaccept.Socket // under ws: write deadlines, a frame in one write
+	sockjs  bool             // SockJS framing
 	limiter *rate.Limiter
 	done    chan struct{} // closed once the connection ended and its session closed
 
@@ -213,18 +213,7 @@ func (c *conn) sendRaw(frame []byte) error {
 }
 
 func (c *conn) writeLocked(frame []byte) error {
-	if c.nc == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		defer cancel()
-		return c.ws.Write(ctx, websocket.MessageText, frame)
-	}
-	// A deadline on the socket bounds the write without a timer per
-	// frame; it is cleared after, since the library writes pongs and
-	// close frames on the same socket.
-	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
-	err := c.ws.Write(context.Background(), websocket.MessageText, frame)
-	_ = c.nc.SetWriteDeadline(time.Time{})
-	return err
+	return c.sock.WriteFrame(c.ws, frame, writeTimeout)
 }
 
 // handle answers one DDP message; false ends the connection.

@@ -3,7 +3,6 @@ package ddp
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -242,8 +241,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var nc net.Conn
-	ws, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Conn: &nc}, r, &websocket.AcceptOptions{
+	sock := new(wsaccept.Socket)
+	ws, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Socket: sock}, r, &websocket.AcceptOptions{
 		OriginPatterns:     h.patterns,
 		InsecureSkipVerify: h.anyOrigin,
 		CompressionMode:    websocket.CompressionDisabled,
@@ -255,7 +254,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		h:       h,
 		ws:      ws,
-		nc:      nc,
+		sock:    sock,
 		sockjs:  sockjs,
 		limiter: rate.NewLimiter(rate.Limit(h.cfg.OpsPerSecond), int(2*h.cfg.OpsPerSecond)),
 		done:    make(chan struct{}),

@@ -11,17 +11,17 @@ import (
 
 // BufSize is the size of the read and write buffers a WebSocket keeps for
 // its life. net/http hands a hijacked connection 4 KiB of each; frames of a
-// presence session are small, and larger ones bypass a bufio buffer that is
-// empty, so 512 bytes cost syscalls only for bursts of tiny frames.
+// presence session are small, and Socket sends a larger frame in one write
+// all the same.
 const BufSize = 512
 
 // SmallBuffers wraps the ResponseWriter given to websocket.Accept: its
 // Hijack returns small buffers instead of net/http's, which would otherwise
-// live as long as the connection does, and stores the net.Conn in Conn
-// (for write deadlines).
+// live as long as the connection does, and attaches the connection to
+// Socket, through which the buffered writer writes (see Socket).
 type SmallBuffers struct {
 	http.ResponseWriter
-	Conn *net.Conn
+	Socket *Socket
 }
 
 // Hijack implements http.Hijacker.
@@ -38,8 +38,10 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		c.Close()
 		return nil, nil, err
 	}
-	if w.Conn != nil {
-		*w.Conn = c
+	var out io.Writer = c
+	if w.Socket != nil {
+		w.Socket.attach(c)
+		out = w.Socket
 	}
 	_ = c.SetDeadline(time.Time{}) // the HTTP server's read deadlines end with the request
 	// What the client sent right after its request (a pipelined first
@@ -60,5 +62,5 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		c.Close()
 		return nil, nil, err
 	}
-	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, BufSize)), nil
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(out, BufSize)), nil
 }

@@ -1,0 +1,101 @@
+package wsaccept
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/sys/unix"
+)
+
+// segsOut is how many data segments the kernel has sent on c.
+func segsOut(t *testing.T, c net.Conn) uint32 {
+	t.Helper()
+	raw, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var serr error
+	if err := raw.Control(func(fd uintptr) { info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		t.Fatal(err)
+	}
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return info.Data_segs_out
+}
+
+// TestFrameInOneSegment: a frame written through WriteFrame leaves the
+// server in one TCP segment (one write) and arrives whole. Before Socket, a
+// frame of 508 bytes or more left in two: the header and the payload's
+// first bytes from the 512-byte buffer, then the rest.
+func TestFrameInOneSegment(t *testing.T) {
+	type accepted struct {
+		ws   *websocket.Conn
+		sock *Socket
+	}
+	got := make(chan accepted, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sock := new(Socket)
+		ws, err := websocket.Accept(SmallBuffers{ResponseWriter: w, Socket: sock}, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got <- accepted{ws, sock}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadLimit(1 << 20)
+	defer client.CloseNow()
+	a := <-got
+	defer a.ws.CloseNow()
+	if _, ok := a.sock.Conn().(syscall.Conn); !ok {
+		t.Fatalf("hijacked connection %T has no file descriptor", a.sock.Conn())
+	}
+	for _, size := range []int{10, BufSize - 10, BufSize, 1000, 7000, 16000} {
+		frame := bytes.Repeat([]byte{'x'}, size)
+		frame[0], frame[size-1] = 'a', 'z'
+		before := segsOut(t, a.sock.Conn())
+		if err := a.sock.WriteFrame(a.ws, frame, 5*time.Second); err != nil {
+			t.Fatalf("write %d bytes: %v", size, err)
+		}
+		typ, data, err := client.Read(ctx)
+		if err != nil {
+			t.Fatalf("read %d bytes: %v", size, err)
+		}
+		if typ != websocket.MessageText || !bytes.Equal(data, frame) {
+			t.Fatalf("frame of %d bytes arrived as %d bytes of type %v", size, len(data), typ)
+		}
+		if n := segsOut(t, a.sock.Conn()) - before; n != 1 {
+			t.Errorf("frame of %d bytes left in %d segments, want 1", size, n)
+		}
+	}
+	// Frames larger than a segment still arrive whole, and the connection
+	// still answers pings (the library's own writes go through Socket).
+	big := bytes.Repeat([]byte("0123456789"), 50000)
+	if err := a.sock.WriteFrame(a.ws, big, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := client.Read(ctx); err != nil || !bytes.Equal(data, big) {
+		t.Fatalf("big frame: %d bytes, %v", len(data), err)
+	}
+	go func() { _, _, _ = a.ws.Read(ctx) }()
+	go func() { _, _, _ = client.Read(ctx) }()
+	if err := client.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
