@@ -29,6 +29,11 @@ const frameCacheMax = 4096
 
 // frame returns the encoded batch. The result is shared: never modify it.
 func (c *frameCache) frame(b presence.Batch) []byte {
+	if b.Merged {
+		// One connection's own batch: it may have the revision and size
+		// of the group's shared batch, and no one else will ask for it.
+		return encodeBatch(b)
+	}
 	c.mu.Lock()
 	e, ok := c.m[b.Group]
 	c.mu.Unlock()

@@ -32,7 +32,18 @@ func TestFrameCache(t *testing.T) {
 	// A later batch replaces the entry.
 	b2 := b
 	b2.Rev, b2.Changes = 8, []presence.Delta{{User: "u", Status: protocol.StatusOnline, Rev: 8}}
-	if d, _ := protocol.DecodeServerFrame(c.frame(b2)); d.Rev != 8 || d.Changes[0].Status != protocol.StatusOnline {
+	f3 := c.frame(b2)
+	if d, _ := protocol.DecodeServerFrame(f3); d.Rev != 8 || d.Changes[0].Status != protocol.StatusOnline {
 		t.Fatalf("later batch: %+v", d)
+	}
+	// A connection's merged batch of the same revision and size is its
+	// own frame, and leaves the shared one cached.
+	m := b2
+	m.Merged, m.Changes = true, []presence.Delta{{User: "v", Status: protocol.StatusAway, Rev: 8}}
+	if d, _ := protocol.DecodeServerFrame(c.frame(m)); d.Changes[0].User != "v" {
+		t.Fatalf("merged batch answered with the shared frame: %+v", d)
+	}
+	if f4 := c.frame(b2); &f4[0] != &f3[0] {
+		t.Fatal("a merged batch replaced the shared frame")
 	}
 }

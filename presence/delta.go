@@ -41,6 +41,10 @@ type Batch struct {
 	// the presence stream was lost and loaded again under a new epoch, and
 	// this is the group's fresh snapshot. Changes is empty.
 	Reset *Snapshot
+	// Merged marks a batch that joins several windows' batches of the
+	// group for one subscriber that fell behind (see Subscriber.Next): its
+	// Changes are its own, shared with no one.
+	Merged bool
 }
 
 // Change is a user's status change as the change feed publishes it on

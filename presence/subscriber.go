@@ -305,8 +305,10 @@ func (s *Subscriber) unwatchLocked() {
 }
 
 // Next blocks until batches are queued and returns them, oldest first.
-// The returned slice is valid until the next call of Next; the batches'
-// Changes are shared with other subscribers and must not be modified.
+// A subscriber that fell behind, with several batches of a group queued,
+// gets them as one (see mergeRuns). The returned slice is valid until the
+// next call of Next; the batches' Changes are shared with other
+// subscribers and must not be modified.
 // Once the queue has overflowed, Next returns ErrSlowConsumer and the
 // subscriber is dead (all its subscriptions are gone); after Close or the
 // engine's shutdown it returns ErrClosed.
@@ -322,7 +324,7 @@ func (s *Subscriber) Next(ctx context.Context) ([]Batch, error) {
 			out := s.queue
 			s.queue, s.spare = s.spare[:0], out
 			s.mu.Unlock()
-			return out, nil
+			return mergeRuns(out), nil
 		}
 		s.mu.Unlock()
 		select {
@@ -338,16 +340,120 @@ func (s *Subscriber) Next(ctx context.Context) ([]Batch, error) {
 // valid until the next call of Next or TryNext.
 func (s *Subscriber) TryNext() ([]Batch, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.err != nil {
+		s.mu.Unlock()
 		return nil, s.err
 	}
 	if len(s.queue) == 0 {
+		s.mu.Unlock()
 		return nil, nil
 	}
 	out := s.queue
 	s.queue, s.spare = s.spare[:0], out
-	return out, nil
+	s.mu.Unlock()
+	return mergeRuns(out), nil
+}
+
+// mergeRuns joins, group by group, the delta batches queued for one
+// subscriber into one: a subscriber that fell behind (its writes wait on a
+// busy node or a slow client) gets what a window as wide as its delay
+// would have given it, the last change of each user, in one frame instead
+// of one per window. The merged batch takes the place of the group's last
+// one, so batches still never go back in revision. A reset of the group
+// ends a run; counts and user-watch batches are left as they are. q is
+// changed in place; the merged Changes are new.
+func mergeRuns(q []Batch) []Batch {
+	if len(q) < 2 || !hasRun(q) {
+		return q
+	}
+	// next[i] is the index of the group's next delta batch after i, or -1.
+	next := make([]int, len(q))
+	open := make(map[string]int)
+	for i := range q {
+		next[i] = -1
+		b := &q[i]
+		switch {
+		case b.Reset != nil:
+			delete(open, b.Group)
+		case mergeable(b):
+			if j, ok := open[b.Group]; ok {
+				next[j] = i
+			}
+			open[b.Group] = i
+		}
+	}
+	drop := make([]bool, len(q))
+	out := q[:0]
+	for i := range q {
+		if drop[i] {
+			continue
+		}
+		if next[i] < 0 {
+			out = append(out, q[i])
+			continue
+		}
+		// i begins a run: its batches merge into the run's last.
+		run := []int{i}
+		for j := next[i]; j >= 0; j = next[j] {
+			run = append(run, j)
+		}
+		last := run[len(run)-1]
+		for _, j := range run[1 : len(run)-1] {
+			drop[j] = true
+		}
+		q[last] = mergeBatches(q, run)
+	}
+	clear(q[len(out):])
+	return out
+}
+
+// mergeable reports whether b is a group's delta batch.
+func mergeable(b *Batch) bool { return b.Group != "" && !b.CountsOnly && b.Reset == nil }
+
+// hasRun reports whether some group has two delta batches in q: the
+// common case, one batch per group, costs no allocation.
+func hasRun(q []Batch) bool {
+	for i := range q {
+		if !mergeable(&q[i]) {
+			continue
+		}
+		for j := i + 1; j < len(q); j++ {
+			if q[j].Group == q[i].Group {
+				if mergeable(&q[j]) {
+					return true
+				}
+				if q[j].Reset != nil {
+					break
+				}
+			}
+		}
+	}
+	return false
+}
+
+// mergeBatches is the batch of run's batches of one group: the last
+// change of each user, in the order of those last changes, with the
+// counts and revision of the last batch.
+func mergeBatches(q []Batch, run []int) Batch {
+	n := 0
+	for _, i := range run {
+		n += len(q[i].Changes)
+	}
+	seen := make(map[string]struct{}, n)
+	picks := make([]Delta, 0, n)
+	for k := len(run) - 1; k >= 0; k-- {
+		cs := q[run[k]].Changes
+		for i := len(cs) - 1; i >= 0; i-- {
+			if _, ok := seen[cs[i].User]; !ok {
+				seen[cs[i].User] = struct{}{}
+				picks = append(picks, cs[i])
+			}
+		}
+	}
+	slices.Reverse(picks)
+	b := q[run[len(run)-1]]
+	b.Changes, b.Merged = picks, true
+	return b
 }
 
 // Close ends every subscription of s.

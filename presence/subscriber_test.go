@@ -176,7 +176,8 @@ func TestResumeGivesExactlyTheMissedDeltas(t *testing.T) {
 	f.x.epoch = "e1"
 	f.x.mu.Unlock()
 
-	// ref sees every delta of g (no coalescing in this index).
+	// ref sees every delta of g (no coalescing in this index, and ref reads
+	// each batch as it comes, so none are merged).
 	ref := f.x.newSubscriber(SubscriberConfig{Queue: 1000})
 	defer ref.Close()
 	if _, err := ref.Subscribe("g", SubscribeOptions{}); err != nil {
@@ -192,14 +193,14 @@ func TestResumeGivesExactlyTheMissedDeltas(t *testing.T) {
 	s.Unsubscribe("g")
 
 	statuses := []protocol.Status{protocol.StatusOnline, protocol.StatusAway, protocol.StatusBusy}
+	var want []Delta
 	for i := range 5 {
 		f.session([]string{"a", "b", "c"}[i%3], "s", "n", "i", statuses[i%3])
+		for _, b := range next(t, ref) {
+			want = append(want, b.Changes...)
+		}
 	}
 	f.lease("m", "j") // a revision that touches no group
-	var want []Delta
-	for _, b := range next(t, ref) {
-		want = append(want, b.Changes...)
-	}
 
 	in, err = s.Subscribe("g", SubscribeOptions{FromRev: from, Epoch: "e1"})
 	if err != nil {
@@ -287,7 +288,9 @@ func TestSlowConsumerIsCut(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("dead subscriber still attached: %d subscriptions", n)
 	}
-	if b := next(t, fast); len(b) != 2 {
+	// The other subscriber of g, which has not read either, gets g's two
+	// batches as one.
+	if b := next(t, fast); len(b) != 1 || !slices.Equal(users(b[0].Changes), []string{"u:away"}) {
 		t.Fatalf("fast subscriber = %+v", b)
 	}
 }
@@ -536,5 +539,98 @@ func TestFanoutBudgetWidensWindow(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestLateSubscriberGetsOneBatchPerGroup: a subscriber that has not read
+// while several windows went by gets each group's batches as one, the
+// last change of each user in the order of those changes, with the last
+// batch's counts and revision; batches still never go back in revision.
+// Before, it got every window's batch (here six, one per change), each a
+// frame of its own.
+func TestLateSubscriberGetsOneBatchPerGroup(t *testing.T) {
+	f := newFeeder(t, -1, 100)
+	f.lease("n", "i")
+	f.member("g", "u1")
+	f.member("g", "u2")
+	f.member("h", "u1")
+	f.x.markLoaded()
+	late := f.x.newSubscriber(SubscriberConfig{})
+	defer late.Close()
+	prompt := f.x.newSubscriber(SubscriberConfig{})
+	defer prompt.Close()
+	for _, s := range []*Subscriber{late, prompt} {
+		for _, g := range []string{"g", "h"} {
+			if _, err := s.Subscribe(g, SubscribeOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var promptBatches int
+	for _, c := range []struct {
+		user string
+		st   protocol.Status
+	}{{"u1", protocol.StatusOnline}, {"u2", protocol.StatusOnline}, {"u1", protocol.StatusAway}, {"u2", protocol.StatusBusy}} {
+		f.session(c.user, c.user+"-s", "n", "i", c.st)
+		for _, b := range next(t, prompt) {
+			promptBatches++
+			if b.Merged {
+				t.Fatalf("a subscriber that keeps up got a merged batch: %+v", b)
+			}
+		}
+	}
+	if promptBatches != 6 {
+		t.Fatalf("the prompt subscriber got %d batches, want 6 (one per change and group)", promptBatches)
+	}
+	got, err := late.TryNext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("late subscriber got %d batches, want 2 (one per group): %+v", len(got), got)
+	}
+	h, g := got[0], got[1]
+	if h.Group != "h" || !slices.Equal(users(h.Changes), []string{"u1:away"}) || !h.Merged {
+		t.Fatalf("h = %+v, want u1:away, merged", h)
+	}
+	if g.Group != "g" || !slices.Equal(users(g.Changes), []string{"u1:away", "u2:busy"}) || !g.Merged {
+		t.Fatalf("g = %+v, want u1:away then u2:busy, merged", g)
+	}
+	if g.Rev != f.rev || g.Online != 2 || g.Total != 2 || h.Rev > g.Rev {
+		t.Fatalf("revisions and counts: h %+v, g %+v (last rev %d)", h, g, f.rev)
+	}
+	if b, _ := late.TryNext(); len(b) != 0 {
+		t.Fatalf("left over: %+v", b)
+	}
+}
+
+// TestMergeRunsStopsAtReset: a reset of a group is not merged, and deltas
+// on either side of it stay apart; other groups' and counts batches keep
+// their place.
+func TestMergeRunsStopsAtReset(t *testing.T) {
+	d := func(u string, rev uint64) Delta { return Delta{User: u, Status: protocol.StatusOnline, Rev: rev} }
+	q := []Batch{
+		{Group: "g", Rev: 1, Changes: []Delta{d("a", 1)}},
+		{Group: "g", Rev: 2, Changes: []Delta{d("b", 2)}},
+		{Group: "x", Rev: 3, CountsOnly: true},
+		{Group: "g", Rev: 4, Reset: &Snapshot{}},
+		{Group: "g", Rev: 5, Changes: []Delta{d("a", 5)}},
+		{Users: []Change{{User: "a", Rev: 6}}},
+		{Group: "g", Rev: 7, Changes: []Delta{d("c", 7), d("a", 7)}},
+	}
+	got := mergeRuns(q)
+	var desc []string
+	for _, b := range got {
+		desc = append(desc, fmt.Sprintf("%s@%d%v merged=%v", b.Group, b.Rev, users(b.Changes), b.Merged))
+	}
+	want := []string{
+		"g@2[a:online b:online] merged=true",
+		"x@3[] merged=false",
+		"g@4[] merged=false",
+		"@0[] merged=false",
+		"g@7[c:online a:online] merged=true",
+	}
+	if !slices.Equal(desc, want) {
+		t.Fatalf("merged:\n%v\nwant\n%v", desc, want)
 	}
 }
