@@ -23,7 +23,9 @@ import (
 // groups. A burst of joins to a group of 10,000 subscribers thus costs
 // batches in proportion to its duration, not to its joins (each batch
 // carrying every join of its window), while groups of up to budget×coalesce
-// subscribers keep the coalesce window.
+// subscribers keep the coalesce window. A subscriber whose writes fall
+// behind reads its queued batches of a group as one (Subscriber.Next), so
+// its own window widens with its delay.
 
 // fanout is the index's delivery state. It is guarded by index.mu.
 type fanout struct {
