@@ -171,10 +171,12 @@ func (s *Server) groupSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := s.store.Index().Group(id); !ok {
 		return &apiError{http.StatusNotFound, codeNotFound, "group " + id + " not found"}
 	}
-	buf := s.encodeSnapshot(0, id, s.engine.Snapshot(id))
+	snap := s.engine.Snapshot(id)
+	buf := s.appendSnapshot(s.frameBufs.get(snapshotSize(id, snap)), 0, id, snap)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(buf)
+	s.frameBufs.put(buf)
 	return nil
 }
 

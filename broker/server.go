@@ -35,22 +35,23 @@ type Server struct {
 	limits    *rateLimits
 	metrics   *metrics
 
-	ns      *server.Server // nil with an external NATS
-	nsAuth  string         // seed of the broker's own user nkey of ns, made at each start
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	store   *membership.Store
-	engine  *presence.Engine
-	hooks   *webhook.Service
-	history *history.Service
-	conns   *wsConns
-	writers *writerPool
-	ops     *opPool
-	ddp     atomic.Pointer[ddp.Handler] // Rocket.Chat's realtime API, once started
-	snaps   snapCache
-	frames  frameCache
-	quit    chan struct{} // stops the pinger
-	lock    *os.File      // the data directory's lock, with an embedded NATS
+	ns        *server.Server // nil with an external NATS
+	nsAuth    string         // seed of the broker's own user nkey of ns, made at each start
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	store     *membership.Store
+	engine    *presence.Engine
+	hooks     *webhook.Service
+	history   *history.Service
+	conns     *wsConns
+	writers   *writerPool
+	ops       *opPool
+	ddp       atomic.Pointer[ddp.Handler] // Rocket.Chat's realtime API, once started
+	snaps     snapCache
+	frameBufs bufPool // frames written once and dropped (snapshots)
+	frames    frameCache
+	quit      chan struct{} // stops the pinger
+	lock      *os.File      // the data directory's lock, with an embedded NATS
 	// unsubscribe ends the membership change feed's callback (authority_changes.go).
 	unsubscribe func()
 	state       stateWriter // the streams' last known state (damage.go)

@@ -7,10 +7,13 @@ import (
 	"github.com/presenced/presenced/protocol"
 )
 
-// snapCache keeps, per large group, the encoded member list of its latest
-// snapshot: when many clients subscribe to a group at the same revision
-// (a reconnect storm, a big room opening), the members are encoded once.
-// A snapshot at another revision replaces the entry.
+// snapCache keeps, per large group, the encoded member list of a snapshot
+// that more than one client asked for: when many clients subscribe to a
+// group at the same revision (a reconnect storm, a big room opening), the
+// members are encoded once. A group whose revision moves between two
+// subscribes (members coming online one by one) gains nothing from a
+// cache, so a revision is cached only when asked for the second time; the
+// first asker's members are encoded straight into its frame.
 type snapCache struct {
 	mu sync.Mutex
 	// mu guards the following field.
@@ -20,7 +23,7 @@ type snapCache struct {
 type cachedMembers struct {
 	rev   uint64
 	epoch string
-	body  []byte // the members array's contents, without brackets
+	body  []byte // the members array's contents, without brackets; nil: asked for once
 }
 
 const (
@@ -31,24 +34,32 @@ const (
 	snapCacheMax = 1024
 )
 
-func (c *snapCache) members(group string, snap presence.Snapshot) []byte {
+// appendMembers appends the contents of snap's members array to dst.
+func (c *snapCache) appendMembers(dst []byte, group string, snap presence.Snapshot) []byte {
 	if len(snap.Members) < snapCacheMin {
-		return appendMembers(nil, snap.Members)
+		return appendMembers(dst, snap.Members)
 	}
 	c.mu.Lock()
 	e, ok := c.m[group]
 	c.mu.Unlock()
-	if ok && e.rev == snap.Rev && e.epoch == snap.Epoch {
-		return e.body
+	same := ok && e.rev == snap.Rev && e.epoch == snap.Epoch
+	if same && e.body != nil {
+		return append(dst, e.body...)
 	}
-	body := appendMembers(make([]byte, 0, 64*len(snap.Members)), snap.Members)
+	e = cachedMembers{rev: snap.Rev, epoch: snap.Epoch}
+	if same { // the second ask at this revision: keep the encoding
+		e.body = appendMembers(make([]byte, 0, membersSize(snap.Members)), snap.Members)
+		dst = append(dst, e.body...)
+	} else {
+		dst = appendMembers(dst, snap.Members)
+	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= snapCacheMax {
 		c.m = map[string]cachedMembers{}
 	}
-	c.m[group] = cachedMembers{rev: snap.Rev, epoch: snap.Epoch, body: body}
+	c.m[group] = e
 	c.mu.Unlock()
-	return body
+	return dst
 }
 
 func appendMembers(dst []byte, ms []presence.MemberStatus) []byte {
@@ -56,4 +67,38 @@ func appendMembers(dst []byte, ms []presence.MemberStatus) []byte {
 		dst = protocol.AppendMember(dst, protocol.Member{User: m.User, Status: m.Status, Text: m.Text, Since: m.Since.UnixMilli()}, i == 0)
 	}
 	return dst
+}
+
+// memberSize bounds the encoding of a member without its user id and
+// text: {"user":"","status":"offline","text":"","since":-9223372036854775808}
+// and a comma, with room for a few escapes.
+const memberSize = 80
+
+// membersSize is about the size of ms encoded: enough unless ids or texts
+// need escaping.
+func membersSize(ms []presence.MemberStatus) int {
+	n := 0
+	for i := range ms {
+		n += memberSize + len(ms[i].User) + len(ms[i].Text)
+	}
+	return n
+}
+
+// snapshotSize is about the size of snap's frame.
+func snapshotSize(group string, snap presence.Snapshot) int {
+	return 160 + len(group) + len(snap.Epoch) + membersSize(snap.Members)
+}
+
+// appendSnapshot appends snap's frame to dst.
+func (s *Server) appendSnapshot(dst []byte, id uint64, group string, snap presence.Snapshot) []byte {
+	dst = protocol.AppendSnapshotStart(dst, protocol.SnapshotHeader{
+		ID: id, Group: group, Rev: snap.Rev, Epoch: snap.Epoch, Fresh: snap.Fresh, Online: snap.Online, Total: snap.Total,
+	})
+	dst = s.snaps.appendMembers(dst, group, snap)
+	return protocol.AppendSnapshotEnd(dst)
+}
+
+// encodeSnapshot returns snap's frame in a buffer of its own.
+func (s *Server) encodeSnapshot(id uint64, group string, snap presence.Snapshot) []byte {
+	return s.appendSnapshot(make([]byte, 0, snapshotSize(group, snap)), id, group, snap)
 }

@@ -677,37 +677,49 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, []protocol.GroupCount{
 			{Group: f.Group, Online: snap.Online, Total: snap.Total, Rev: snap.Rev}}))
 	}
-	return wc.writeLocked(ctx, wc.s.encodeInitial(f.ID, f.Group, init))
+	// The frame is written at once and dropped: its buffer is used again
+	// by the next subscription (a storm of them would otherwise allocate
+	// a snapshot per subscriber).
+	frame := wc.s.appendInitial(wc.s.frameBufs.get(initialSize(f.Group, init)), f.ID, f.Group, init)
+	err = wc.writeLocked(ctx, frame)
+	wc.s.frameBufs.put(frame)
+	return err
 }
 
 // testHookSubscribed, set by tests only, runs right after a subscription
 // is registered with the engine, before its first frame is written.
 var testHookSubscribed func()
 
-// encodeInitial encodes a subscription's first frame: a snapshot, or the
-// changes a resuming client missed.
-func (s *Server) encodeInitial(id uint64, group string, init presence.Initial) []byte {
+// appendInitial appends a subscription's first frame to dst: a snapshot,
+// or the changes a resuming client missed.
+func (s *Server) appendInitial(dst []byte, id uint64, group string, init presence.Initial) []byte {
 	switch r := init.(type) {
 	case presence.Resumed:
 		changes := make([]protocol.Member, len(r.Changes))
 		for i, d := range r.Changes {
 			changes[i] = memberOf(d)
 		}
-		return protocol.AppendResumed(nil, protocol.Resumed{ID: id, Group: group, Rev: r.Rev, Epoch: r.Epoch,
+		return protocol.AppendResumed(dst, protocol.Resumed{ID: id, Group: group, Rev: r.Rev, Epoch: r.Epoch,
 			Online: r.Online, Total: r.Total, Changes: changes})
 	case presence.Snapshot:
-		return s.encodeSnapshot(id, group, r)
+		return s.appendSnapshot(dst, id, group, r)
 	}
-	return protocol.AppendError(nil, id, protocol.CodeInternal, "unexpected subscription start")
+	return protocol.AppendError(dst, id, protocol.CodeInternal, "unexpected subscription start")
 }
 
-func (s *Server) encodeSnapshot(id uint64, group string, snap presence.Snapshot) []byte {
-	members := s.snaps.members(group, snap)
-	buf := protocol.AppendSnapshotStart(make([]byte, 0, 160+len(members)), protocol.SnapshotHeader{
-		ID: id, Group: group, Rev: snap.Rev, Epoch: snap.Epoch, Fresh: snap.Fresh, Online: snap.Online, Total: snap.Total,
-	})
-	buf = append(buf, members...)
-	return protocol.AppendSnapshotEnd(buf)
+// initialSize is about the size of appendInitial's frame.
+func initialSize(group string, init presence.Initial) int {
+	switch r := init.(type) {
+	case presence.Resumed:
+		n := 160 + len(group) + len(r.Epoch)
+		for i := range r.Changes {
+			n += memberSize + len(r.Changes[i].User) + len(r.Changes[i].Text)
+		}
+		return n
+	case presence.Snapshot:
+		return snapshotSize(group, r)
+	}
+	return 256
 }
 
 // query answers the status of users; those the caller may not see (the
