@@ -29,6 +29,7 @@ type authenticator struct {
 	// JWT claims checked besides the signature and exp.
 	audience, issuer string
 	maxLife          time.Duration
+	verified         jwtCache
 }
 
 func newAuthenticator(store *membership.Store, cfg Config) (*authenticator, error) {
@@ -85,11 +86,34 @@ func (a *authenticator) authenticate(ctx context.Context, credential string) (Pr
 }
 
 func (a *authenticator) verifyJWT(raw string) (Principal, error) {
+	v, ok, expired := a.verified.get(raw, time.Now())
+	switch {
+	case expired:
+		return Principal{}, fmt.Errorf("%w: token has invalid claims: token is expired", membership.ErrTokenExpired)
+	case !ok:
+		var err error
+		if v, err = a.parseJWT(raw); err != nil {
+			return Principal{}, err
+		}
+		a.verified.put(raw, v)
+	}
+	u, ok := a.store.Index().User(v.subject)
+	if !ok || !u.Active {
+		return Principal{}, fmt.Errorf("%w: unknown or inactive user %q", membership.ErrUnauthorized, v.subject)
+	}
+	return Principal{UserID: u.ID, Scopes: []string{membership.ScopeConnect}, Expires: v.expires}, nil
+}
+
+// parseJWT checks raw's signature and claims.
+func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
+	if testHookParseJWT != nil {
+		testHookParseJWT()
+	}
 	var claims jwt.RegisteredClaims
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
 		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(5 * time.Second),
+		jwt.WithLeeway(jwtLeeway),
 	}
 	if a.audience != "" {
 		opts = append(opts, jwt.WithAudience(a.audience))
@@ -103,22 +127,21 @@ func (a *authenticator) verifyJWT(raw string) (Principal, error) {
 		if claims.IssuedAt != nil {
 			from = claims.IssuedAt.Time
 		}
-		if life := claims.ExpiresAt.Sub(from); life > a.maxLife+5*time.Second {
+		if life := claims.ExpiresAt.Sub(from); life > a.maxLife+jwtLeeway {
 			err = fmt.Errorf("the token lives %v, more than the %v allowed (--jwt-max-lifetime)", life.Round(time.Second), a.maxLife)
 		}
 	}
 	if err != nil {
 		if errors.Is(err, jwt.ErrTokenExpired) {
-			return Principal{}, fmt.Errorf("%w: %v", membership.ErrTokenExpired, err)
+			return verifiedJWT{}, fmt.Errorf("%w: %v", membership.ErrTokenExpired, err)
 		}
-		return Principal{}, fmt.Errorf("%w: %v", membership.ErrUnauthorized, err)
+		return verifiedJWT{}, fmt.Errorf("%w: %v", membership.ErrUnauthorized, err)
 	}
-	u, ok := a.store.Index().User(claims.Subject)
-	if !ok || !u.Active {
-		return Principal{}, fmt.Errorf("%w: unknown or inactive user %q", membership.ErrUnauthorized, claims.Subject)
-	}
-	return Principal{UserID: u.ID, Scopes: []string{membership.ScopeConnect}, Expires: claims.ExpiresAt.Time}, nil
+	return verifiedJWT{subject: claims.Subject, expires: claims.ExpiresAt.Time}, nil
 }
+
+// testHookParseJWT, set by tests only, runs at every full check of a JWT.
+var testHookParseJWT func()
 
 func (a *authenticator) keyFor(t *jwt.Token) (any, error) {
 	switch t.Method.(type) {

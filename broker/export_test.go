@@ -48,3 +48,7 @@ func SetSubscribedHook(f func()) { testHookSubscribed = f }
 
 // SetStatsHook runs f whenever a scrape reads the engine's Stats.
 func SetStatsHook(f func()) { testHookStats = f }
+
+// SetParseJWTHook runs f at every full check of a JWT's signature and
+// claims (not at a use of a cached verdict); nil removes it.
+func SetParseJWTHook(f func()) { testHookParseJWT = f }
