@@ -411,8 +411,24 @@ func mergeRuns(q []Batch) []Batch {
 func mergeable(b *Batch) bool { return b.Group != "" && !b.CountsOnly && b.Reset == nil }
 
 // hasRun reports whether some group has two delta batches in q: the
-// common case, one batch per group, costs no allocation.
+// common case, a few batches of different groups, costs no allocation, and
+// a long queue costs one pass.
 func hasRun(q []Batch) bool {
+	if len(q) > 16 {
+		open := make(map[string]bool, len(q))
+		for i := range q {
+			switch b := &q[i]; {
+			case b.Reset != nil:
+				delete(open, b.Group)
+			case mergeable(b):
+				if open[b.Group] {
+					return true
+				}
+				open[b.Group] = true
+			}
+		}
+		return false
+	}
 	for i := range q {
 		if !mergeable(&q[i]) {
 			continue

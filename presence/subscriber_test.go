@@ -634,3 +634,29 @@ func TestMergeRunsStopsAtReset(t *testing.T) {
 		t.Fatalf("merged:\n%v\nwant\n%v", desc, want)
 	}
 }
+
+// TestHasRun: the short and the long queue's checks agree.
+func TestHasRun(t *testing.T) {
+	for _, n := range []int{2, 16, 17, 300} {
+		q := make([]Batch, n)
+		for i := range q {
+			q[i] = Batch{Group: fmt.Sprintf("g%d", i)}
+		}
+		if hasRun(q) {
+			t.Fatalf("%d batches of %d groups: a run found", n, n)
+		}
+		q[n-1].Group = "g0"
+		if !hasRun(q) {
+			t.Fatalf("%d batches, the first and last of one group: no run found", n)
+		}
+		q[n/2] = Batch{Group: "g0", Reset: &Snapshot{}}
+		if n > 2 && hasRun(q) {
+			t.Fatalf("%d batches, a reset between the group's two: a run found", n)
+		}
+		q[n-1].CountsOnly = true
+		q[n/2] = Batch{Group: "g1", CountsOnly: true}
+		if hasRun(q) {
+			t.Fatalf("%d batches with counts of one group: a run found", n)
+		}
+	}
+}
