@@ -16,10 +16,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/presenced/presenced/broker"
+	"github.com/presenced/presenced/protocol"
 )
 
 func TestRateLimitAnswers429(t *testing.T) {
@@ -95,6 +98,34 @@ func TestTLS(t *testing.T) {
 	}
 	if resp, err := http.Get("http://" + s.Addr() + "/healthz"); err == nil && resp.StatusCode == 200 {
 		t.Fatal("plain HTTP served on the TLS port")
+	}
+	// WebSockets over TLS: every frame, small or larger than the socket's
+	// write buffer, goes through TLS. (The helpers' requests go through
+	// http.DefaultClient: it trusts the certificate for this test.)
+	plain := http.DefaultClient.Transport
+	http.DefaultClient.Transport = client.Transport
+	t.Cleanup(func() { http.DefaultClient.Transport = plain })
+	s = &testServer{Server: s.Server, URL: "https://" + s.Addr(), Admin: s.Admin}
+	seedTeam(t, s)
+	text := strings.Repeat("t", protocol.MaxStatusText-8)
+	if st := call(t, "POST", s.URL+"/v1/presence/status", s.Admin, map[string]any{"user": "b", "status": "busy", "source": "tls", "text": text}, nil); st/100 != 2 {
+		t.Fatalf("status: %d", st)
+	}
+	c, _, err := dialWS(t, s, userJWT(t, "a", time.Hour), &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	if f := c.next(); f.Op != protocol.OpHello {
+		t.Fatalf("first frame over wss: %+v", f)
+	}
+	snap := c.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team"})
+	if snap.Op != protocol.OpSnapshot || len(snap.Members) != 2 {
+		t.Fatalf("snapshot over wss: %+v", snap)
+	}
+	for _, m := range snap.Members {
+		if m.User == "b" && m.Text != text {
+			t.Fatalf("b's text over wss: %d bytes, want %d", len(m.Text), len(text))
+		}
 	}
 }
 

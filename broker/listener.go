@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/presenced/presenced/broker/internal/wsaccept"
 	"go.uber.org/zap"
 )
 
@@ -126,9 +127,10 @@ type countedConn struct {
 	once sync.Once
 }
 
-// NetConn is the connection counted, for writes that want it unwrapped
-// (writev through net.Buffers).
-func (c *countedConn) NetConn() net.Conn { return c.Conn }
+var _ wsaccept.WriteThrough = (*countedConn)(nil)
+
+// WriteThrough is the connection counted: writes go to it unchanged.
+func (c *countedConn) WriteThrough() net.Conn { return c.Conn }
 
 func (c *countedConn) Close() error {
 	c.once.Do(func() { c.l.active.Add(-1) })

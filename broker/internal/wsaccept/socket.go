@@ -27,9 +27,17 @@ type Socket struct {
 	// mu guards the following fields. It is taken under coder/websocket's
 	// write lock (Write) and outside it (release), never the other way.
 	conn    net.Conn // as hijacked: deadlines and Close go here
-	w       net.Conn // conn without wrappers, for writev
+	w       net.Conn // conn without the wrappers that write through, for writev
 	holding bool
 	held    *[]byte
+}
+
+// WriteThrough is implemented by a connection wrapper whose writes go
+// unchanged to the connection it returns (a count of open connections):
+// Socket writes to that one, so that a frame can leave in one writev. A
+// wrapper that changes the bytes it writes (TLS) must not implement it.
+type WriteThrough interface {
+	WriteThrough() net.Conn
 }
 
 // gathered is the pool of buffers that hold a frame's small pieces while
@@ -40,14 +48,15 @@ func (s *Socket) attach(c net.Conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.conn, s.w = c, c
-	// A wrapper that adds nothing to writes (the listener's count of open
-	// connections) hides the TCP connection's writev from net.Buffers.
+	// A wrapper hides the TCP connection's writev from net.Buffers. Over
+	// TLS the connection is a *tls.Conn, which is kept: a frame's pieces
+	// then go as separate writes, encrypted.
 	for {
-		u, ok := s.w.(interface{ NetConn() net.Conn })
+		u, ok := s.w.(WriteThrough)
 		if !ok {
 			break
 		}
-		s.w = u.NetConn()
+		s.w = u.WriteThrough()
 	}
 }
 
