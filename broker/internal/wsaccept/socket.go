@@ -14,22 +14,27 @@ import (
 // sends each frame in one write.
 //
 // coder/websocket writes a frame's header into its buffered writer, then
-// the payload. A payload longer than what is left of the BufSize buffer
-// makes the buffer flush first, so without help every frame longer than
-// about 500 bytes would cost two write syscalls, go out in two TCP segments
-// and wake the reader twice. While WriteFrame runs, Socket gathers the
-// buffer's flushes and sends them with the payload: small pieces are
-// copied into a pooled buffer and leave when the frame is complete; a
-// large piece (the payload, written past an empty buffer) leaves at once
-// together with what was gathered, in one writev.
+// the payload, and flushes the buffer when the frame is complete. A
+// payload longer than what is left of the BufSize buffer makes the buffer
+// flush first, full, in the middle of the frame; without help every frame
+// of 508 bytes or more would cost two write syscalls, go out in two TCP
+// segments and wake the reader twice. Socket keeps such a full buffer back
+// and sends it with the next write, which is the rest of the frame: the
+// payload written past the empty buffer, or the frame's final flush. Both
+// go out together in one writev. A write of less than a full buffer ends a
+// frame, so nothing waits behind the library's write lock: the library's
+// own frames (pongs, close frames) are sent at once, and a frame of exactly
+// BufSize bytes, the one case a full buffer ends a frame, is sent by
+// WriteFrame's Flush. A write that fails fails every later one, as the
+// buffered writer's own error does, so that no frame follows a cut-off one.
 type Socket struct {
 	mu sync.Mutex
-	// mu guards the following fields. It is taken under coder/websocket's
-	// write lock (Write) and outside it (release), never the other way.
-	conn    net.Conn // as hijacked: deadlines and Close go here
-	w       net.Conn // conn without the wrappers that write through, for writev
-	holding bool
-	held    *[]byte
+	// mu guards the following fields. Writes come under coder/websocket's
+	// write lock, Flush outside it.
+	conn net.Conn // as hijacked: deadlines and Close go here
+	w    net.Conn // conn without the wrappers that write through, for writev
+	held *[]byte  // a full buffer kept back, or nil
+	err  error    // the first failed write
 }
 
 // WriteThrough is implemented by a connection wrapper whose writes go
@@ -40,9 +45,9 @@ type WriteThrough interface {
 	WriteThrough() net.Conn
 }
 
-// gathered is the pool of buffers that hold a frame's small pieces while
-// it is being written; a held buffer never outlives the write.
-var gathered = sync.Pool{New: func() any { b := make([]byte, 0, 2*BufSize); return &b }}
+// gathered is the pool of buffers that keep a full buffer back until the
+// rest of its frame is written.
+var gathered = sync.Pool{New: func() any { b := make([]byte, 0, BufSize); return &b }}
 
 func (s *Socket) attach(c net.Conn) {
 	s.mu.Lock()
@@ -72,52 +77,54 @@ func (s *Socket) Conn() net.Conn {
 func (s *Socket) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.holding {
-		return s.w.Write(p)
+	if s.err != nil {
+		return 0, s.err
 	}
-	if len(p) <= BufSize {
-		// A flush of the buffered writer, whose buffer is used again as
-		// soon as this returns: keep a copy.
-		*s.held = append(*s.held, p...)
+	if len(p) == BufSize && s.held == nil {
+		// A full buffer, flushed in the middle of a frame and used again
+		// as soon as this returns: keep a copy for the rest of the frame.
+		s.held = gathered.Get().(*[]byte)
+		*s.held = append((*s.held)[:0], p...)
 		return len(p), nil
 	}
-	// The payload itself, written past an empty buffer. It is only valid
-	// during this call, so it leaves now, with what is held before it.
-	if len(*s.held) == 0 {
-		return s.w.Write(p)
+	if s.held == nil {
+		return s.fail(s.w.Write(p))
 	}
+	// The rest of the frame: it leaves with the full buffer kept back.
+	held := len(*s.held)
 	bufs := net.Buffers{*s.held, p}
 	n, err := bufs.WriteTo(s.w)
-	sent := int(n) - len(*s.held)
-	*s.held = (*s.held)[:0]
-	if err != nil {
-		return max(sent, 0), err
-	}
-	return len(p), nil
+	s.dropHeld()
+	return s.fail(max(int(n)-held, 0), err)
 }
 
-func (s *Socket) hold() {
+// Flush sends what is kept back.
+func (s *Socket) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.holding = true
-	s.held = gathered.Get().(*[]byte)
-}
-
-// release sends what is held and writes through again.
-func (s *Socket) release() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.holding = false
-	var err error
-	if len(*s.held) > 0 {
-		_, err = s.w.Write(*s.held)
+	if s.err != nil || s.held == nil {
+		return s.err
 	}
-	if cap(*s.held) <= 16*BufSize {
-		*s.held = (*s.held)[:0]
-		gathered.Put(s.held)
-	}
-	s.held = nil
+	_, err := s.w.Write(*s.held)
+	s.dropHeld()
+	_, err = s.fail(0, err)
 	return err
+}
+
+// dropHeld gives the kept-back buffer to the pool; the caller has written
+// it, or failed to.
+func (s *Socket) dropHeld() {
+	*s.held = (*s.held)[:0]
+	gathered.Put(s.held)
+	s.held = nil
+}
+
+// fail records err, the first failed write, for every later one.
+func (s *Socket) fail(n int, err error) (int, error) {
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 // WriteFrame writes frame as one text message on ws, which must have been
@@ -134,10 +141,9 @@ func (s *Socket) WriteFrame(ws *websocket.Conn, frame []byte, timeout time.Durat
 		return ws.Write(ctx, websocket.MessageText, frame)
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	s.hold()
 	err := ws.Write(context.Background(), websocket.MessageText, frame)
-	if rerr := s.release(); err == nil {
-		err = rerr
+	if ferr := s.Flush(); err == nil {
+		err = ferr
 	}
 	_ = c.SetWriteDeadline(time.Time{})
 	return err

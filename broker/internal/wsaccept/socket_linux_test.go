@@ -66,7 +66,9 @@ func TestFrameInOneSegment(t *testing.T) {
 	if _, ok := a.sock.Conn().(syscall.Conn); !ok {
 		t.Fatalf("hijacked connection %T has no file descriptor", a.sock.Conn())
 	}
-	for _, size := range []int{10, BufSize - 10, BufSize, 1000, 7000, 16000} {
+	// 508 bytes and a 4-byte header fill the buffer exactly: the frame's
+	// final flush is a full buffer, sent by WriteFrame's Flush.
+	for _, size := range []int{10, BufSize - 10, BufSize - 4, BufSize, 1000, 7000, 16000} {
 		frame := bytes.Repeat([]byte{'x'}, size)
 		frame[0], frame[size-1] = 'a', 'z'
 		before := segsOut(t, a.sock.Conn())
