@@ -214,7 +214,7 @@ func (e *Env) Tails(lines int) string {
 		}
 	}
 	for _, p := range logs {
-		fmt.Fprintf(&b, "--- %s (last %d lines)\n%s\n", p, lines, tailFile(p, lines))
+		fmt.Fprintf(&b, "--- %s (last %d lines but repeated failures)\n%s\n", p, lines, tailFiltered(p, lines, repeated))
 	}
 	return b.String()
 }

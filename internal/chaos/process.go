@@ -123,12 +123,32 @@ func (p *Process) Term(timeout time.Duration) error {
 // Tail returns the last n lines of the process's log.
 func (p *Process) Tail(n int) string { return tailFile(p.LogPath, n) }
 
-func tailFile(path string, n int) string {
+func tailFile(path string, n int) string { return tailFiltered(path, n, nil) }
+
+// repeated matches the lines that fill a log while a fault lasts and say
+// nothing new: a server dialing a route to a killed server, a node
+// refusing requests for the reason it already logged.
+func repeated(line []byte) bool {
+	return bytes.Contains(line, []byte("Error trying to connect to route")) ||
+		bytes.Contains(line, []byte(`"msg":"request failed`))
+}
+
+// tailFiltered is the last n lines of a file that skip does not match.
+func tailFiltered(path string, n int, skip func([]byte) bool) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
 	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if skip != nil {
+		kept := lines[:0]
+		for _, l := range lines {
+			if !skip(l) {
+				kept = append(kept, l)
+			}
+		}
+		lines = kept
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

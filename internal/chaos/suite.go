@@ -151,6 +151,9 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Row {
 		}
 		if !row.Passed() {
 			s.logf("%s", e.Tails(25))
+			for _, d := range e.digest() {
+				row.note("%s", d)
+			}
 		}
 		e.Close()
 	}
