@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -63,7 +64,9 @@ func (a *availability) wrote(t time.Time) {
 }
 
 // leaseFailed records a failed lease write and decides whether the node is
-// still available.
+// still available. While it is not, the reason it reports follows the
+// latest failure: an operator reading it a minute into an outage learns
+// what fails now, not what failed when the outage began.
 func (a *availability) leaseFailed(now time.Time, cause error) {
 	e := a.e
 	a.mu.Lock()
@@ -71,11 +74,7 @@ func (a *availability) leaseFailed(now time.Time, cause error) {
 		a.failingSince = now
 	}
 	failing := now.Sub(a.failingSince)
-	already := a.down != nil
 	a.mu.Unlock()
-	if already {
-		return
-	}
 	var why error
 	switch {
 	case !e.cfg.Conn.IsConnected() && failing >= e.cfg.LeaseRefresh:
@@ -88,6 +87,15 @@ func (a *availability) leaseFailed(now time.Time, cause error) {
 	default:
 		return
 	}
+	a.mu.Lock()
+	if a.down != nil {
+		if !errors.Is(a.down, ErrResetting) {
+			a.down = why
+		}
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
 	a.setDown(now, why)
 }
 

@@ -177,8 +177,15 @@ func TestLongOutageIsUnavailable(t *testing.T) {
 	// The first write fails up to a refresh after the outage began; twice
 	// the TTL later at most, the node says it is unavailable.
 	v.pass(7*time.Second, a)
-	if a.Available() == nil {
+	early := a.Available()
+	if early == nil {
 		t.Fatal("still available 15s into the outage")
+	}
+	// The reason follows the outage: it says how long writes have failed
+	// by now, not when the node gave up.
+	v.pass(10*time.Second, a)
+	if late := a.Available(); late == nil || late.Error() == early.Error() {
+		t.Fatalf("25s into the outage the node says %v; at 15s it said %v", late, early)
 	}
 	end()
 	v.pass(time.Second, a)
