@@ -94,7 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("membership: open bucket %s: %w", cfg.Bucket, err)
 	}
 	s.follow, err = jskv.Follow(ctx, kv, st, jskv.FollowConfig{
-		Apply: s.apply, History: true, Check: cfg.WatchCheck, Logger: s.log,
+		Apply: s.apply, History: true, Check: cfg.WatchCheck, Logger: s.log, JetStream: cfg.JetStream,
 		OnResume: func(string) { s.resumes.Add(1) },
 	})
 	if err != nil {

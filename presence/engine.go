@@ -218,9 +218,10 @@ func (e *Engine) load(ctx context.Context) error {
 		return fmt.Errorf("presence: bucket %s: %w", e.cfg.Bucket, err)
 	}
 	f, err := jskv.Follow(ctx, kv, st, jskv.FollowConfig{
-		Apply:  e.applyEntry,
-		Check:  max(e.cfg.LeaseRefresh/2, 50*time.Millisecond),
-		Logger: e.log,
+		Apply:     e.applyEntry,
+		Check:     max(e.cfg.LeaseRefresh/2, 50*time.Millisecond),
+		Logger:    e.log,
+		JetStream: e.cfg.JetStream,
 		OnResume: func(reason string) {
 			e.log.Warn("presence: the watch of the presence bucket is resumed", zap.String("reason", reason))
 		},

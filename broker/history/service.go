@@ -130,8 +130,9 @@ func (s *Service) follow(ctx context.Context, suffix, what string, ttl time.Dura
 		return nil, nil, fmt.Errorf("history: open bucket %s: %w", name, err)
 	}
 	f, err := jskv.Follow(ctx, kv, st, jskv.FollowConfig{
-		Apply:  func(e jetstream.KeyValueEntry) { s.apply(sr, e) },
-		Logger: s.log,
+		Apply:     func(e jetstream.KeyValueEntry) { s.apply(sr, e) },
+		Logger:    s.log,
+		JetStream: s.cfg.JetStream,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("history: watch bucket %s: %w", name, err)

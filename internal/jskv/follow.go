@@ -37,6 +37,11 @@ type FollowConfig struct {
 	OnResume func(reason string)
 	// Logger (default zap.NewNop()).
 	Logger *zap.Logger
+	// JetStream, when set, is what the follower reads a stalled watch's
+	// missing entries with, from the stream's leader, before it resumes
+	// the watch (see fill.go): a watch resumed on a lagging replica would
+	// stall again.
+	JetStream jetstream.JetStream
 }
 
 // Follower follows one bucket. Create it with Follow; Stop it.
@@ -53,7 +58,8 @@ type Follower struct {
 	// before this follower saw them, so being behind it is no stall.
 	floor   atomic.Uint64
 	resumes atomic.Uint64
-	lagging atomic.Bool // a stalled or ended watch is being resumed
+	fills   atomic.Uint64 // entries read from the leader for stalled watches
+	lagging atomic.Bool   // a stalled or ended watch is being resumed
 	loaded  chan struct{}
 	kick    chan struct{}
 	quit    chan struct{}
@@ -119,6 +125,10 @@ func (f *Follower) Lagging() bool { return f.lagging.Load() }
 // Resumes counts the watches resumed because one stalled or ended.
 func (f *Follower) Resumes() uint64 { return f.resumes.Load() }
 
+// Filled counts the entries read from the stream's leader because a watch
+// stalled (see FollowConfig.JetStream).
+func (f *Follower) Filled() uint64 { return f.fills.Load() }
+
 // Check asks for a check of the watch now, as a caller that waits for a
 // revision longer than it should does.
 func (f *Follower) Check() {
@@ -183,7 +193,7 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 			go func() { _ = w.Stop() }() // deleting its consumer may wait for a dead server
 			return
 		case r := <-resume:
-			if w = f.resume(w, r.reason); w == nil {
+			if w = f.fillThenResume(w, r); w == nil {
 				return
 			}
 			updates, fresh = w.Updates(), r.last
@@ -211,15 +221,20 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 			if e.Revision() <= f.applied.Load() {
 				continue // a resumed watch may repeat what was applied
 			}
-			f.cfg.Apply(e)
-			f.stored.Store(e.Created().UnixNano())
-			f.applied.Store(e.Revision())
-			f.mu.Lock()
-			close(f.progress)
-			f.progress = make(chan struct{})
-			f.mu.Unlock()
+			f.apply(e)
 		}
 	}
+}
+
+// apply applies e, the entry after the last applied one, and wakes Wait.
+func (f *Follower) apply(e jetstream.KeyValueEntry) {
+	f.cfg.Apply(e)
+	f.stored.Store(e.Created().UnixNano())
+	f.applied.Store(e.Revision())
+	f.mu.Lock()
+	close(f.progress)
+	f.progress = make(chan struct{})
+	f.mu.Unlock()
 }
 
 // resume replaces w with a watch that starts right after the last applied

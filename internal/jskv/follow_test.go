@@ -47,14 +47,26 @@ func bucket(t *testing.T) (jetstream.KeyValue, jetstream.Stream) {
 // delivered: it goes silent (stall) or ends (its channel closes).
 type faultyKV struct {
 	jetstream.KeyValue
-	stall   bool
+	stall bool
+	// lagging makes every later watch one whose consumer sits on a replica
+	// that has nothing past what was applied: it says nothing is pending,
+	// then stays silent.
+	lagging bool
 	watches atomic.Int32
 }
 
 func (k *faultyKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
 	w, err := k.KeyValue.WatchAll(ctx, opts...)
-	if err != nil || k.watches.Add(1) > 1 {
+	if err != nil {
 		return w, err
+	}
+	if k.watches.Add(1) > 1 {
+		if !k.lagging {
+			return w, nil
+		}
+		b := &brokenWatch{KeyWatcher: w, out: make(chan jetstream.KeyValueEntry, 1)}
+		b.out <- nil
+		return b, nil
 	}
 	b := &brokenWatch{KeyWatcher: w, out: make(chan jetstream.KeyValueEntry)}
 	go func() {
@@ -140,6 +152,80 @@ func TestFollowResumesBrokenWatch(t *testing.T) {
 				t.Fatal("no resume counted")
 			}
 		})
+	}
+}
+
+// TestFollowFillsFromTheLeader gives the Follower a watch that stalls and
+// then, at every resume, watches that find nothing pending and stay silent,
+// as a watch whose consumer the cluster placed on a lagging replica does.
+// The writes must be applied all the same, read from the stream's leader;
+// before, the follower took the replica's "nothing pending" for a purged
+// tail and waited for the stream to move on.
+func TestFollowFillsFromTheLeader(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Start(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := jskv.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctxT(t), "KV_b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctxT(t), "k0", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []string
+	f, err := jskv.Follow(ctxT(t), &faultyKV{KeyValue: kv, stall: true, lagging: true}, st, jskv.FollowConfig{
+		Check:     50 * time.Millisecond,
+		Logger:    zaptest.NewLogger(t),
+		JetStream: js,
+		Apply: func(e jetstream.KeyValueEntry) {
+			if e != nil {
+				mu.Lock()
+				got = append(got, fmt.Sprintf("%s:%s@%d", e.Key(), e.Operation(), e.Revision()))
+				mu.Unlock()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	<-f.Loaded()
+	var want []string
+	want = append(want, "k0:KeyValuePutOp@1")
+	for i := 1; i <= 3; i++ {
+		rev, err := kv.Put(ctxT(t), fmt.Sprintf("k%d", i), []byte("v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("k%d:KeyValuePutOp@%d", i, rev))
+	}
+	// A delete of a key applied before the stall: the bucket keeps one
+	// revision a key, so a fill sees every write above but this one.
+	if err := kv.Delete(ctxT(t), "k0"); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "k0:KeyValueDeleteOp@5")
+	// Wait asks for checks while it waits; the follower fills at the
+	// first stall.
+	wctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+	defer cancel()
+	if err := f.Wait(wctx, 5); err != nil {
+		t.Fatalf("wait for revision 5: %v (applied %d)", err, f.Rev())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("applied %v, want %v", got, want)
+	}
+	if f.Filled() == 0 {
+		t.Fatal("no entry counted as read from the leader")
 	}
 }
 

@@ -1,0 +1,174 @@
+package jskv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// A watch's consumer lives on one replica of the stream, which the
+// cluster picks when the watch is created, and any replica may answer a
+// direct get. A replica that lags (one catching up after a partition, or
+// stuck retrying its catch-up) serves a resumed watch nothing new, and the
+// watch stalls again at every resume that lands there. The stream's
+// leader has everything the stream acknowledged, and only the leader
+// answers the STREAM.MSG.GET API: a Follower given FollowConfig.JetStream
+// reads what it misses there, in order, before it resumes a stalled watch.
+
+// fillLimit bounds the entries one fill reads, one request each; the
+// resumed watch delivers the rest.
+const fillLimit = 4096
+
+// msgGetRequest and msgGetResponse are the STREAM.MSG.GET API's.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+type msgGetResponse struct {
+	Message *struct {
+		Subject string    `json:"subject"`
+		Seq     uint64    `json:"seq"`
+		Header  []byte    `json:"hdrs,omitempty"`
+		Data    []byte    `json:"data,omitempty"`
+		Time    time.Time `json:"time"`
+	} `json:"message"`
+	Error *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// errNoMessage is the leader's answer past the stream's last entry.
+var errNoMessage = errors.New("no message found")
+
+// jsNoMessageFound is the API's error code for it.
+const jsNoMessageFound = 10037
+
+// fill applies the entries after the last applied revision, up to last,
+// as the stream's leader has them, and reports how many. It runs on the
+// goroutine that applies entries.
+func (f *Follower) fill(last uint64) (int, error) {
+	js := f.cfg.JetStream
+	if js == nil || !f.loadedYet() || f.applied.Load() >= last {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(f.life, 2*f.cfg.Check+time.Second)
+	defer cancel()
+	subject := apiPrefix(js.Options()) + "STREAM.MSG.GET." + f.stream.CachedInfo().Config.Name
+	keys := "$KV." + f.kv.Bucket() + "."
+	n := 0
+	for ; n < fillLimit && f.applied.Load() < last; n++ {
+		e, err := f.getNext(ctx, js.Conn(), subject, keys, f.applied.Load()+1)
+		if errors.Is(err, errNoMessage) {
+			break // what is left was removed
+		}
+		if err != nil {
+			return n, err
+		}
+		f.apply(e)
+	}
+	return n, nil
+}
+
+// getNext reads the first entry of the bucket at or after seq.
+func (f *Follower) getNext(ctx context.Context, nc *nats.Conn, subject, keys string, seq uint64) (jetstream.KeyValueEntry, error) {
+	req, _ := json.Marshal(msgGetRequest{Seq: seq, NextFor: keys + ">"})
+	msg, err := nc.RequestWithContext(ctx, subject, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("jskv: message get: %w", err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == jsNoMessageFound {
+			return nil, errNoMessage
+		}
+		return nil, fmt.Errorf("jskv: message get: %s (%d)", resp.Error.Description, resp.Error.ErrCode)
+	}
+	m := resp.Message
+	if m == nil || !strings.HasPrefix(m.Subject, keys) {
+		return nil, fmt.Errorf("jskv: message get: no entry of bucket %s at %d", f.kv.Bucket(), seq)
+	}
+	e := &entry{bucket: f.kv.Bucket(), key: m.Subject[len(keys):], value: m.Data, revision: m.Seq, created: m.Time}
+	if len(m.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(m.Header)
+		if err != nil {
+			return nil, fmt.Errorf("jskv: message get: headers: %w", err)
+		}
+		e.op = operation(h)
+	}
+	return e, nil
+}
+
+// operation is what a stored message does to its key, as a KV watch
+// reads it: a delete or purge marker, or a put.
+func operation(h nats.Header) jetstream.KeyValueOp {
+	switch h.Get("KV-Operation") {
+	case "DEL":
+		return jetstream.KeyValueDelete
+	case "PURGE":
+		return jetstream.KeyValuePurge
+	}
+	switch h.Get(jetstream.MarkerReasonHeader) {
+	case "MaxAge", "Purge":
+		return jetstream.KeyValuePurge
+	case "Remove":
+		return jetstream.KeyValueDelete
+	}
+	return jetstream.KeyValuePut
+}
+
+// apiPrefix is the JetStream API prefix js sends its requests with.
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "."
+	case o.Domain != "":
+		return "$JS." + o.Domain + ".API."
+	}
+	return jetstream.DefaultAPIPrefix
+}
+
+// entry is a bucket entry read from the leader.
+type entry struct {
+	bucket, key string
+	value       []byte
+	revision    uint64
+	created     time.Time
+	op          jetstream.KeyValueOp
+}
+
+func (e *entry) Bucket() string                  { return e.bucket }
+func (e *entry) Key() string                     { return e.key }
+func (e *entry) Value() []byte                   { return e.value }
+func (e *entry) Revision() uint64                { return e.revision }
+func (e *entry) Created() time.Time              { return e.created }
+func (e *entry) Delta() uint64                   { return 0 }
+func (e *entry) Operation() jetstream.KeyValueOp { return e.op }
+
+var _ jetstream.KeyValueEntry = (*entry)(nil)
+
+// fillThenResume fills what a stalled watch missed from the leader, then
+// resumes the watch after it.
+func (f *Follower) fillThenResume(w jetstream.KeyWatcher, r stall) jetstream.KeyWatcher {
+	if n, err := f.fill(r.last); err != nil {
+		f.log.Warn("jskv: reading what the watch missed from the stream's leader failed",
+			zap.String("bucket", f.kv.Bucket()), zap.Int("read", n), zap.Error(err))
+	} else if n > 0 {
+		f.fills.Add(uint64(n))
+		f.log.Info("jskv: read what the watch missed from the stream's leader",
+			zap.String("bucket", f.kv.Bucket()), zap.Int("entries", n), zap.Uint64("rev", f.applied.Load()))
+	}
+	return f.resume(w, r.reason)
+}
