@@ -240,7 +240,9 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 	for range 100 {
 		var cur int64
 		var rev uint64
-		e, err := s.kv.Get(ctx, key)
+		// From the leader: a lagging replica's direct get would make
+		// every compare-and-set below fail.
+		e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:

@@ -34,7 +34,7 @@ var ErrResetting = errors.New("presence: the presence stream was lost; loading i
 func (e *Engine) ensureEpoch(ctx context.Context) (string, error) {
 	for {
 		v, err := jskv.Retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
-			return e.bucket().Get(ctx, keyEpoch)
+			return e.read(ctx, keyEpoch)
 		})
 		if err == nil {
 			return string(v.Value()), nil
@@ -59,7 +59,7 @@ func (e *Engine) ensureEpoch(ctx context.Context) (string, error) {
 // streamLost reports whether the epoch this node follows is gone from the
 // bucket.
 func (e *Engine) streamLost(ctx context.Context) (bool, error) {
-	v, err := e.bucket().Get(ctx, keyEpoch)
+	v, err := e.read(ctx, keyEpoch)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
 		errors.Is(err, jetstream.ErrStreamNotFound):
@@ -71,6 +71,13 @@ func (e *Engine) streamLost(ctx context.Context) (bool, error) {
 	cur := e.epoch
 	e.lifeMu.Unlock()
 	return string(v.Value()) != cur, nil
+}
+
+// read reads key from the presence stream's leader: the lease and epoch
+// reads decide a compare-and-set and whether the stream was lost, which a
+// lagging replica's direct get must not decide.
+func (e *Engine) read(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	return jskv.GetFromLeader(ctx, e.cfg.JetStream, e.bucket(), key)
 }
 
 // streamGone reports whether the presence stream no longer exists (a write

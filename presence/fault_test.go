@@ -420,3 +420,41 @@ func TestBurstDeliversLatestState(t *testing.T) {
 	}
 	_ = jetstream.MemoryStorage
 }
+
+// TestLaggingReplicaIsNoLostStream adds a mirror of the presence stream
+// that serves direct gets and lacks the epoch key, as a replica that lags
+// does. Whether the stream was lost (and the node must reset) is decided
+// by the epoch key: read from that replica, it looked gone at times.
+func TestLaggingReplicaIsNoLostStream(t *testing.T) {
+	v := newEnv(t)
+	a := v.engine("a")
+	if _, err := v.js.CreateStream(ctxT(t), jetstream.StreamConfig{
+		Name: "lagging",
+		// The leases, which every refresh writes: the mirror receives
+		// messages, and serves direct gets once it has.
+		Mirror:       &jetstream.StreamSource{Name: streamName(DefaultBucket), FilterSubject: subjectOf(DefaultBucket, prefixLease+">")},
+		MirrorDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.bucket().Put(ctxT(t), leaseKey("probe"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	stale := 0
+	for deadline := time.Now().Add(10 * time.Second); stale == 0 && time.Now().Before(deadline); {
+		for range 50 {
+			if _, err := a.bucket().Get(ctxT(t), keyEpoch); errors.Is(err, jetstream.ErrKeyNotFound) {
+				stale++
+			}
+		}
+	}
+	if stale == 0 {
+		t.Fatal("no direct get reached the mirror: the test shows nothing")
+	}
+	for i := range 100 {
+		lost, err := a.streamLost(ctxT(t))
+		if err != nil || lost {
+			t.Fatalf("check %d: stream lost %v, %v (direct gets of the epoch: %d not found)", i, lost, err, stale)
+		}
+	}
+}

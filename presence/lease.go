@@ -87,7 +87,7 @@ func (e *Engine) refreshLease(ctx context.Context) error {
 		return fmt.Errorf("presence: lease refresh: %w", err)
 	}
 	// Maybe an earlier refresh landed although it reported an error.
-	cur, gerr := e.bucket().Get(ctx, leaseKey(e.cfg.NodeID))
+	cur, gerr := e.read(ctx, leaseKey(e.cfg.NodeID))
 	switch {
 	case gerr == nil:
 		var l leaseRecord

@@ -30,6 +30,7 @@ const fillLimit = 4096
 type msgGetRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
 }
 
 type msgGetResponse struct {
@@ -40,18 +41,65 @@ type msgGetResponse struct {
 		Data    []byte    `json:"data,omitempty"`
 		Time    time.Time `json:"time"`
 	} `json:"message"`
-	Error *struct {
-		Code        int    `json:"code"`
-		ErrCode     int    `json:"err_code"`
-		Description string `json:"description"`
-	} `json:"error"`
+	Error *jetstream.APIError `json:"error"`
 }
 
-// errNoMessage is the leader's answer past the stream's last entry.
+// errNoMessage is the leader's answer when no message matches.
 var errNoMessage = errors.New("no message found")
 
 // jsNoMessageFound is the API's error code for it.
 const jsNoMessageFound = 10037
+
+// leaderGet asks the leader of stream for the entry of bucket that req
+// names.
+func leaderGet(ctx context.Context, js jetstream.JetStream, stream, bucket string, req msgGetRequest) (*entry, error) {
+	body, _ := json.Marshal(req)
+	msg, err := js.Conn().RequestWithContext(ctx, apiPrefix(js.Options())+"STREAM.MSG.GET."+stream, body)
+	if err != nil {
+		return nil, err
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("jskv: message get: %w", err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrorCode == jsNoMessageFound {
+			return nil, errNoMessage
+		}
+		return nil, fmt.Errorf("jskv: message get: %w", resp.Error)
+	}
+	keys := "$KV." + bucket + "."
+	m := resp.Message
+	if m == nil || !strings.HasPrefix(m.Subject, keys) {
+		return nil, fmt.Errorf("jskv: message get: no entry of bucket %s", bucket)
+	}
+	e := &entry{bucket: bucket, key: m.Subject[len(keys):], value: m.Data, revision: m.Seq, created: m.Time}
+	if len(m.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(m.Header)
+		if err != nil {
+			return nil, fmt.Errorf("jskv: message get: headers: %w", err)
+		}
+		e.op = operation(h)
+	}
+	return e, nil
+}
+
+// GetFromLeader is kv.Get(key) answered by the leader of the bucket's
+// stream. kv.Get is a direct get, which any replica may answer, a lagging
+// one with an old revision or none: a read that a compare-and-set or a
+// decision that the stream was lost rests on must not come from there.
+func GetFromLeader(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	e, err := leaderGet(ctx, js, "KV_"+kv.Bucket(), kv.Bucket(), msgGetRequest{LastFor: "$KV." + kv.Bucket() + "." + key})
+	switch {
+	case errors.Is(err, errNoMessage):
+		return nil, jetstream.ErrKeyNotFound
+	case err != nil:
+		return nil, err
+	case e.op != jetstream.KeyValuePut:
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return e, nil
+}
 
 // fill applies the entries after the last applied revision, up to last,
 // as the stream's leader has them, and reports how many. It runs on the
@@ -63,11 +111,11 @@ func (f *Follower) fill(last uint64) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(f.life, 2*f.cfg.Check+time.Second)
 	defer cancel()
-	subject := apiPrefix(js.Options()) + "STREAM.MSG.GET." + f.stream.CachedInfo().Config.Name
-	keys := "$KV." + f.kv.Bucket() + "."
+	stream := f.stream.CachedInfo().Config.Name
 	n := 0
 	for ; n < fillLimit && f.applied.Load() < last; n++ {
-		e, err := f.getNext(ctx, js.Conn(), subject, keys, f.applied.Load()+1)
+		e, err := leaderGet(ctx, js, stream, f.kv.Bucket(),
+			msgGetRequest{Seq: f.applied.Load() + 1, NextFor: "$KV." + f.kv.Bucket() + ".>"})
 		if errors.Is(err, errNoMessage) {
 			break // what is left was removed
 		}
@@ -77,38 +125,6 @@ func (f *Follower) fill(last uint64) (int, error) {
 		f.apply(e)
 	}
 	return n, nil
-}
-
-// getNext reads the first entry of the bucket at or after seq.
-func (f *Follower) getNext(ctx context.Context, nc *nats.Conn, subject, keys string, seq uint64) (jetstream.KeyValueEntry, error) {
-	req, _ := json.Marshal(msgGetRequest{Seq: seq, NextFor: keys + ">"})
-	msg, err := nc.RequestWithContext(ctx, subject, req)
-	if err != nil {
-		return nil, err
-	}
-	var resp msgGetResponse
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, fmt.Errorf("jskv: message get: %w", err)
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrCode == jsNoMessageFound {
-			return nil, errNoMessage
-		}
-		return nil, fmt.Errorf("jskv: message get: %s (%d)", resp.Error.Description, resp.Error.ErrCode)
-	}
-	m := resp.Message
-	if m == nil || !strings.HasPrefix(m.Subject, keys) {
-		return nil, fmt.Errorf("jskv: message get: no entry of bucket %s at %d", f.kv.Bucket(), seq)
-	}
-	e := &entry{bucket: f.kv.Bucket(), key: m.Subject[len(keys):], value: m.Data, revision: m.Seq, created: m.Time}
-	if len(m.Header) > 0 {
-		h, err := nats.DecodeHeadersMsg(m.Header)
-		if err != nil {
-			return nil, fmt.Errorf("jskv: message get: headers: %w", err)
-		}
-		e.op = operation(h)
-	}
-	return e, nil
 }
 
 // operation is what a stored message does to its key, as a KV watch

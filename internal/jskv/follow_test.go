@@ -2,6 +2,7 @@ package jskv_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -386,5 +387,64 @@ func TestFollowAsksAgainWhenResumeGetsNoAnswer(t *testing.T) {
 	defer cancel()
 	if err := f.Wait(ctx, rev); err != nil {
 		t.Fatalf("wait for revision %d: %v (applied %v)", rev, err, applied())
+	}
+}
+
+// TestGetFromLeaderIgnoresLaggingReplicas adds to a bucket's stream a
+// mirror that serves direct gets and lacks the key, as a replica that lags
+// does: kv.Get then answers "not found" at times, GetFromLeader never.
+func TestGetFromLeaderIgnoresLaggingReplicas(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Start(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := jskv.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kv.Put(ctxT(t), "k", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{
+		Name:         "lagging",
+		Mirror:       &jetstream.StreamSource{Name: "KV_b", FilterSubject: "$KV.b.other"},
+		MirrorDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A mirror serves direct gets once it has received a message.
+	if _, err := kv.Put(ctxT(t), "other", []byte("o")); err != nil {
+		t.Fatal(err)
+	}
+	stale := 0
+	for deadline := time.Now().Add(10 * time.Second); stale == 0 && time.Now().Before(deadline); {
+		for range 100 {
+			if _, err := kv.Get(ctxT(t), "k"); errors.Is(err, jetstream.ErrKeyNotFound) {
+				stale++
+			}
+		}
+	}
+	if stale == 0 {
+		t.Fatal("no direct get reached the mirror: the test shows nothing")
+	}
+	for i := range 100 {
+		e, err := jskv.GetFromLeader(ctxT(t), js, kv, "k")
+		if err != nil {
+			t.Fatalf("read %d: %v (direct gets: %d of 100 not found)", i, err, stale)
+		}
+		if string(e.Value()) != "v" || e.Revision() != rev || e.Key() != "k" {
+			t.Fatalf("read %d: %s=%q at %d", i, e.Key(), e.Value(), e.Revision())
+		}
+	}
+	if err := kv.Delete(ctxT(t), "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jskv.GetFromLeader(ctxT(t), js, kv, "k"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("a deleted key read %v, want ErrKeyNotFound", err)
+	}
+	if _, err := jskv.GetFromLeader(ctxT(t), js, kv, "never"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("a key never written read %v, want ErrKeyNotFound", err)
 	}
 }
