@@ -28,6 +28,13 @@ func ctxT(t *testing.T) context.Context {
 // bucket is a KV bucket on a test server and its stream.
 func bucket(t *testing.T) (jetstream.KeyValue, jetstream.Stream) {
 	t.Helper()
+	_, kv, st := bucketJS(t)
+	return kv, st
+}
+
+// bucketJS is bucket with the JetStream context it was created with.
+func bucketJS(t *testing.T) (jetstream.JetStream, jetstream.KeyValue, jetstream.Stream) {
+	t.Helper()
 	nc := natstest.Connect(t, natstest.Start(t))
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -41,7 +48,7 @@ func bucket(t *testing.T) (jetstream.KeyValue, jetstream.Stream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kv, st
+	return js, kv, st
 }
 
 // faultyKV hands out a first watch that breaks once the initial load is
@@ -163,19 +170,7 @@ func TestFollowResumesBrokenWatch(t *testing.T) {
 // before, the follower took the replica's "nothing pending" for a purged
 // tail and waited for the stream to move on.
 func TestFollowFillsFromTheLeader(t *testing.T) {
-	nc := natstest.Connect(t, natstest.Start(t))
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := jskv.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.Stream(ctxT(t), "KV_b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, kv, st := bucketJS(t)
 	if _, err := kv.Put(ctxT(t), "k0", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
@@ -394,15 +389,7 @@ func TestFollowAsksAgainWhenResumeGetsNoAnswer(t *testing.T) {
 // mirror that serves direct gets and lacks the key, as a replica that lags
 // does: kv.Get then answers "not found" at times, GetFromLeader never.
 func TestGetFromLeaderIgnoresLaggingReplicas(t *testing.T) {
-	nc := natstest.Connect(t, natstest.Start(t))
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := jskv.CreateBucket(ctxT(t), js, jetstream.KeyValueConfig{Bucket: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, kv, _ := bucketJS(t)
 	rev, err := kv.Put(ctxT(t), "k", []byte("v"))
 	if err != nil {
 		t.Fatal(err)
