@@ -178,11 +178,12 @@ var _ jetstream.KeyValueEntry = (*entry)(nil)
 // fillThenResume fills what a stalled watch missed from the leader, then
 // resumes the watch after it.
 func (f *Follower) fillThenResume(w jetstream.KeyWatcher, r stall) jetstream.KeyWatcher {
-	if n, err := f.fill(r.last); err != nil {
+	n, err := f.fill(r.last)
+	f.fills.Add(uint64(n))
+	if err != nil {
 		f.log.Warn("jskv: reading what the watch missed from the stream's leader failed",
 			zap.String("bucket", f.kv.Bucket()), zap.Int("read", n), zap.Error(err))
 	} else if n > 0 {
-		f.fills.Add(uint64(n))
 		f.log.Info("jskv: read what the watch missed from the stream's leader",
 			zap.String("bucket", f.kv.Bucket()), zap.Int("entries", n), zap.Uint64("rev", f.applied.Load()))
 	}
