@@ -53,6 +53,17 @@ const jsNoMessageFound = 10037
 // leaderGet asks the leader of stream for the entry of bucket that req
 // names.
 func leaderGet(ctx context.Context, js jetstream.JetStream, stream, bucket string, req msgGetRequest) (*entry, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		// As the JetStream API calls do: a leader that never answers (a
+		// stream offline, a leader not yet known) must not hang the caller.
+		timeout := js.Options().DefaultTimeout
+		if timeout <= 0 {
+			timeout = AttemptTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	body, _ := json.Marshal(req)
 	msg, err := js.Conn().RequestWithContext(ctx, apiPrefix(js.Options())+"STREAM.MSG.GET."+stream, body)
 	if err != nil {

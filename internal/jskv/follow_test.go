@@ -435,3 +435,33 @@ func TestGetFromLeaderIgnoresLaggingReplicas(t *testing.T) {
 		t.Fatalf("a key never written read %v, want ErrKeyNotFound", err)
 	}
 }
+
+// TestGetFromLeaderHasADeadline asks a leader that never answers, with a
+// context that has no deadline: the read must end at the JetStream
+// context's default timeout, as its own API calls do, not wait forever.
+func TestGetFromLeaderHasADeadline(t *testing.T) {
+	nc := natstest.Connect(t, natstest.Start(t))
+	sub, err := nc.SubscribeSync("$SILENT.API.STREAM.MSG.GET.>") // takes requests, answers none
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	js, err := jetstream.NewWithAPIPrefix(nc, "$SILENT.API", jetstream.WithDefaultTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, kv, _ := bucketJS(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := jskv.GetFromLeader(context.Background(), js, kv, "k")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a leader that never answers: %v, want a deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a read from a leader that never answers still waits after 10s")
+	}
+}
