@@ -86,7 +86,8 @@ func (a *authenticator) authenticate(ctx context.Context, credential string) (Pr
 }
 
 func (a *authenticator) verifyJWT(raw string) (Principal, error) {
-	v, ok, expired := a.verified.get(raw, time.Now())
+	k := keyOf(raw) // hashed once, for the lookup and, on a miss, the entry
+	v, ok, expired := a.verified.get(k, time.Now())
 	switch {
 	case expired:
 		return Principal{}, fmt.Errorf("%w: token has invalid claims: token is expired", membership.ErrTokenExpired)
@@ -95,7 +96,7 @@ func (a *authenticator) verifyJWT(raw string) (Principal, error) {
 		if v, err = a.parseJWT(raw); err != nil {
 			return Principal{}, err
 		}
-		a.verified.put(raw, v)
+		a.verified.put(k, v)
 	}
 	u, ok := a.store.Index().User(v.subject)
 	if !ok || !u.Active {

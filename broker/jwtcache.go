@@ -18,7 +18,7 @@ import (
 type jwtCache struct {
 	mu sync.Mutex
 	// mu guards the following field.
-	m map[[sha256.Size]byte]verifiedJWT
+	m map[jwtKey]verifiedJWT
 }
 
 type verifiedJWT struct {
@@ -34,10 +34,14 @@ const (
 	jwtLeeway = 5 * time.Second
 )
 
-// get returns the cached verdict of raw; expired is set when raw was
-// verified but has expired since, and the entry is dropped.
-func (c *jwtCache) get(raw string, now time.Time) (v verifiedJWT, ok, expired bool) {
-	k := sha256.Sum256([]byte(raw))
+// jwtKey is what the cache knows a token by.
+type jwtKey = [sha256.Size]byte
+
+func keyOf(raw string) jwtKey { return sha256.Sum256([]byte(raw)) }
+
+// get returns the cached verdict of the token k; expired is set when it
+// was verified but has expired since, and the entry is dropped.
+func (c *jwtCache) get(k jwtKey, now time.Time) (v verifiedJWT, ok, expired bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v, ok = c.m[k]
@@ -48,12 +52,11 @@ func (c *jwtCache) get(raw string, now time.Time) (v verifiedJWT, ok, expired bo
 	return v, ok, false
 }
 
-func (c *jwtCache) put(raw string, v verifiedJWT) {
-	k := sha256.Sum256([]byte(raw))
+func (c *jwtCache) put(k jwtKey, v verifiedJWT) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= jwtCacheMax {
-		c.m = make(map[[sha256.Size]byte]verifiedJWT)
+		c.m = make(map[jwtKey]verifiedJWT)
 	}
 	c.m[k] = v
 }
