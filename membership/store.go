@@ -240,9 +240,7 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 	for range 100 {
 		var cur int64
 		var rev uint64
-		// From the leader: a lagging replica's direct get would make
-		// every compare-and-set below fail.
-		e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
+		e, err := s.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
