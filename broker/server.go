@@ -207,18 +207,38 @@ func (s *Server) replicas(ctx context.Context) int {
 		return 1
 	}
 	// An external NATS: a probe stream with three replicas succeeds only on
-	// a cluster of three or more JetStream servers.
+	// a cluster of three or more JetStream servers. A cluster that forms
+	// (started with its nodes, a server restarting) refuses it for a while
+	// as if it were too small: its meta leader does not yet count every
+	// server. Taken at its word, the node replicated its buckets once, on
+	// one server whose loss then left every node without presence. A
+	// refusal that may pass is asked again for up to replicasProbeWait.
 	name := "presenced_probe_" + s.cfg.NodeName
-	_, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: name, Subjects: []string{"presenced.probe." + s.cfg.NodeName},
-		Storage: jetstream.MemoryStorage, Replicas: 3, MaxMsgs: 1,
+	pctx, cancel := context.WithTimeout(ctx, replicasProbeWait)
+	defer cancel()
+	_, err := jskv.Retry(pctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return s.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: name, Subjects: []string{"presenced.probe." + s.cfg.NodeName},
+			Storage: jetstream.MemoryStorage, Replicas: 3, MaxMsgs: 1,
+		})
 	})
-	if err != nil {
+	switch {
+	case err != nil && jskv.Transient(err):
+		s.log.Warn("buckets replicated once: the NATS cluster took no stream of three replicas within "+
+			replicasProbeWait.String()+" (set --replicas to decide)", zap.Error(err))
+		return 1
+	case err != nil:
+		s.log.Info("buckets replicated once: the NATS server takes no stream of three replicas", zap.Error(err))
 		return 1
 	}
 	_ = s.js.DeleteStream(ctx, name)
+	s.log.Info("buckets replicated three ways")
 	return 3
 }
+
+// replicasProbeWait bounds how long a start asks an external NATS for a
+// stream of three replicas while it refuses one for want of servers.
+const replicasProbeWait = 15 * time.Second
 
 // Ready is closed once Start has finished successfully.
 func (s *Server) Ready() <-chan struct{} { return s.ready }

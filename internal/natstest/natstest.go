@@ -102,6 +102,18 @@ func joinComma(ss []string) string {
 // one first: the test then fails to start, it does not hang).
 func StartCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
+	start := ClusterOf(t, n)
+	srvs := make([]*server.Server, n)
+	for i := range srvs {
+		srvs[i] = start(i)
+	}
+	return srvs
+}
+
+// ClusterOf is StartCluster that leaves the starts to the test: start(i)
+// starts server i (from 0), when the test wants it up.
+func ClusterOf(t testing.TB, n int) (start func(i int) *server.Server) {
+	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -111,16 +123,15 @@ func StartCluster(t testing.TB, n int) []*server.Server {
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 	}
-	srvs := make([]*server.Server, n)
-	for i := range srvs {
+	return func(i int) *server.Server {
+		t.Helper()
 		var routes []string
 		for j, p := range ports {
 			if j != i {
 				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 			}
 		}
-		srvs[i] = StartWith(t, Options{ServerName: fmt.Sprintf("s%d", i+1), ClusterName: "natstest",
+		return StartWith(t, Options{ServerName: fmt.Sprintf("s%d", i+1), ClusterName: "natstest",
 			ClusterPort: ports[i], Routes: routes})
 	}
-	return srvs
 }
