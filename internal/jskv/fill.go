@@ -112,27 +112,28 @@ func GetFromLeader(ctx context.Context, js jetstream.JetStream, kv jetstream.Key
 	return e, nil
 }
 
-// fill applies the entries after the last applied revision, up to last,
-// as the stream's leader has them, and reports how many. It runs on the
-// goroutine that applies entries.
-func (f *Follower) fill(last uint64) (int, error) {
+// fill applies the entries after the last applied revision, as the
+// stream's leader has them, up to its last or fillLimit of them, and
+// reports how many. It runs on the goroutine that applies entries.
+func (f *Follower) fill() (int, error) {
 	js := f.cfg.JetStream
-	if js == nil || !f.loadedYet() || f.applied.Load() >= last {
+	if js == nil || !f.loadedYet() {
 		return 0, nil
 	}
-	ctx, cancel := context.WithTimeout(f.life, 2*f.cfg.Check+time.Second)
+	ctx, cancel := context.WithTimeout(f.life, AttemptTimeout)
 	defer cancel()
 	stream := f.stream.CachedInfo().Config.Name
 	n := 0
-	for ; n < fillLimit && f.applied.Load() < last; n++ {
+	for ; n < fillLimit; n++ {
 		e, err := leaderGet(ctx, js, stream, f.kv.Bucket(),
 			msgGetRequest{Seq: f.applied.Load() + 1, NextFor: "$KV." + f.kv.Bucket() + ".>"})
 		if errors.Is(err, errNoMessage) {
-			break // what is left was removed
+			break // the leader has nothing more
 		}
 		if err != nil {
 			return n, err
 		}
+		f.fills.Add(1) // before apply wakes those who wait for it
 		f.apply(e)
 	}
 	return n, nil
@@ -186,17 +187,15 @@ func (e *entry) Operation() jetstream.KeyValueOp { return e.op }
 
 var _ jetstream.KeyValueEntry = (*entry)(nil)
 
-// fillThenResume fills what a stalled watch missed from the leader, then
-// resumes the watch after it.
-func (f *Follower) fillThenResume(w jetstream.KeyWatcher, r stall) jetstream.KeyWatcher {
-	n, err := f.fill(r.last)
-	f.fills.Add(uint64(n))
-	if err != nil {
-		f.log.Warn("jskv: reading what the watch missed from the stream's leader failed",
+// fillMissed fills what the watch being resumed missed, and logs a
+// failure at the first attempt only: the attempts to resume log theirs.
+func (f *Follower) fillMissed(attempt int) {
+	n, err := f.fill()
+	if err != nil && attempt == 0 {
+		f.log.Warn("jskv: reading what the watch missed from the stream's leader failed; trying again at every attempt to resume it",
 			zap.String("bucket", f.kv.Bucket()), zap.Int("read", n), zap.Error(err))
 	} else if n > 0 {
 		f.log.Info("jskv: read what the watch missed from the stream's leader",
 			zap.String("bucket", f.kv.Bucket()), zap.Int("entries", n), zap.Uint64("rev", f.applied.Load()))
 	}
-	return f.resume(w, r.reason)
 }

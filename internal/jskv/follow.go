@@ -20,6 +20,12 @@ import (
 // resumes a watch that stalled or ended right after the last revision it
 // applied.
 
+// QuietStall is how long the stream must have been quiet, its last entry
+// stored, for a check that finds it unapplied, with nothing applied since
+// the check before, to take the watch for stalled at once (at most half
+// of FollowConfig.Check): a watch that delivers has it in milliseconds.
+const QuietStall = 250 * time.Millisecond
+
 // FollowConfig configures Follow. Apply is required.
 type FollowConfig struct {
 	// Apply receives every entry, in stream order, from one goroutine; a
@@ -31,16 +37,17 @@ type FollowConfig struct {
 	History bool
 	// Check is how often the follower compares its revision with the
 	// stream's (default 1s). Two checks in a row that find the stream
-	// ahead, having moved, while nothing was applied, resume the watch.
+	// ahead, having moved, while nothing was applied, resume the watch;
+	// one does when the stream has been quiet for QuietStall since.
 	Check time.Duration
 	// OnResume is told why the watch was resumed (for metrics and logs).
 	OnResume func(reason string)
 	// Logger (default zap.NewNop()).
 	Logger *zap.Logger
-	// JetStream, when set, is what the follower reads a stalled watch's
-	// missing entries with, from the stream's leader, before it resumes
-	// the watch (see fill.go): a watch resumed on a lagging replica would
-	// stall again.
+	// JetStream, when set, is what the follower reads the entries a
+	// stalled or ended watch missed with, from the stream's leader, before
+	// every attempt to resume the watch (see fill.go): a watch resumed on
+	// a lagging replica would stall again.
 	JetStream jetstream.JetStream
 }
 
@@ -193,7 +200,7 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 			go func() { _ = w.Stop() }() // deleting its consumer may wait for a dead server
 			return
 		case r := <-resume:
-			if w = f.fillThenResume(w, r); w == nil {
+			if w = f.resume(w, r.reason); w == nil {
 				return
 			}
 			updates, fresh = w.Updates(), r.last
@@ -239,7 +246,10 @@ func (f *Follower) apply(e jetstream.KeyValueEntry) {
 
 // resume replaces w with a watch that starts right after the last applied
 // revision, asking again until it gets one or the follower stops. It
-// returns nil once stopped.
+// returns nil once stopped. Before every attempt it reads what was missed
+// from the stream's leader (see fill.go): a watch resumed on a lagging
+// replica would stall again, and the leader may answer reads while the
+// creation of a watch gets no answer.
 func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWatcher {
 	f.lagging.Store(true)
 	go func() { _ = w.Stop() }()
@@ -248,6 +258,7 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 		f.cfg.OnResume(reason)
 	}
 	for attempt := 0; ; attempt++ {
+		f.fillMissed(attempt)
 		from := f.applied.Load() + 1
 		var opts []jetstream.WatchOpt
 		if !f.loadedYet() && !f.cfg.History {
@@ -328,7 +339,8 @@ type stall struct {
 // every Check (or when kicked) and asks run to resume the watch once the
 // stream has been ahead, with nothing applied, at two checks in a row, or
 // at once when nothing applied was stored under the stream's current
-// leader (both times are the servers' clock). A
+// leader, or when the stream has been quiet for QuietStall with nothing
+// applied since the check before (all times are the servers' clock). A
 // stream whose last messages were removed before the follower saw them is
 // ahead for good: a resumed watch then finds nothing pending, and run
 // raises the floor below which being behind is no stall.
@@ -379,6 +391,15 @@ func (f *Follower) checker(resume chan<- stall) {
 			why = fmt.Sprintf("nothing stored since %s leads the stream was applied (at revision %d while the stream is at %d)",
 				leader, applied, last)
 			resumedFor = leaderSince
+			behind = 2
+		case applied == prevApplied && !info.TimeStamp.IsZero() &&
+			info.TimeStamp.Sub(info.State.LastTime) >= min(QuietStall, f.cfg.Check/2):
+			// Nothing applied since the last check, and the stream has
+			// been quiet since it stored what is not applied: a watch
+			// that delivers would have had it in milliseconds. A watch
+			// resumed on a replica that lags finds no more than that.
+			why = fmt.Sprintf("stalled at revision %d while the stream, quiet for %s, is at %d",
+				applied, info.TimeStamp.Sub(info.State.LastTime).Round(time.Millisecond), last)
 			behind = 2
 		case time.Since(counted) >= f.cfg.Check/2: // checks asked for in a burst count once
 			behind++

@@ -225,6 +225,131 @@ func TestFollowFillsFromTheLeader(t *testing.T) {
 	}
 }
 
+// downKV and downJS are a bucket and its JetStream context while the
+// stream's cluster answers nothing, as a node cut off by a partition
+// finds it: the creation of a watch fails and a read from the leader is
+// answered by nobody. Once up, the leader answers reads while the
+// creation of a watch's consumer gets no answer, as after the partition
+// of a chaos run (the first watch, made before, stalls: see faultyKV).
+type downKV struct {
+	faultyKV
+	down    *atomic.Bool
+	created atomic.Int32
+}
+
+func (k *downKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if k.created.Add(1) == 1 {
+		return k.faultyKV.WatchAll(ctx, opts...)
+	}
+	if k.down.Load() {
+		return nil, jetstream.ErrJetStreamNotEnabled
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+type downJS struct {
+	jetstream.JetStream
+	down *atomic.Bool
+}
+
+func (j downJS) Options() jetstream.JetStreamOptions {
+	o := j.JetStream.Options()
+	if j.down.Load() {
+		o.APIPrefix = "$NOBODY.API"
+	}
+	return o
+}
+
+// TestFollowFillsOnceTheLeaderAnswers: a stalled watch whose fill failed,
+// the cluster being unreachable, must read what it missed from the leader
+// as soon as the leader answers again, even while its watch cannot be
+// resumed. Before, the fill was tried once, before the first attempt to
+// resume the watch, and next only after a resumed watch stalled again
+// (chaos partition: a node's picture was correct 3.4 s after its store
+// took writes again, 11.6 s after the heal).
+func TestFollowFillsOnceTheLeaderAnswers(t *testing.T) {
+	js, kv, st := bucketJS(t)
+	if _, err := kv.Put(ctxT(t), "k0", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	f, err := jskv.Follow(ctxT(t), &downKV{faultyKV: faultyKV{KeyValue: kv, stall: true}, down: &down}, st,
+		jskv.FollowConfig{
+			Check:     50 * time.Millisecond,
+			Logger:    zaptest.NewLogger(t),
+			JetStream: downJS{JetStream: js, down: &down},
+			Apply:     func(jetstream.KeyValueEntry) {},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	<-f.Loaded()
+	down.Store(true)
+	var rev uint64
+	for i := 1; i <= 3; i++ {
+		if rev, err = kv.Put(ctxT(t), fmt.Sprintf("k%d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The stall is found and the fill fails: the follower is resuming.
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Resumes() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stall was never found")
+		}
+		f.Check()
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // attempts to resume fail meanwhile
+	down.Store(false)
+	wctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
+	defer cancel()
+	if err := f.Wait(wctx, rev); err != nil {
+		t.Fatalf("wait for revision %d: %v (applied %d, %d read from the leader)", rev, err, f.Rev(), f.Filled())
+	}
+}
+
+// TestFollowResumesBehindAQuietStream: a watch that delivers nothing while
+// the stream it follows has been quiet, its last entry stored well before,
+// is stalled; the follower must resume it at the first check that finds
+// so, as a healthy watch delivers an entry within milliseconds. The check
+// interval is an hour here and checks are asked for one at a time: before,
+// a stall took two checks at least half an interval apart, and a node
+// showed its own users' sessions late after a partition healed (chaos
+// partition: correct 10.1s after the heal, its watch resumed on a lagging
+// replica 2.6s before).
+func TestFollowResumesBehindAQuietStream(t *testing.T) {
+	js, kv, st := bucketJS(t)
+	if _, err := kv.Put(ctxT(t), "k0", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := jskv.Follow(ctxT(t), &faultyKV{KeyValue: kv, stall: true, lagging: true}, st, jskv.FollowConfig{
+		Check:     time.Hour,
+		Logger:    zaptest.NewLogger(t),
+		JetStream: js,
+		Apply:     func(jetstream.KeyValueEntry) {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	<-f.Loaded()
+	f.Check() // what is applied now is the last check's
+	rev, err := kv.Put(ctxT(t), "k1", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * jskv.QuietStall)
+	f.Check()
+	wctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
+	defer cancel()
+	if err := f.Wait(wctx, rev); err != nil {
+		t.Fatalf("wait for revision %d: %v (applied %d, %d resumes)", rev, err, f.Rev(), f.Resumes())
+	}
+}
+
 // TestFollowPurgedTailIsNoStall removes the stream's last message: the
 // stream stays ahead of what a watch can deliver, which must not be taken
 // for a stall again and again.
