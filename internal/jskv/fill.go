@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 )
 
 // A watch's consumer lives on one replica of the stream, which the
@@ -186,16 +185,3 @@ func (e *entry) Delta() uint64                   { return 0 }
 func (e *entry) Operation() jetstream.KeyValueOp { return e.op }
 
 var _ jetstream.KeyValueEntry = (*entry)(nil)
-
-// fillMissed fills what the watch being resumed missed, and logs a
-// failure at the first attempt only: the attempts to resume log theirs.
-func (f *Follower) fillMissed(attempt int) {
-	n, err := f.fill()
-	if err != nil && attempt == 0 {
-		f.log.Warn("jskv: reading what the watch missed from the stream's leader failed; trying again at every attempt to resume it",
-			zap.String("bucket", f.kv.Bucket()), zap.Int("read", n), zap.Error(err))
-	} else if n > 0 {
-		f.log.Info("jskv: read what the watch missed from the stream's leader",
-			zap.String("bucket", f.kv.Bucket()), zap.Int("entries", n), zap.Uint64("rev", f.applied.Load()))
-	}
-}

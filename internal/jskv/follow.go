@@ -246,10 +246,11 @@ func (f *Follower) apply(e jetstream.KeyValueEntry) {
 
 // resume replaces w with a watch that starts right after the last applied
 // revision, asking again until it gets one or the follower stops. It
-// returns nil once stopped. Before every attempt it reads what was missed
-// from the stream's leader (see fill.go): a watch resumed on a lagging
-// replica would stall again, and the leader may answer reads while the
-// creation of a watch gets no answer.
+// returns nil once stopped. Until it has one it reads what was missed
+// from the stream's leader (see fill.go), before every attempt and every
+// QuietStall (at most half a Check) while an attempt waits: a watch
+// resumed on a lagging replica would stall again, and the leader may
+// answer reads while the creation of a watch gets no answer.
 func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWatcher {
 	f.lagging.Store(true)
 	go func() { _ = w.Stop() }()
@@ -257,8 +258,23 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 	if f.cfg.OnResume != nil {
 		f.cfg.OnResume(reason)
 	}
+	poll := time.NewTicker(min(QuietStall, f.cfg.Check/2))
+	defer poll.Stop()
+	var fillFailed bool
+	fill := func() {
+		n, err := f.fill()
+		switch {
+		case err != nil && !fillFailed: // once per resume: the attempts log theirs
+			fillFailed = true
+			f.log.Warn("jskv: reading what the watch missed from the stream's leader failed; trying again until the watch is resumed",
+				zap.String("bucket", f.kv.Bucket()), zap.Int("read", n), zap.Error(err))
+		case n > 0:
+			f.log.Info("jskv: read what the watch missed from the stream's leader",
+				zap.String("bucket", f.kv.Bucket()), zap.Int("entries", n), zap.Uint64("rev", f.applied.Load()))
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		f.fillMissed(attempt)
+		fill()
 		from := f.applied.Load() + 1
 		var opts []jetstream.WatchOpt
 		if !f.loadedYet() && !f.cfg.History {
@@ -281,29 +297,8 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 			}
 			got <- nw
 		}()
-		select {
-		case <-f.quit:
-			go func() {
-				select {
-				case nw := <-got:
-					_ = nw.Stop()
-				case <-errc:
-				}
-			}()
-			return nil
-		case nw := <-got:
-			f.log.Info("jskv: watch resumed", zap.String("bucket", f.kv.Bucket()),
-				zap.String("reason", reason), zap.Uint64("from", from))
-			return nw
-		case err := <-errc:
-			f.log.Warn("jskv: resuming the watch failed; trying again", zap.String("bucket", f.kv.Bucket()), zap.Error(err))
-		case <-time.After(AttemptTimeout):
-			// The consumer's creation got no answer (the client waits 5s
-			// for one): while the cluster elects a leader none comes, and
-			// the next attempt may reach the new one. The abandoned
-			// attempt's watch is stopped if it ever comes.
-			f.log.Warn("jskv: resuming the watch got no answer; asking again", zap.String("bucket", f.kv.Bucket()),
-				zap.Duration("after", AttemptTimeout))
+		// abandon stops the attempt's watch if it ever comes.
+		abandon := func() {
 			go func() {
 				select {
 				case nw := <-got:
@@ -312,10 +307,47 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 				}
 			}()
 		}
-		select {
-		case <-f.quit:
-			return nil
-		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, f.cfg.Check)):
+		noAnswer := time.NewTimer(AttemptTimeout)
+	wait:
+		for {
+			select {
+			case <-f.quit:
+				noAnswer.Stop()
+				abandon()
+				return nil
+			case nw := <-got:
+				noAnswer.Stop()
+				f.log.Info("jskv: watch resumed", zap.String("bucket", f.kv.Bucket()),
+					zap.String("reason", reason), zap.Uint64("from", from))
+				return nw
+			case err := <-errc:
+				noAnswer.Stop()
+				f.log.Warn("jskv: resuming the watch failed; trying again", zap.String("bucket", f.kv.Bucket()), zap.Error(err))
+				break wait
+			case <-noAnswer.C:
+				// The consumer's creation got no answer (the client waits
+				// 5s for one): while the cluster elects a leader none
+				// comes, and the next attempt may reach the new one.
+				f.log.Warn("jskv: resuming the watch got no answer; asking again", zap.String("bucket", f.kv.Bucket()),
+					zap.Duration("after", AttemptTimeout))
+				abandon()
+				break wait
+			case <-poll.C:
+				fill()
+			}
+		}
+		backoff := time.NewTimer(min(time.Duration(attempt+1)*100*time.Millisecond, f.cfg.Check))
+	pause:
+		for {
+			select {
+			case <-f.quit:
+				backoff.Stop()
+				return nil
+			case <-backoff.C:
+				break pause
+			case <-poll.C:
+				fill()
+			}
 		}
 	}
 }

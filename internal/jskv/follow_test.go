@@ -13,7 +13,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/internal/natstest"
@@ -308,6 +311,81 @@ func TestFollowFillsOnceTheLeaderAnswers(t *testing.T) {
 	defer cancel()
 	if err := f.Wait(wctx, rev); err != nil {
 		t.Fatalf("wait for revision %d: %v (applied %d, %d read from the leader)", rev, err, f.Rev(), f.Filled())
+	}
+}
+
+// hangingKV hands out a first watch that stalls after its initial load;
+// the creation of every later watch gets no answer until its context
+// ends, while the stream's leader answers reads.
+type hangingKV struct {
+	jetstream.KeyValue
+	created, waiting atomic.Int32
+}
+
+func (k *hangingKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if k.created.Add(1) == 1 {
+		return (&faultyKV{KeyValue: k.KeyValue, stall: true}).WatchAll(ctx, opts...)
+	}
+	k.waiting.Add(1)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestFollowFillsWhileAResumeWaits: a write made while an attempt to
+// resume the watch waits for an answer is read from the leader before
+// the follower gives that attempt up. Before, it read from the leader
+// only when an attempt began: a node that took writes again after a
+// partition showed its own users' sessions 3s late, the time of an
+// attempt that got no answer and the pause after it (chaos partition:
+// correct 11.8s after the heal).
+func TestFollowFillsWhileAResumeWaits(t *testing.T) {
+	js, kv, st := bucketJS(t)
+	if _, err := kv.Put(ctxT(t), "k0", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	hk := &hangingKV{KeyValue: kv}
+	core, logs := observer.New(zap.WarnLevel)
+	gaveUp := func() int { return logs.FilterMessageSnippet("got no answer").Len() }
+	var gaveUpAtApply atomic.Int32
+	gaveUpAtApply.Store(-1)
+	f, err := jskv.Follow(ctxT(t), hk, st, jskv.FollowConfig{
+		Check:     50 * time.Millisecond,
+		Logger:    zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core())),
+		JetStream: js,
+		Apply: func(e jetstream.KeyValueEntry) {
+			if e != nil && e.Key() == "k1" {
+				gaveUpAtApply.Store(int32(gaveUp()))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	<-f.Loaded()
+	if _, err := kv.Put(ctxT(t), "k", []byte("v")); err != nil { // the watch stalls on it
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for hk.waiting.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch was never resumed")
+		}
+		f.Check()
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := gaveUp()
+	rev, err := kv.Put(ctxT(t), "k1", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+	defer cancel()
+	if err := f.Wait(wctx, rev); err != nil {
+		t.Fatalf("wait for revision %d: %v (applied %d)", rev, err, f.Rev())
+	}
+	if n := int(gaveUpAtApply.Load()); n != before {
+		t.Fatalf("the write was applied after %d attempts to resume were given up, %d when it was made", n, before)
 	}
 }
 
