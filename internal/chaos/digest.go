@@ -24,11 +24,85 @@ func (e *Env) digest() []string {
 		}
 	}
 	if e.Cluster != nil {
+		out = append(out, e.TL.faults(from)...)
 		for _, n := range e.Cluster.Nodes {
+			out = append(out, nodeDigest(n.Name, n.LogPath, from)...)
 			if w := lastWarning(n.LogPath); w != "" {
 				out = append(out, n.Name+" last warning: "+w)
 			}
 		}
+	}
+	return out
+}
+
+// faults lists the hosts' downs, cuts, heals and restarts from from on.
+func (tl *Timeline) faults(from time.Time) []string {
+	if from.IsZero() {
+		return nil
+	}
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	var marks []string
+	for _, m := range tl.marks {
+		if !m.at.Before(from) {
+			marks = append(marks, fmt.Sprintf("%s %s +%s", m.host, m.kind, secs(m.at.Sub(from))))
+		}
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	return []string{"timeline: " + strings.Join(marks, ", ")}
+}
+
+// nodeDigest reads a presenced log from from on: when the node's store
+// went unavailable and came back, and how many of its embedded NATS
+// server's RAFT leaders stepped down for a higher term, which is what a
+// partition's heal costs: another election (nats-server has no pre-vote).
+func nodeDigest(name, path string, from time.Time) []string {
+	if from.IsZero() {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = f.Close() }()
+	var store []string
+	var stepdowns int
+	var firstStepdown time.Duration
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			TS  float64 `json:"ts"`
+			Msg string  `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		at := time.Unix(0, int64(l.TS*float64(time.Second)))
+		if at.Before(from) {
+			continue
+		}
+		switch {
+		case l.Msg == "presence: unavailable":
+			store = append(store, "unavailable +"+secs(at.Sub(from)))
+		case l.Msg == "presence: available again":
+			store = append(store, "available again +"+secs(at.Sub(from)))
+		case strings.Contains(l.Msg, "Detected another leader with higher term"):
+			if stepdowns == 0 {
+				firstStepdown = at.Sub(from)
+			}
+			stepdowns++
+		}
+	}
+	var out []string
+	if len(store) > 0 {
+		out = append(out, name+" store: "+strings.Join(store, ", "))
+	}
+	if stepdowns > 0 {
+		out = append(out, fmt.Sprintf("%s NATS: %d RAFT leaders stepped down for a higher term, the first at +%s",
+			name, stepdowns, secs(firstStepdown)))
 	}
 	return out
 }

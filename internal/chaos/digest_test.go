@@ -50,4 +50,29 @@ func TestDigest(t *testing.T) {
 	if w := lastWarning(node); !strings.HasSuffix(w, "presence: unavailable: presence: the store takes no writes for 12.5s") {
 		t.Errorf("last warning %q", w)
 	}
+
+	// A heal's cost, as a node's log shows it.
+	healed := filepath.Join(dir, "n2.log")
+	write(healed,
+		`{"level":"warn","ts":1796567340.0,"caller":"presence/availability.go:114","msg":"presence: unavailable","node":"n2","error":"before the fault"}`,
+		`{"level":"warn","ts":1796567342.0,"caller":"presence/availability.go:114","msg":"presence: unavailable","node":"n2","error":"cut off"}`,
+		`{"level":"warn","ts":1796567361.5,"logger":"nats","caller":"broker/nats.go:395","msg":"RAFT [fjFyEjc1 - _meta_] Detected another leader with higher term, will stepdown","node":"n2"}`,
+		`{"level":"warn","ts":1796567362.0,"logger":"nats","caller":"broker/nats.go:395","msg":"RAFT [fjFyEjc1 - S-R3F-2blIVj37] Detected another leader with higher term, will stepdown","node":"n2"}`,
+		`{"level":"info","ts":1796567370.0,"caller":"presence/availability.go:48","msg":"presence available again","node":"n2"}`,
+		`{"level":"info","ts":1796567370.0,"caller":"presence/availability.go:48","msg":"presence: available again","node":"n2","was":"cut off"}`,
+	)
+	fault := time.Unix(1796567341, 0)
+	got = nodeDigest("n2", healed, fault)
+	want = []string{
+		"n2 store: unavailable +1.0s, available again +29.0s",
+		"n2 NATS: 2 RAFT leaders stepped down for a higher term, the first at +20.5s",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("node digest:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var tl Timeline
+	tl.marks = []mark{{fault.Add(-time.Second), "n2", markStart}, {fault, "n2", markCut}, {fault.Add(20 * time.Second), "n2", markHeal}}
+	if got := tl.faults(fault); len(got) != 1 || got[0] != "timeline: n2 cut +0.0s, n2 heal +20.0s" {
+		t.Errorf("timeline %q", got)
+	}
 }

@@ -20,8 +20,7 @@ func (e *Env) dump() {
 	var lines []line
 	e.TL.mu.Lock()
 	for _, m := range e.TL.marks {
-		kind := map[markKind]string{markStart: "start", markDown: "down", markCut: "cut", markHeal: "heal"}[m.kind]
-		lines = append(lines, line{m.at, fmt.Sprintf("timeline %s %s", m.host, kind)})
+		lines = append(lines, line{m.at, fmt.Sprintf("timeline %s %s", m.host, m.kind)})
 	}
 	e.TL.mu.Unlock()
 	for _, o := range e.Observers {

@@ -16,6 +16,20 @@ const (
 	markHeal                      // the host's link came back
 )
 
+func (k markKind) String() string {
+	switch k {
+	case markStart:
+		return "start"
+	case markDown:
+		return "down"
+	case markCut:
+		return "cut"
+	case markHeal:
+		return "heal"
+	}
+	return "?"
+}
+
 // mark is one event of a host.
 type mark struct {
 	at   time.Time
