@@ -62,27 +62,20 @@ func nodeDigest(name, path string, from time.Time) []string {
 	if from.IsZero() {
 		return nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer func() { _ = f.Close() }()
 	var store []string
 	var stepdowns int
 	var firstStepdown time.Duration
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	eachLine(path, func(line []byte) {
 		var l struct {
 			TS  float64 `json:"ts"`
 			Msg string  `json:"msg"`
 		}
-		if json.Unmarshal(sc.Bytes(), &l) != nil {
-			continue
+		if json.Unmarshal(line, &l) != nil {
+			return
 		}
 		at := time.Unix(0, int64(l.TS*float64(time.Second)))
 		if at.Before(from) {
-			continue
+			return
 		}
 		switch {
 		case l.Msg == "presence: unavailable":
@@ -95,7 +88,7 @@ func nodeDigest(name, path string, from time.Time) []string {
 			}
 			stepdowns++
 		}
-	}
+	})
 	var out []string
 	if len(store) > 0 {
 		out = append(out, name+" store: "+strings.Join(store, ", "))
@@ -127,20 +120,13 @@ func natsDigest(name, path string, from time.Time) []string {
 	if from.IsZero() {
 		return nil
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer func() { _ = f.Close() }()
 	var led []string
 	var warns []string
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		at, level, msg, ok := natsLine(sc.Text())
+	if !eachLine(path, func(line []byte) {
+		at, level, msg, ok := natsLine(string(line))
 		if !ok || at.Before(from) {
-			continue
+			return
 		}
 		switch {
 		case strings.Contains(msg, "new stream leader for '$G > "+presenceStream+"'"):
@@ -151,6 +137,8 @@ func natsDigest(name, path string, from time.Time) []string {
 				warns = append(warns, fmt.Sprintf("+%s %s %s", secs(at.Sub(from)), level, clip(msg, 160)))
 			}
 		}
+	}) {
+		return nil
 	}
 	var out []string
 	if len(led) == 0 {
@@ -184,15 +172,8 @@ func natsLine(line string) (at time.Time, level, msg string, ok bool) {
 // lastWarning is the last warning or error in a presenced log that is not
 // a refused request (those repeat why the node is unavailable).
 func lastWarning(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer func() { _ = f.Close() }()
 	var last string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	eachLine(path, func(line []byte) {
 		var l struct {
 			Level  string  `json:"level"`
 			TS     float64 `json:"ts"`
@@ -200,17 +181,33 @@ func lastWarning(path string) string {
 			Error  string  `json:"error"`
 			Logger string  `json:"logger"`
 		}
-		if json.Unmarshal(sc.Bytes(), &l) != nil || (l.Level != "warn" && l.Level != "error") ||
+		if json.Unmarshal(line, &l) != nil || (l.Level != "warn" && l.Level != "error") ||
 			l.Msg == "request failed" || strings.HasPrefix(l.Msg, "request failed:") || l.Logger == "nats" {
-			continue
+			return
 		}
 		at := time.Unix(0, int64(l.TS*float64(time.Second)))
 		last = at.Format("15:04:05.000") + " " + l.Msg
 		if l.Error != "" {
 			last += ": " + l.Error
 		}
-	}
+	})
 	return clip(last, 240)
+}
+
+// eachLine calls fn with each line of the log at path (up to 1 MiB a
+// line) and reports whether the log could be opened.
+func eachLine(path string, fn func(line []byte)) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fn(sc.Bytes())
+	}
+	return true
 }
 
 func clip(s string, n int) string {
