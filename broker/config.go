@@ -113,6 +113,10 @@ type Config struct {
 	// (a store that does not answer, a cluster without a quorum) fails the
 	// start with its cause instead of hanging.
 	StartupTimeout time.Duration
+	// ShutdownTimeout bounds Shutdown as the command uses it (default
+	// 30s): writing the sessions' grace, draining NATS and stopping the
+	// embedded server all end by then.
+	ShutdownTimeout time.Duration
 
 	// Limits (zero: defaults in limits.go).
 	Limits Limits
@@ -138,6 +142,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StartupTimeout <= 0 {
 		c.StartupTimeout = time.Minute
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
 	}
 	if c.JWTMaxLifetime <= 0 {
 		c.JWTMaxLifetime = 24 * time.Hour

@@ -63,6 +63,7 @@ func Flags(fs *flag.FlagSet) (build func() (Config, error)) {
 	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "key file for --tls-cert")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "serve pprof on this loopback address (off when empty)")
 	fs.DurationVar(&c.StartupTimeout, "startup-timeout", time.Minute, "give up starting after this long, saying which step did not finish")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "after SIGTERM, exit within this long; past it say which step did not finish and exit 1")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.Bool("log-json", false, "log JSON even on a terminal")
 	fs.String("config", "", "config file: one 'flag value' per line, '#' comments")

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/presenced/presenced/broker"
@@ -51,13 +50,18 @@ func run(args []string) error {
 	}
 	printWelcome(srv)
 	<-ctx.Done()
+	stop() // a second signal ends the process at once
 	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	timeout := srv.ShutdownTimeout()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// The node stops either way; what it could not write on the way out
 	// (its sessions' grace, when the store has no quorum left) is said, and
-	// the other nodes expire it.
-	if err := srv.Shutdown(sctx); err != nil {
+	// the other nodes expire it. A step still running at the deadline (NATS
+	// not answering) is abandoned: the process exits 1 saying which.
+	if err := srv.Shutdown(sctx); errors.Is(err, broker.ErrStopUnfinished) {
+		return fmt.Errorf("did not stop within %v (--shutdown-timeout): %w", timeout, err)
+	} else if err != nil {
 		log.Warn("shut down, but not everything was written", zap.Error(err))
 	}
 	return nil
