@@ -197,7 +197,7 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 	for {
 		select {
 		case <-f.quit:
-			go func() { _ = w.Stop() }() // deleting its consumer may wait for a dead server
+			go stopWatch(w) // deleting its consumer may wait for a dead server
 			return
 		case r := <-resume:
 			if w = f.resume(w, r.reason); w == nil {
@@ -244,6 +244,16 @@ func (f *Follower) apply(e jetstream.KeyValueEntry) {
 	f.mu.Unlock()
 }
 
+// stopWatch stops w and reads what it still delivers until it is closed.
+// nats.go's watch handler waits on a full Updates channel, and stopping
+// the watch does not free it: a stopped watch nobody reads would keep its
+// subscription's goroutine, and the entries it holds, for good.
+func stopWatch(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	for range w.Updates() {
+	}
+}
+
 // resume replaces w with a watch that starts right after the last applied
 // revision, asking again until it gets one or the follower stops. It
 // returns nil once stopped. Until it has one it reads what was missed
@@ -253,7 +263,7 @@ func (f *Follower) apply(e jetstream.KeyValueEntry) {
 // answer reads while the creation of a watch gets no answer.
 func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWatcher {
 	f.lagging.Store(true)
-	go func() { _ = w.Stop() }()
+	go stopWatch(w)
 	f.resumes.Add(1)
 	if f.cfg.OnResume != nil {
 		f.cfg.OnResume(reason)
@@ -302,7 +312,7 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 			go func() {
 				select {
 				case nw := <-got:
-					_ = nw.Stop()
+					stopWatch(nw)
 				case <-errc:
 				}
 			}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -667,4 +668,90 @@ func TestGetFromLeaderHasADeadline(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a read from a leader that never answers still waits after 10s")
 	}
+}
+
+// TestFollowStopLeavesNoWatchBehind stops followers whose watch has more
+// delivered than they read. nats.go's watch handler blocks on a full
+// Updates channel, and unsubscribing does not free it: a stopped watch
+// nobody reads kept its subscription's goroutine, and the entries it
+// holds, forever; once per stop and once per resume of a busy follower.
+// Whether a follower reads once more on its way out is up to a select,
+// so the test stops ten: before the fix, 6 to 9 of them were left behind.
+func TestFollowStopLeavesNoWatchBehind(t *testing.T) {
+	kv, st := bucket(t)
+	for i := range 2000 {
+		if _, err := kv.Put(ctxT(t), fmt.Sprintf("k%d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const (
+		deliver = "nats%2ego.(*Conn).waitForMsgs"
+		handler = "jetstream.(*kvs).WatchFiltered.func1"
+	)
+	before := len(goroutines(deliver, ""))
+	for range 10 {
+		old := goroutines(handler, "chan send")
+		gate := make(chan struct{})
+		var entered atomic.Bool
+		f, err := jskv.Follow(ctxT(t), kv, st, jskv.FollowConfig{
+			Logger: zaptest.NewLogger(t),
+			Apply: func(jetstream.KeyValueEntry) {
+				entered.Store(true)
+				<-gate
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The follower waits in Apply, and the watch's channel is full:
+		// its handler waits to send.
+		waitGoroutines(t, "the follower in Apply", entered.Load)
+		waitGoroutines(t, "a new watch handler blocked", func() bool {
+			for id := range goroutines(handler, "chan send") {
+				if !old[id] {
+					return true
+				}
+			}
+			return false
+		})
+		stopped := make(chan struct{})
+		go func() {
+			f.Stop()
+			close(stopped)
+		}()
+		// Stop has asked the follower to quit; it may read once more.
+		waitGoroutines(t, "Stop waiting for the follower", func() bool {
+			return len(goroutines("jskv.(*Follower).Stop", "chan receive")) == 1
+		})
+		close(gate)
+		<-stopped
+	}
+	// The watches' subscription goroutines end.
+	waitGoroutines(t, "the watches' goroutines gone", func() bool { return len(goroutines(deliver, "")) == before })
+}
+
+// goroutines are the IDs of the goroutines with fn on their stack, in a
+// state that starts with state.
+func goroutines(fn, state string) map[string]bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	ids := map[string]bool{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if head, _, _ := strings.Cut(g, "\n"); strings.Contains(g, fn+"(") && strings.Contains(head, "["+state) {
+			ids[strings.Fields(head)[1]] = true
+		}
+	}
+	return ids
+}
+
+// waitGoroutines waits until cond holds, for at most 5s.
+func waitGoroutines(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 500 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("not within 5s: %s", what)
 }
