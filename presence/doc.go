@@ -99,7 +99,9 @@
 //     It is published by exactly one node, the leader of the revision that
 //     caused it: the live node with the smallest id among the current
 //     leases. Core NATS, at most once: changes made while a leader that died
-//     abruptly still holds its lease are not published.
+//     abruptly still holds its lease are not published, nor is a change
+//     replaced in the bucket before the leader's watch read it (quick
+//     changes of one user reach the feed as their latest).
 //
 // # Subscriptions
 //

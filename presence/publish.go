@@ -25,8 +25,9 @@ const (
 	// is handled once.
 	SubjectPublish = "presenced.status.publish"
 	PublishQueue   = "presenced"
-	// SubjectChanges + <user> carries every status change of the user as
-	// JSON Change, published by one node (see feed.go).
+	// SubjectChanges + <user> carries the status changes of the user as
+	// JSON Change, published by one node as its watch reads them (see
+	// feed.go and the package doc).
 	SubjectChanges = "presenced.changes."
 )
 

@@ -49,8 +49,9 @@
 //
 // # Delivery
 //
-// Every status change is published once on presenced.changes.<user>
-// (presence.SubjectChanges, core NATS) by the presence engine's leader.
+// Every status change the presence engine's leader reads is published once
+// on presenced.changes.<user> (presence.SubjectChanges, core NATS); one
+// replaced in the presence bucket before the leader read it is not.
 // Start creates the stream Config.Stream (default "presenced_changes",
 // file storage, the cluster's replicas) that keeps that feed for
 // StreamMaxAge (default 24h), within StreamMaxBytes (1 GiB) and QueueLimit
