@@ -2,9 +2,6 @@ package presence
 
 import (
 	"context"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,82 +9,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/presenced/presenced/internal/faultnet"
 	"github.com/presenced/presenced/protocol"
 )
-
-// delayProxy forwards TCP connections to target, holding every byte back
-// for delay in each direction: a slow network, or a store that answers
-// late because it is loaded.
-func delayProxy(t *testing.T, target string, delay time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, in, out)
-			mu.Unlock()
-			wg.Go(func() { delayCopy(out, in, delay) })
-			wg.Go(func() { delayCopy(in, out, delay) })
-		}
-	})
-	return ln.Addr().String()
-}
-
-// delayCopy copies src to dst, each chunk delay after it was read, in order.
-func delayCopy(dst io.WriteCloser, src io.ReadCloser, delay time.Duration) {
-	type chunk struct {
-		at   time.Time
-		data []byte
-	}
-	q := make(chan chunk, 4096)
-	go func() {
-		defer close(q)
-		for {
-			buf := make([]byte, 32<<10)
-			n, err := src.Read(buf)
-			if n > 0 {
-				q <- chunk{time.Now().Add(delay), buf[:n]}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	for c := range q {
-		time.Sleep(time.Until(c.at))
-		if _, err := dst.Write(c.data); err != nil {
-			break
-		}
-	}
-	dst.Close()
-	src.Close()
-	for range q {
-	}
-}
 
 // TestSlowStoreIsNoOutage puts 80 ms of latency each way between a node
 // and its NATS server, so that every lease refresh (which waits half a
@@ -111,7 +35,7 @@ func TestSlowStoreIsNoOutage(t *testing.T) {
 func testSlowStore(t *testing.T, writing bool) {
 	v := newEnv(t)
 	v.addMember("g", "u1")
-	nc, err := nats.Connect("nats://"+delayProxy(t, v.srv.Addr().String(), 80*time.Millisecond), nats.Timeout(5*time.Second))
+	nc, err := nats.Connect("nats://"+faultnet.Start(t, v.srv.Addr().String(), 80*time.Millisecond).Addr, nats.Timeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
