@@ -319,7 +319,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		s.isReady.Store(false)
-		wctx, cancel := withReserve(ctx, 4)
+		wctx, cancel := withReserve(ctx)
 		defer cancel()
 		at("closing the realtime API")
 		keep(s.ddp.Load().Shutdown(wctx))
@@ -357,14 +357,14 @@ func (s *Server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// withReserve is ctx with a deadline that leaves 1/part of the time ctx
-// has left, for what comes after.
-func withReserve(ctx context.Context, part time.Duration) (context.Context, context.CancelFunc) {
+// withReserve is ctx with a deadline that leaves a quarter of the time ctx
+// has left for what comes after.
+func withReserve(ctx context.Context) (context.Context, context.CancelFunc) {
 	end, ok := ctx.Deadline()
 	if !ok {
 		return context.WithCancel(ctx)
 	}
-	return context.WithDeadline(ctx, end.Add(-time.Until(end)/part))
+	return context.WithDeadline(ctx, end.Add(-time.Until(end)/4))
 }
 
 // kill stops the node at once, as if the process died: the NATS
