@@ -30,6 +30,10 @@ func (b *bench) connect(ctx context.Context) error {
 	deadline, _ := ctx.Deadline()
 	var profile func(int) string
 	if cfg.ProfileDir != "" {
+		// the server's profiles create the directory only after this phase
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return err
+		}
 		profile = func(i int) string {
 			f := filepath.Join(cfg.ProfileDir, fmt.Sprintf("%s-worker%d-cpu.pb.gz", cfg.label(), i))
 			b.rep.Profiles = append(b.rep.Profiles, f)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -368,4 +369,44 @@ func TestRunRESTBatches(t *testing.T) {
 	if d.Delivered == 0 || d.Stray != 0 {
 		t.Fatalf("delivery: %+v", d)
 	}
+}
+
+// TestRunProfiles asks for profiles into a directory that does not exist
+// yet: every profile the report names is written, the workers' own among
+// them, although the workers start before the server's first profile.
+func TestRunProfiles(t *testing.T) {
+	bin := presencedBin(t)
+	dir := filepath.Join(t.TempDir(), "prof", "run")
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	args := []string{"--spawn", "--presenced", bin, "--groups", "1x20", "--changes", "0", "--settle", "100ms",
+		"--pprof-addr", freeAddr(t), "--profile-dir", dir, "--profile-seconds", "1", "--json", jsonPath}
+	var stdout bytes.Buffer
+	if code := cli(context.Background(), args, &stdout, logWriter{t}); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, stdout.String())
+	}
+	rep, _ := decodeReport(t, jsonPath)
+	workers := 0
+	for _, p := range rep.Profiles {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s named in the report: %v", p, err)
+		}
+		if strings.Contains(p, "-worker") {
+			workers++
+		}
+	}
+	if workers == 0 {
+		t.Fatalf("no worker profile among %q", rep.Profiles)
+	}
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

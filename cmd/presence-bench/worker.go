@@ -24,12 +24,15 @@ import (
 // runWorker serves commands from in until close or the end of in, and
 // answers each with one reply on out. It is the whole life of a worker
 // process; it returns once every connection is closed and every goroutine
-// it started has ended.
-func runWorker(ctx context.Context, in io.Reader, out io.Writer) error {
+// it started has ended. atClose runs once the run's work is over, before
+// the connections are closed: closing thousands of them can outlast the
+// parent's patience, and what is measured must not be lost with them.
+func runWorker(ctx context.Context, in io.Reader, out io.Writer, atClose func()) error {
 	dec := json.NewDecoder(in)
 	enc := json.NewEncoder(out)
 	w := &worker{closed: map[string]int{}}
 	defer w.closeAll()
+	defer atClose()
 	for {
 		var cmd command
 		if err := dec.Decode(&cmd); err != nil {
@@ -37,6 +40,9 @@ func runWorker(ctx context.Context, in io.Reader, out io.Writer) error {
 				return nil
 			}
 			return fmt.Errorf("presence-bench worker: read command: %w", err)
+		}
+		if cmd.Cmd == cmdClose {
+			atClose()
 		}
 		r := w.do(ctx, cmd)
 		r.PID = os.Getpid()

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,17 +40,22 @@ func workerMain() int {
 			os.Exit(3)
 		})
 	}
+	stopProfile := func() {}
 	if path := os.Getenv(workerProfileEnv); path != "" {
-		if f, err := os.Create(path); err == nil {
-			if err := pprof.StartCPUProfile(f); err == nil {
-				defer func() {
-					pprof.StopCPUProfile()
-					f.Close()
-				}()
-			}
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "presence-bench worker: no CPU profile:", err)
+		} else {
+			stopProfile = sync.OnceFunc(func() {
+				pprof.StopCPUProfile()
+				f.Close()
+			})
 		}
 	}
-	if err := runWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
+	if err := runWorker(context.Background(), os.Stdin, os.Stdout, stopProfile); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
