@@ -204,7 +204,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	patterns, anyOrigin := wsaccept.OriginPatterns(s.cfg.AllowedOrigins)
 	sock := new(wsaccept.Socket)
-	c, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Socket: sock}, r, &websocket.AcceptOptions{
+	// The 101 leaves with the hello (the server speaks first here).
+	c, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Socket: sock, HoldUpgrade: true}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,

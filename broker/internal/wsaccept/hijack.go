@@ -19,9 +19,25 @@ const BufSize = 512
 // Hijack returns small buffers instead of net/http's, which would otherwise
 // live as long as the connection does, and attaches the connection to
 // Socket, through which the buffered writer writes (see Socket).
+//
+// With HoldUpgrade set (and a Socket), the 101 response is not sent when
+// the library writes its header: Hijack puts it in the returned writer's
+// buffer, and it leaves with the connection's first frame, in one write
+// and one TCP segment. Only for a protocol whose server speaks first: a
+// client sends nothing before it has the 101.
 type SmallBuffers struct {
 	http.ResponseWriter
-	Socket *Socket
+	Socket      *Socket
+	HoldUpgrade bool
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w SmallBuffers) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols && w.HoldUpgrade && w.Socket != nil {
+		w.Socket.upgrade = true // the handler's goroutine, as Hijack's
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // Hijack implements http.Hijacker.
@@ -62,5 +78,16 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		c.Close()
 		return nil, nil, err
 	}
-	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(out, BufSize)), nil
+	bw := bufio.NewWriterSize(out, BufSize)
+	if w.Socket != nil && w.Socket.upgrade {
+		// As net/http writes it.
+		h := w.Header()
+		if _, ok := h["Date"]; !ok {
+			h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+		}
+		_, _ = bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+		_ = h.Write(bw)
+		_, _ = bw.WriteString("\r\n")
+	}
+	return c, bufio.NewReadWriter(br, bw), nil
 }

@@ -35,6 +35,8 @@ type Socket struct {
 	w    net.Conn // conn without the wrappers that write through, for writev
 	held *[]byte  // a full buffer kept back, or nil
 	err  error    // the first failed write
+
+	upgrade bool // a 101 held back for the first frame (SmallBuffers.HoldUpgrade)
 }
 
 // WriteThrough is implemented by a connection wrapper whose writes go
