@@ -309,8 +309,11 @@ type wsConn struct {
 const writeTimeout = 10 * time.Second
 
 func (wc *wsConn) run() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// Ops run one at a time and are over before the connection is: they
+	// need no context of its own. One would keep, for the connection's
+	// life, the children map and Done channel of the first op (or WaitRev)
+	// that derived a deadline from it: about 400 bytes per idle connection.
+	ctx := context.Background()
 	// coder/websocket does not close the socket when a read fails: without
 	// this, a client that went away keeps its file descriptor until the
 	// garbage collector finds the connection.
