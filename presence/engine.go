@@ -294,18 +294,16 @@ func (e *Engine) ownLeaseApplied(value []byte, rev uint64) {
 
 // WaitRev blocks until the index has applied revision rev, or ctx ends.
 func (e *Engine) WaitRev(ctx context.Context, rev uint64) error {
-	for {
-		ch, reached := e.x.waitCh(rev)
-		if reached {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-e.stop:
-			return ErrClosed
-		}
+	w := e.x.waitFor(rev)
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+		e.x.stopWaiting(w)
+		return ctx.Err()
+	case <-e.stop:
+		e.x.stopWaiting(w)
+		return ErrClosed
 	}
 }
 

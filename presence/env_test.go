@@ -132,12 +132,13 @@ func waitUntil(t *testing.T, e *Engine, what string, cond func() bool) {
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
 	for {
-		ch, _ := e.x.waitCh(e.Rev() + 1)
+		w := e.x.waitFor(e.Rev() + 1)
 		if cond() {
+			e.x.stopWaiting(w)
 			return
 		}
 		select {
-		case <-ch:
+		case <-w.ch:
 		case <-deadline.C:
 			t.Fatalf("%s: timed out waiting for %s", e.NodeID(), what)
 		}

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"container/heap"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -145,7 +146,7 @@ type index struct {
 	touched    []*userState
 	scratch    []contribution
 	changes    []Change
-	waiters    chan struct{} // closed when rev moves, if anyone waits
+	waiters    revWaiters // waits for revisions not yet applied
 	fan        fanout
 	uw         userWatch // see userwatch.go
 }
@@ -246,10 +247,7 @@ func (x *index) applyLocked(en entry) {
 	clear(x.touched)
 	x.touched = x.touched[:0]
 	x.afterApplyLocked()
-	if x.waiters != nil {
-		close(x.waiters)
-		x.waiters = nil
-	}
+	x.wakeLocked()
 }
 
 func (x *index) user(id string) *userState {
@@ -546,17 +544,66 @@ func (x *index) takeChanges() []Change {
 // closedCh is a channel that is always closed.
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// waitCh returns a channel that is closed once revision rev has been
-// applied (already closed when it has been), and whether it has been. A
-// caller that waits on it never misses an entry applied in between.
-func (x *index) waitCh(rev uint64) (<-chan struct{}, bool) {
+// revWaiter is one wait for the index to reach a revision (see waitFor).
+type revWaiter struct {
+	rev uint64
+	ch  chan struct{} // closed once rev is applied
+	i   int           // the index in index.waiters; -1 once out of it
+}
+
+// reachedWait is every wait for a revision already applied.
+var reachedWait = &revWaiter{ch: closedCh, i: -1}
+
+// revWaiters is a min-heap of waits by revision (container/heap).
+type revWaiters []*revWaiter
+
+func (h revWaiters) Len() int           { return len(h) }
+func (h revWaiters) Less(i, j int) bool { return h[i].rev < h[j].rev }
+func (h revWaiters) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].i, h[j].i = i, j
+}
+func (h *revWaiters) Push(v any) {
+	w := v.(*revWaiter)
+	w.i = len(*h)
+	*h = append(*h, w)
+}
+func (h *revWaiters) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	w.i = -1
+	return w
+}
+
+// waitFor returns a wait whose channel is closed once revision rev has been
+// applied (already closed when it has been): each wait ends once, at its
+// own revision. A caller that waits on it never misses an entry applied in
+// between; one that gives up calls stopWaiting.
+func (x *index) waitFor(rev uint64) *revWaiter {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.rev >= rev {
-		return closedCh, true
+		return reachedWait
 	}
-	if x.waiters == nil {
-		x.waiters = make(chan struct{})
+	w := &revWaiter{rev: rev, ch: make(chan struct{})}
+	heap.Push(&x.waiters, w)
+	return w
+}
+
+// stopWaiting drops a wait that was given up.
+func (x *index) stopWaiting(w *revWaiter) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if w.i >= 0 {
+		heap.Remove(&x.waiters, w.i)
 	}
-	return x.waiters, false
+}
+
+// wakeLocked ends the waits for the revisions applied.
+func (x *index) wakeLocked() {
+	for len(x.waiters) > 0 && x.waiters[0].rev <= x.rev {
+		close(heap.Pop(&x.waiters).(*revWaiter).ch)
+	}
 }
