@@ -44,7 +44,9 @@ func workerMain() int {
 	if path := os.Getenv(workerProfileEnv); path != "" {
 		f, err := os.Create(path)
 		if err == nil {
-			err = pprof.StartCPUProfile(f)
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			}
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "presence-bench worker: no CPU profile:", err)

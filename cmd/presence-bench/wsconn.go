@@ -93,25 +93,30 @@ func (t *upgradeTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if !stop() {
 		err = errors.Join(ctx.Err(), err)
 	}
-	if err != nil {
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		c.Close()
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		c.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		return resp, nil
+		return resp, err
 	}
 	resp.Body = upgradedConn{br, c}
 	return resp, nil
 }
 
+// handshake sends req and reads the response; a refusal's body is read
+// whole, under the same watch of the context.
 func (t *upgradeTransport) handshake(c net.Conn, br *bufio.Reader, req *http.Request) (*http.Response, error) {
 	if err := req.Write(c); err != nil {
 		return nil, err
 	}
-	return http.ReadResponse(br, req)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil || resp.StatusCode == http.StatusSwitchingProtocols {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }
 
 // upgradedConn is an upgraded connection: reads start with what the
