@@ -295,6 +295,9 @@ func (e *Engine) ownLeaseApplied(value []byte, rev uint64) {
 // WaitRev blocks until the index has applied revision rev, or ctx ends.
 func (e *Engine) WaitRev(ctx context.Context, rev uint64) error {
 	w := e.x.waitFor(rev)
+	if w == reachedWait {
+		return nil
+	}
 	select {
 	case <-w.ch:
 		return nil

@@ -375,3 +375,22 @@ func TestEngineConnectValidates(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitRevReachedIsNoError: a wait for a revision already applied ends
+// without error, whatever its context: a write that was applied must not
+// be reported as failed because its caller's context ended right after.
+func TestWaitRevReachedIsNoError(t *testing.T) {
+	v := newEnv(t)
+	a := v.engine("a")
+	rev := v.addMember("g", "u")
+	if err := a.WaitRev(ctxT(t), rev); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 64 {
+		if err := a.WaitRev(done, rev); err != nil {
+			t.Fatalf("wait for revision %d, applied: %v", rev, err)
+		}
+	}
+}

@@ -126,11 +126,15 @@ func (v *env) sync(es ...*Engine) {
 	}
 }
 
-// waitUntil waits, applied entry by applied entry, until cond holds.
+// waitUntil waits, applied entry by applied entry, until cond holds. It
+// looks again every few milliseconds as well: after the stream is lost and
+// loaded again, revisions start over below the one it waits for.
 func waitUntil(t *testing.T, e *Engine, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		w := e.x.waitFor(e.Rev() + 1)
 		if cond() {
@@ -139,6 +143,8 @@ func waitUntil(t *testing.T, e *Engine, what string, cond func() bool) {
 		}
 		select {
 		case <-w.ch:
+		case <-tick.C:
+			e.x.stopWaiting(w)
 		case <-deadline.C:
 			t.Fatalf("%s: timed out waiting for %s", e.NodeID(), what)
 		}
