@@ -20,7 +20,17 @@ func (s *Server) startHTTP() error {
 	if err != nil {
 		return err
 	}
-	s.limit = newLimitListener(ln, s.cfg.Limits.MaxConnections, s.log)
+	limit := s.cfg.Limits.MaxConnections
+	if c := connectionCap(); c > 0 && limit > c {
+		log := s.log.Warn // a limit asked for
+		if limit == defaultMaxConnections() {
+			log = s.log.Debug
+		}
+		log("connection limit lowered to keep descriptors for the store",
+			zap.Int("maxConnections", limit), zap.Int("lowered", c), zap.Int("openFilesLimit", openFilesLimit()))
+		limit = c
+	}
+	s.limit = newLimitListener(ln, limit, s.log)
 	s.ln, ln = s.limit, s.limit
 	s.httpSrv = &http.Server{
 		Handler:           mux,

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,11 +32,45 @@ const fdReserve = 100
 
 // defaultMaxConnections is the process's open files limit less fdReserve.
 func defaultMaxConnections() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
+	nofile := openFilesLimit()
+	if nofile == 0 {
 		return 1 << 20
 	}
-	return max(int(rl.Cur)-fdReserve, 16)
+	return max(nofile-fdReserve, 16)
+}
+
+// fdSlack is the room kept for the store's own files beyond those it holds
+// when the node starts serving: a new block when one fills, the state file
+// written beside it, a webhook's outbound connection.
+const fdSlack = 32
+
+// connectionCap is the most connections the open files limit leaves room
+// for once the descriptors the process holds now (the store, NATS, the
+// listener), the refusals in flight (refusers) and fdSlack are kept aside;
+// 0 when the limit is unknown. A connection limit set above it would let
+// connections take the descriptors the store needs: nats-server then fails
+// to open a file, and a stream whose write failed refuses every later write
+// until the process restarts.
+func connectionCap() int {
+	nofile := openFilesLimit()
+	if nofile == 0 {
+		return 0
+	}
+	held := 0
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		held = len(fds)
+	}
+	return max(nofile-held-refusers-fdSlack, 16)
+}
+
+// openFilesLimit is the process's soft limit of open files; 0 if unknown or
+// too large to matter.
+func openFilesLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<24 {
+		return 0
+	}
+	return int(rl.Cur)
 }
 
 // refusers bounds the connections over the limit being answered at once;

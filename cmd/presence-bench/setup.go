@@ -40,8 +40,10 @@ func (b *bench) serverArgs() []string {
 // connectionsNeeded is the --max-connections a spawned server needs for
 // conns WebSockets and the bench's probes and REST client when its default
 // (the open files limit less 100) is too low for them, as 19,900 are under
-// a limit of 20,000; 0 when the default does. It leaves the store at
-// least 40 descriptors: an idle node holds 17.
+// a limit of 20,000; 0 when the default does. The server lowers it, with a
+// warning, to what leaves its store room besides its refusals (about 19,910
+// under 20,000): asking for 40 short of the limit once cost a reconnect
+// storm its store.
 func connectionsNeeded(conns int, nofile int) int {
 	const probes = 64
 	if nofile <= 0 || conns+probes <= nofile-100 {

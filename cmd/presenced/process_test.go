@@ -384,3 +384,69 @@ func TestIdleConnectionsDoNotLockEveryoneOut(t *testing.T) {
 		t.Fatalf("refusals not counted:\n%s", metrics)
 	}
 }
+
+// TestConnectionsLeaveDescriptorsForTheStore asks for a connection limit
+// that leaves the store 6 of 256 open files, then opens more connections
+// than that: the node must keep descriptors for its store all the same, and
+// the store must still take writes. Before, connections and the refusals of
+// those over the limit took every descriptor: in a reconnect storm of
+// presence-bench, nats-server then failed to open a block file, and the
+// presence stream refused every later write until the process restarted.
+func TestConnectionsLeaveDescriptorsForTheStore(t *testing.T) {
+	const nofile = 256
+	p := startLimited(t, nofile, nodeArgs(t.TempDir(), "--max-connections", strconv.Itoa(nofile-6))...)
+	base := p.baseURL()
+	host := strings.TrimPrefix(base, "http://")
+	fdDir := fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid)
+	most := 0
+	sample := func() {
+		if fds, err := os.ReadDir(fdDir); err == nil {
+			most = max(most, len(fds))
+		}
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range nofile + 40 {
+		c, err := net.DialTimeout("tcp", host, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		sample()
+	}
+	for range 20 {
+		sample()
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Logf("the node held at most %d of its %d open files", most, nofile)
+	if free := nofile - most; free < fdSlackWanted {
+		t.Fatalf("the node held %d of its %d open files: %d left for its store, want at least %d", most, nofile, free, fdSlackWanted)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest("POST", base+"/v1/users", strings.NewReader(`{"id":"after","username":"after"}`))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a write once the connections went: %v %v\nstderr:\n%s", resp, err, p.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// fdSlackWanted is the room the node must keep for its store's files.
+const fdSlackWanted = 16
