@@ -41,7 +41,7 @@ func (b *bench) serverArgs() []string {
 // conns WebSockets and the bench's probes and REST client when its default
 // (the open files limit less 100) is too low for them, as 19,900 are under
 // a limit of 20,000; 0 when the default does. The server lowers it, with a
-// warning, to what leaves its store room besides its refusals (about 19,910
+// warning, to what leaves its store room besides its refusals (19,918
 // under 20,000): asking for 40 short of the limit once cost a reconnect
 // storm its store.
 func connectionsNeeded(conns int, nofile int) int {
