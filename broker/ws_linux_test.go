@@ -6,12 +6,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/presenced/presenced/internal/tcpinfo"
 	"github.com/presenced/presenced/protocol"
 )
 
@@ -60,25 +58,7 @@ func TestHelloLeavesWithTheUpgrade(t *testing.T) {
 	if err != nil || f.Op != protocol.OpHello {
 		t.Fatalf("first frame %q: %v", payload, err)
 	}
-	if n := segsIn(t, c); n != 1 {
+	if n := tcpinfo.Of(t, c).Data_segs_in; n != 1 {
 		t.Fatalf("the 101 and the hello arrived in %d segments, want 1", n)
 	}
-}
-
-// segsIn is how many segments carrying data c has received.
-func segsIn(t *testing.T, c net.Conn) uint32 {
-	t.Helper()
-	raw, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info *unix.TCPInfo
-	var serr error
-	if err := raw.Control(func(fd uintptr) { info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
-		t.Fatal(err)
-	}
-	if serr != nil {
-		t.Fatal(serr)
-	}
-	return info.Data_segs_in
 }

@@ -25,13 +25,14 @@ var allowed = map[string][]string{
 	// Test helpers.
 	"internal/natstest": nil,
 	"internal/faultnet": nil,
+	"internal/tcpinfo":  nil,
 	"internal/chaos":    {"protocol", "membership", "presence", "broker"},
 	"internal/layout":   nil,
 }
 
 // helpers may only be imported by tests and by other test helpers, and
 // by the command named for one (it runs the chaos suite by hand).
-var helpers = []string{"internal/natstest", "internal/faultnet", "internal/chaos"}
+var helpers = []string{"internal/natstest", "internal/faultnet", "internal/tcpinfo", "internal/chaos"}
 
 var helperCommands = map[string]string{"cmd/presence-chaos": "internal/chaos"}
 

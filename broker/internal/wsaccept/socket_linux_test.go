@@ -12,25 +12,13 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/sys/unix"
+	"github.com/presenced/presenced/internal/tcpinfo"
 )
 
 // segsOut is how many data segments the kernel has sent on c.
 func segsOut(t *testing.T, c net.Conn) uint32 {
 	t.Helper()
-	raw, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info *unix.TCPInfo
-	var serr error
-	if err := raw.Control(func(fd uintptr) { info, serr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
-		t.Fatal(err)
-	}
-	if serr != nil {
-		t.Fatal(serr)
-	}
-	return info.Data_segs_out
+	return tcpinfo.Of(t, c).Data_segs_out
 }
 
 // TestFrameInOneSegment: a frame written through WriteFrame leaves the
