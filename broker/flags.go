@@ -56,7 +56,7 @@ func Flags(fs *flag.FlagSet) (build func() (Config, error)) {
 	fs.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", 60*time.Second, "close a WebSocket silent for this long")
 	fs.Float64Var(&c.Limits.RESTRate, "rest-rate", 100, "REST calls per second per token and per IP (negative: no limit)")
 	fs.IntVar(&c.Limits.RESTBurst, "rest-burst", 200, "burst of --rest-rate")
-	fs.IntVar(&c.Limits.MaxConnections, "max-connections", 0, "open HTTP and WebSocket connections; past it new ones get 503 at once (default: the open files limit less 100; a larger value is lowered to keep descriptors for the store)")
+	fs.IntVar(&c.Limits.MaxConnections, "max-connections", 0, "open HTTP and WebSocket connections; past it new ones get 503 at once (default: the open files limit less 100; a value that leaves fewer than the descriptors the node holds when it starts, 32 refusals and 32 more free is lowered)")
 	fs.IntVar(&c.WebhookQueueLimit, "webhook-queue-limit", 1000000, "changes the webhooks' change stream keeps for failing endpoints (besides 24h and 1 GiB) before the oldest are dropped")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks target loopback, private, link-local and other non-public addresses")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "certificate file to serve HTTPS and WSS")

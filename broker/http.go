@@ -26,7 +26,7 @@ func (s *Server) startHTTP() error {
 		if limit == defaultMaxConnections() {
 			log = s.log.Debug
 		}
-		log("connection limit lowered to keep descriptors for the store",
+		log("connection limit lowered to keep descriptors for the node's own files and connections",
 			zap.Int("maxConnections", limit), zap.Int("lowered", c), zap.Int("openFilesLimit", openFilesLimit()))
 		limit = c
 	}

@@ -39,9 +39,11 @@ func defaultMaxConnections() int {
 	return max(nofile-fdReserve, 16)
 }
 
-// fdSlack is the room kept for the store's own files beyond those it holds
-// when the node starts serving: a new block when one fills, the state file
-// written beside it, a webhook's outbound connection.
+// fdSlack is the room kept for what the node opens after it starts
+// serving: a new block file when one fills, the state file written beside
+// it, a webhook's outbound connection. It is fixed: many webhooks
+// delivering at once to slow endpoints while the connections are at their
+// limit can need more.
 const fdSlack = 32
 
 // connectionCap is the most connections the open files limit leaves room
@@ -50,14 +52,15 @@ const fdSlack = 32
 // 0 when the limit is unknown. A connection limit set above it would let
 // connections take the descriptors the store needs: nats-server then fails
 // to open a file, and a stream whose write failed refuses every later write
-// until the process restarts.
+// until the process restarts. /dev/fd lists the process's descriptors on
+// Linux (as /proc/self/fd), the BSDs and macOS.
 func connectionCap() int {
 	nofile := openFilesLimit()
 	if nofile == 0 {
 		return 0
 	}
 	held := 0
-	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+	if fds, err := os.ReadDir("/dev/fd"); err == nil {
 		held = len(fds)
 	}
 	return max(nofile-held-refusers-fdSlack, 16)
