@@ -21,29 +21,33 @@ func (s *Store) PutGroup(ctx context.Context, g Group) (Group, error) {
 }
 
 // UpdateGroup applies fn to the current group and stores the result with a
-// compare-and-set, retrying on concurrent updates.
+// compare-and-set, trying again on concurrent updates (see contended).
 func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(*Group) error) (Group, error) {
-	for range 10 {
+	var next Group
+	err := s.contended(ctx, groupKey(id), func(ctx context.Context, retry bool) error {
+		if retry {
+			s.catchUp(ctx, groupKey(id))
+		}
 		cur, rev, ok := s.index.groupRev(id)
 		if !ok {
-			return Group{}, fmt.Errorf("group %s: %w", id, ErrNotFound)
+			return fmt.Errorf("group %s: %w", id, ErrNotFound)
 		}
-		next := cur
+		next = cur
 		if err := fn(&next); err != nil {
-			return Group{}, err
+			return err
 		}
 		next.ID, next.Seq, next.CreatedAt = cur.ID, cur.Seq, cur.CreatedAt
 		next.UpdatedAt = s.cfg.Now().UTC()
 		if err := validateGroup(next); err != nil {
-			return Group{}, err
+			return err
 		}
 		_, err := s.put(ctx, groupKey(id), next, &rev)
-		if err == ErrConflict {
-			continue
-		}
-		return next, err
+		return err
+	})
+	if err != nil {
+		return Group{}, err
 	}
-	return Group{}, fmt.Errorf("group %s: %w", id, ErrConflict)
+	return next, nil
 }
 
 func (s *Store) writeGroup(ctx context.Context, g Group, create bool) (Group, error) {
@@ -53,34 +57,43 @@ func (s *Store) writeGroup(ctx context.Context, g Group, create bool) (Group, er
 	if err := validateGroup(g); err != nil {
 		return Group{}, err
 	}
-	now := s.cfg.Now().UTC()
-	old, rev, exists := s.index.groupRev(g.ID)
-	if exists {
-		g.Seq, g.CreatedAt = old.Seq, old.CreatedAt
-	} else {
-		if g.Seq == 0 {
-			seq, err := s.reserveSeq(ctx, "groups", 1)
-			if err != nil {
-				return Group{}, err
+	given := g
+	err := s.contended(ctx, groupKey(g.ID), func(ctx context.Context, retry bool) error {
+		if retry {
+			s.catchUp(ctx, groupKey(g.ID))
+		}
+		g = given
+		now := s.cfg.Now().UTC()
+		old, rev, exists := s.index.groupRev(g.ID)
+		if exists {
+			g.Seq, g.CreatedAt = old.Seq, old.CreatedAt
+		} else {
+			if g.Seq == 0 {
+				seq, err := s.reserveSeq(ctx, "groups", 1)
+				if err != nil {
+					return err
+				}
+				g.Seq = seq
 			}
-			g.Seq = seq
+			if g.CreatedAt.IsZero() {
+				g.CreatedAt = now
+			}
 		}
-		if g.CreatedAt.IsZero() {
-			g.CreatedAt = now
+		g.UpdatedAt = now
+		var last *uint64
+		if create {
+			var zero uint64
+			last = &zero
+		} else if exists {
+			last = &rev
 		}
-	}
-	g.UpdatedAt = now
-	var last *uint64
-	if create {
-		var zero uint64
-		last = &zero
-	} else if exists {
-		last = &rev
-	}
-	if _, err := s.put(ctx, groupKey(g.ID), g, last); err != nil {
+		_, err := s.put(ctx, groupKey(g.ID), g, last)
 		if err == ErrExists {
-			return Group{}, fmt.Errorf("group %s: %w", g.ID, ErrExists)
+			return fmt.Errorf("group %s: %w", g.ID, ErrExists)
 		}
+		return err
+	})
+	if err != nil {
 		return Group{}, err
 	}
 	return g, nil

@@ -51,6 +51,11 @@ type Store struct {
 	subs    map[int]func(Change)
 	nextSub int
 	loading bool // the initial load is being applied: no changes to tell
+
+	turnMu sync.Mutex
+	// turnMu guards the following maps.
+	turns map[string]*turn     // by key: see contend.go
+	seqs  map[string]*seqState // by kind
 }
 
 // Open creates or binds the bucket, loads it into the index and keeps the
@@ -88,6 +93,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:     cfg.Logger.Named("membership"),
 		subs:    map[int]func(Change){},
 		loading: true,
+		turns:   map[string]*turn{},
+		seqs:    map[string]*seqState{},
 	}
 	st, err := jskv.Stream(ctx, cfg.JetStream, "KV_"+cfg.Bucket)
 	if err != nil {
@@ -233,38 +240,69 @@ func (s *Store) del(ctx context.Context, key string) error {
 
 func isWrongSequence(err error) bool { return jskv.WrongSequence(err) }
 
+// seqState is this store's view of one numeric alias sequence: the value
+// and revision its last reservation left, so that the next one needs no
+// read unless another node reserved since.
+type seqState struct {
+	known bool
+	value int64
+	rev   uint64
+}
+
 // reserveSeq reserves n consecutive numbers of a numeric alias sequence and
-// returns the first.
+// returns the first. The key is read only after a try lost to another
+// node, and then from the stream's leader: any replica answers a direct
+// get, one that has not applied the last reservation with its old value.
 func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, error) {
 	key := prefixSeq + kind
-	for range 100 {
-		var cur int64
-		var rev uint64
-		e, err := s.kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return 0, fmt.Errorf("membership: read %s: %w", key, err)
-		default:
-			if err := json.Unmarshal(e.Value(), &cur); err != nil {
-				return 0, fmt.Errorf("membership: decode %s: %w", key, err)
+	var first int64
+	err := s.contended(ctx, key, func(ctx context.Context, _ bool) error {
+		s.turnMu.Lock()
+		sq := s.seqs[kind] // the key's turn guards *sq
+		if sq == nil {
+			sq = &seqState{}
+			s.seqs[kind] = sq
+		}
+		s.turnMu.Unlock()
+		if !sq.known {
+			e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				sq.value, sq.rev = 0, 0
+			case err != nil:
+				return fmt.Errorf("membership: read %s: %w", key, err)
+			default:
+				if err := json.Unmarshal(e.Value(), &sq.value); err != nil {
+					return fmt.Errorf("membership: decode %s: %w", key, err)
+				}
+				sq.rev = e.Revision()
 			}
-			rev = e.Revision()
+			sq.known = true
 		}
-		b, _ := json.Marshal(cur + n)
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, b)
+		b, _ := json.Marshal(sq.value + n)
+		var rev uint64
+		var err error
+		if sq.rev == 0 {
+			rev, err = s.kv.Create(ctx, key, b)
 		} else {
-			_, err = s.kv.Update(ctx, key, b, rev)
+			rev, err = s.kv.Update(ctx, key, b, sq.rev)
 		}
-		if err == nil {
-			return cur + 1, nil
+		switch {
+		case err == nil:
+			first = sq.value + 1
+			sq.value, sq.rev = sq.value+n, rev
+			return nil
+		case errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err):
+			sq.known = false
+			return ErrConflict
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
-			return 0, fmt.Errorf("membership: write %s: %w", key, err)
-		}
+		sq.known = false
+		return fmt.Errorf("membership: write %s: %w", key, err)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sequence %s: %w", kind, err)
 	}
-	return 0, fmt.Errorf("%w: sequence %s", ErrConflict, kind)
+	return first, nil
 }
 
 // ensureBuiltinRoles writes the built-in roles a start finds missing or

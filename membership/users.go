@@ -23,30 +23,34 @@ func (s *Store) PutUser(ctx context.Context, u User) (User, error) {
 }
 
 // UpdateUser applies fn to the current user and stores the result with a
-// compare-and-set, retrying on concurrent updates.
+// compare-and-set, trying again on concurrent updates (see contended).
 func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*User) error) (User, error) {
-	for range 10 {
+	var next User
+	err := s.contended(ctx, userKey(id), func(ctx context.Context, retry bool) error {
+		if retry {
+			s.catchUp(ctx, userKey(id))
+		}
 		cur, rev, ok := s.index.userRev(id)
 		if !ok {
-			return User{}, fmt.Errorf("user %s: %w", id, ErrNotFound)
+			return fmt.Errorf("user %s: %w", id, ErrNotFound)
 		}
 		cur.Roles = slices.Clone(cur.Roles)
-		next := cur
+		next = cur
 		if err := fn(&next); err != nil {
-			return User{}, err
+			return err
 		}
 		next.ID, next.Seq, next.CreatedAt = cur.ID, cur.Seq, cur.CreatedAt
 		next.UpdatedAt = s.cfg.Now().UTC()
 		if err := s.index.validateUser(next); err != nil {
-			return User{}, err
+			return err
 		}
 		_, err := s.put(ctx, userKey(id), next, &rev)
-		if err == ErrConflict {
-			continue
-		}
-		return next, err
+		return err
+	})
+	if err != nil {
+		return User{}, err
 	}
-	return User{}, fmt.Errorf("user %s: %w", id, ErrConflict)
+	return next, nil
 }
 
 func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error) {
@@ -56,34 +60,43 @@ func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error
 	if err := s.index.validateUser(u); err != nil {
 		return User{}, err
 	}
-	now := s.cfg.Now().UTC()
-	old, rev, exists := s.index.userRev(u.ID)
-	if exists {
-		u.Seq, u.CreatedAt = old.Seq, old.CreatedAt
-	} else {
-		if u.Seq == 0 {
-			seq, err := s.reserveSeq(ctx, "users", 1)
-			if err != nil {
-				return User{}, err
+	given := u
+	err := s.contended(ctx, userKey(u.ID), func(ctx context.Context, retry bool) error {
+		if retry {
+			s.catchUp(ctx, userKey(u.ID))
+		}
+		u = given
+		now := s.cfg.Now().UTC()
+		old, rev, exists := s.index.userRev(u.ID)
+		if exists {
+			u.Seq, u.CreatedAt = old.Seq, old.CreatedAt
+		} else {
+			if u.Seq == 0 {
+				seq, err := s.reserveSeq(ctx, "users", 1)
+				if err != nil {
+					return err
+				}
+				u.Seq = seq
 			}
-			u.Seq = seq
+			if u.CreatedAt.IsZero() {
+				u.CreatedAt = now
+			}
 		}
-		if u.CreatedAt.IsZero() {
-			u.CreatedAt = now
+		u.UpdatedAt = now
+		var last *uint64
+		if create {
+			var zero uint64
+			last = &zero
+		} else if exists {
+			last = &rev
 		}
-	}
-	u.UpdatedAt = now
-	var last *uint64
-	if create {
-		var zero uint64
-		last = &zero
-	} else if exists {
-		last = &rev
-	}
-	if _, err := s.put(ctx, userKey(u.ID), u, last); err != nil {
+		_, err := s.put(ctx, userKey(u.ID), u, last)
 		if err == ErrExists {
-			return User{}, fmt.Errorf("user %s: %w", u.ID, ErrExists)
+			return fmt.Errorf("user %s: %w", u.ID, ErrExists)
 		}
+		return err
+	})
+	if err != nil {
 		return User{}, err
 	}
 	return u, nil

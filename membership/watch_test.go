@@ -3,6 +3,7 @@ package membership_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -158,6 +159,158 @@ func TestConcurrentCreatesInACluster(t *testing.T) {
 	for range 40 {
 		if err := <-errs; err != nil {
 			t.Fatalf("a concurrent create failed: %v", err)
+		}
+	}
+}
+
+// TestCreatesContendInACluster creates users through the stores of all
+// three servers of a cluster, 32 at a time on each, as seeding clients or
+// imports do: every create must succeed, with a numeric alias of its own.
+// Each create reserves its alias with a compare-and-set on one key, and
+// one try of each round wins: a fixed number of tries, or a value read
+// from a replica that has not applied the last reservation yet, made the
+// others fail with a conflict their caller never caused.
+func TestCreatesContendInACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	srvs := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stores []*membership.Store
+	for _, s := range srvs {
+		js, err := jetstream.New(natstest.Connect(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: 3, Logger: zaptest.NewLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		stores = append(stores, st)
+	}
+	const perStore, workers = 160, 32
+	type created struct {
+		u   membership.User
+		err error
+	}
+	results := make(chan created, len(stores)*perStore)
+	for i, st := range stores {
+		ids := make(chan string, perStore)
+		for j := range perStore {
+			ids <- fmt.Sprintf("u%d-%03d", i, j)
+		}
+		close(ids)
+		for range workers {
+			go func() {
+				for id := range ids {
+					u, err := st.CreateUser(ctx, membership.User{ID: id, Username: id, Active: true})
+					results <- created{u, err}
+				}
+			}()
+		}
+	}
+	failed := 0
+	var first error
+	seqs := map[int64]string{}
+	for range len(stores) * perStore {
+		r := <-results
+		if r.err != nil {
+			failed++
+			if first == nil {
+				first = r.err
+			}
+			continue
+		}
+		if other, dup := seqs[r.u.Seq]; dup {
+			t.Errorf("users %s and %s share the numeric alias %d", other, r.u.ID, r.u.Seq)
+		}
+		seqs[r.u.Seq] = r.u.ID
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d concurrent creates failed; the first: %v", failed, len(stores)*perStore, first)
+	}
+}
+
+// TestUpdatesContendInACluster updates one user and one group from the
+// stores of all three servers of a cluster, eight updates at a time on
+// each: every update must succeed, and none may be lost. An update is a
+// compare-and-set on the record as this server's index has it; it lost
+// to a write the index had not applied yet at each of its ten tries, in
+// a few milliseconds, and answered a conflict to its caller.
+func TestUpdatesContendInACluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	srvs := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stores []*membership.Store
+	for _, s := range srvs {
+		js, err := jetstream.New(natstest.Connect(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: 3, Logger: zaptest.NewLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		stores = append(stores, st)
+	}
+	// Each update counts up the name: a lost update shows as a count short.
+	count := func(name *string) error {
+		n, err := strconv.Atoi(*name)
+		*name = strconv.Itoa(n + 1)
+		return err
+	}
+	if _, err := stores[0].CreateUser(ctx, membership.User{ID: "u", Username: "u", Name: "0", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[0].CreateGroup(ctx, membership.Group{ID: "g", Name: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	const perStore, workers = 48, 8
+	errs := make(chan error, 2*len(stores)*perStore)
+	for _, st := range stores {
+		for range workers {
+			go func() {
+				for range perStore / workers {
+					_, err := st.UpdateUser(ctx, "u", func(u *membership.User) error { return count(&u.Name) })
+					errs <- err
+					_, err = st.UpdateGroup(ctx, "g", func(g *membership.Group) error { return count(&g.Name) })
+					errs <- err
+				}
+			}()
+		}
+	}
+	failed := 0
+	var first error
+	for range 2 * len(stores) * perStore {
+		if err := <-errs; err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d concurrent updates failed; the first: %v", failed, 2*len(stores)*perStore, first)
+	}
+	want := strconv.Itoa(len(stores) * perStore)
+	for _, st := range stores {
+		// Each store's last update waited for its own index; the others'
+		// may still be on their way to it.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			u, _ := st.Index().User("u")
+			g, _ := st.Index().Group("g")
+			if u.Name == want && g.Name == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s updates each, the user counts %s and the group %s", want, u.Name, g.Name)
+			}
 		}
 	}
 }
