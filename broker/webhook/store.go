@@ -252,7 +252,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 		return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 	}
 	for range 10 {
-		e, err := s.kv.Get(ctx, id)
+		e, err := s.read(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 		}
@@ -296,12 +296,19 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 	return Webhook{}, fmt.Errorf("webhook: update %s: too many concurrent writes", id)
 }
 
+// read reads the registration a compare-and-set rests on from the leader
+// of the bucket's stream: kv.Get is a direct get, which a replica that has
+// not applied the last write may answer, with an old revision or none.
+func (s *Store) read(ctx context.Context, id string) (jetstream.KeyValueEntry, error) {
+	return jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, id)
+}
+
 // Delete removes the webhook id, or returns ErrNotFound.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 	}
-	e, err := s.kv.Get(ctx, id)
+	e, err := s.read(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 	}

@@ -227,3 +227,55 @@ func TestStoreWatchSeesOtherNodes(t *testing.T) {
 		t.Fatalf("second Delete: %v, want ErrNotFound", err)
 	}
 }
+
+// TestStoreWritesReadNoLaggingReplica gives the bucket's stream a mirror
+// that serves direct gets and has none of the registrations, as a replica
+// that lags has not: an update or delete that reads the registration
+// there took it for gone, and answered "not found" for a webhook that
+// exists.
+func TestStoreWritesReadNoLaggingReplica(t *testing.T) {
+	srv := natstest.Start(t)
+	st := openStore(t, srv, webhook.StoreConfig{})
+	ctx := t.Context()
+	js := jsOf(t, natstest.Connect(t, srv))
+	stream := "KV_" + webhook.DefaultBucket
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:         "lagging",
+		Mirror:       &jetstream.StreamSource{Name: stream, FilterSubject: "$KV." + webhook.DefaultBucket + ".elsewhere"},
+		MirrorDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A mirror serves direct gets once it has a message: a delete marker
+	// of a key no registration has.
+	m := nats.NewMsg("$KV." + webhook.DefaultBucket + ".elsewhere")
+	m.Header.Set("KV-Operation", "DEL")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		info, err := js.Stream(ctx, "lagging")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.CachedInfo().State.Msgs > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mirror has no message after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 20 {
+		w, err := st.Create(ctx, webhook.Webhook{URL: "https://a.example/hook"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Update(ctx, w.ID, func(w *webhook.Webhook) error { w.Disabled = true; return nil }); err != nil {
+			t.Fatalf("update %d of a webhook that exists: %v", i, err)
+		}
+		if err := st.Delete(ctx, w.ID); err != nil {
+			t.Fatalf("delete %d of a webhook that exists: %v", i, err)
+		}
+	}
+}
