@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
 
 // seed creates group and its members through the admin REST API of node
-// n, a few calls at a time; calls that fail are retried, and a conflict
-// (made by an earlier try) counts as done.
+// n, a few calls at a time; calls that fail are retried, and an "already
+// exists" (made by an earlier try) counts as done.
 func seed(ctx context.Context, api *API, n *Node, group string, users []string) error {
 	if err := create(ctx, api, "POST", n.URL+"/v1/groups", map[string]any{"id": group, "name": "Chaos"}); err != nil {
 		return err
@@ -46,7 +47,9 @@ func create(ctx context.Context, api *API, method, url string, body any) error {
 		r, err := api.do(cctx, method, url, body)
 		cancel()
 		switch {
-		case err == nil && (r.OK() || r.Status == http.StatusConflict):
+		case err == nil && (r.OK() || r.Status == http.StatusConflict && strings.Contains(string(r.Body), "already exists")):
+			// Another conflict (a write that lost to others too long)
+			// did nothing: it is tried again.
 			return nil
 		case err != nil:
 			last = err.Error()
