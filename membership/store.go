@@ -52,10 +52,10 @@ type Store struct {
 	nextSub int
 	loading bool // the initial load is being applied: no changes to tell
 
-	turnMu sync.Mutex
-	// turnMu guards the following maps.
-	turns map[string]*turn     // by key: see contend.go
-	seqs  map[string]*seqState // by kind
+	turns jskv.Turns // this store's writers of a key take turns
+
+	seqMu sync.Mutex
+	seqs  map[string]*seqState // by kind; seqMu guards the map
 }
 
 // Open creates or binds the bucket, loads it into the index and keeps the
@@ -93,7 +93,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		log:     cfg.Logger.Named("membership"),
 		subs:    map[int]func(Change){},
 		loading: true,
-		turns:   map[string]*turn{},
 		seqs:    map[string]*seqState{},
 	}
 	st, err := jskv.Stream(ctx, cfg.JetStream, "KV_"+cfg.Bucket)
@@ -257,13 +256,13 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 	key := prefixSeq + kind
 	var first int64
 	err := s.contended(ctx, key, func(ctx context.Context, _ bool) error {
-		s.turnMu.Lock()
+		s.seqMu.Lock()
 		sq := s.seqs[kind] // the key's turn guards *sq
 		if sq == nil {
 			sq = &seqState{}
 			s.seqs[kind] = sq
 		}
-		s.turnMu.Unlock()
+		s.seqMu.Unlock()
 		if !sq.known {
 			e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
 			switch {

@@ -12,6 +12,9 @@ var (
 	ErrInvalid  = errors.New("webhook: invalid")
 	ErrLimit    = errors.New("webhook: too many webhooks")
 	ErrClosed   = errors.New("webhook: closed")
+	// ErrConflict: an update lost to other writers of the webhook until
+	// its deadline.
+	ErrConflict = errors.New("webhook: concurrent update")
 )
 
 // Error codes of HTTPError, the same as the native API's.
@@ -65,6 +68,8 @@ func httpError(err error) error {
 		return &HTTPError{http.StatusNotFound, CodeNotFound, "webhook not found"}
 	case errors.Is(err, ErrLimit):
 		return &HTTPError{http.StatusConflict, CodeConflict, err.Error()}
+	case errors.Is(err, ErrConflict):
+		return &HTTPError{http.StatusConflict, CodeConflict, "concurrent update, retry"}
 	case errors.Is(err, ErrClosed):
 		return &HTTPError{http.StatusServiceUnavailable, CodeUnavailable, "webhooks are shutting down"}
 	}

@@ -67,6 +67,8 @@ type Store struct {
 	applied chan struct{} // closed and replaced after each applied entry
 	subs    map[int]func(w Webhook, deleted bool)
 	nextSub int
+
+	turns jskv.Turns // this store's updates of a webhook take turns
 }
 
 // Open creates or binds the bucket, loads it and keeps the view current
@@ -244,28 +246,30 @@ func (s *Store) Create(ctx context.Context, w Webhook) (Webhook, error) {
 }
 
 // Update applies fn to the stored webhook id and stores the result with a
-// compare-and-set, retrying on a concurrent write. fn may change URL,
-// Users and Disabled; ID, Secret and CreatedAt are kept, and EnabledAt is
-// set to now when Disabled turns false.
+// compare-and-set, trying again on a concurrent write (see
+// jskv.Turns.Contend). fn may change URL, Users and Disabled; ID, Secret
+// and CreatedAt are kept, and EnabledAt is set to now when Disabled turns
+// false.
 func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error) (Webhook, error) {
 	if !ValidID(id) {
 		return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 	}
-	for range 10 {
+	var w Webhook
+	err := s.turns.Contend(ctx, id, ErrConflict, func(ctx context.Context, _ bool) error {
 		e, err := s.read(ctx, id)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return Webhook{}, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+			return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 		}
 		if err != nil {
-			return Webhook{}, fmt.Errorf("webhook: read %s: %w", id, err)
+			return fmt.Errorf("webhook: read %s: %w", id, err)
 		}
 		var old Webhook
 		if err := json.Unmarshal(e.Value(), &old); err != nil {
-			return Webhook{}, fmt.Errorf("webhook: decode %s: %w", id, err)
+			return fmt.Errorf("webhook: decode %s: %w", id, err)
 		}
-		w := clone(old)
+		w = clone(old)
 		if err := fn(&w); err != nil {
-			return Webhook{}, err
+			return err
 		}
 		w.ID, w.Secret, w.CreatedAt, w.EnabledAt = old.ID, old.Secret, old.CreatedAt, old.EnabledAt
 		if old.Disabled && !w.Disabled {
@@ -273,27 +277,30 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 		}
 		if w.URL != old.URL {
 			if w.URL, err = s.checkURL(ctx, w.URL); err != nil {
-				return Webhook{}, err
+				return err
 			}
 		}
 		if w.Users, err = normalizeUsers(w.Users); err != nil {
-			return Webhook{}, err
+			return err
 		}
 		b, err := json.Marshal(w)
 		if err != nil {
-			return Webhook{}, fmt.Errorf("webhook: encode: %w", err)
+			return fmt.Errorf("webhook: encode: %w", err)
 		}
 		rev, err := s.kv.Update(ctx, id, b, e.Revision())
 		if isWrongSequence(err) {
-			continue
+			return ErrConflict
 		}
 		if err != nil {
-			return Webhook{}, fmt.Errorf("webhook: update %s: %w", id, err)
+			return fmt.Errorf("webhook: update %s: %w", id, err)
 		}
 		w.Revision = rev
-		return w, s.waitApplied(ctx, rev)
+		return nil
+	})
+	if err != nil {
+		return Webhook{}, err
 	}
-	return Webhook{}, fmt.Errorf("webhook: update %s: too many concurrent writes", id)
+	return w, s.waitApplied(ctx, w.Revision)
 }
 
 // read reads the registration a compare-and-set rests on from the leader

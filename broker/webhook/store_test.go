@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -277,5 +278,56 @@ func TestStoreWritesReadNoLaggingReplica(t *testing.T) {
 		if err := st.Delete(ctx, w.ID); err != nil {
 			t.Fatalf("delete %d of a webhook that exists: %v", i, err)
 		}
+	}
+}
+
+// TestStoreUpdatesContend updates one webhook from two stores (two nodes)
+// sixteen updates at a time on each: every update must succeed and none
+// may be lost. Each is a compare-and-set; ten tries in a row, without a
+// pause, lost to the others and answered an error.
+func TestStoreUpdatesContend(t *testing.T) {
+	srv := natstest.Start(t)
+	a := openStore(t, srv, webhook.StoreConfig{})
+	b := openStore(t, srv, webhook.StoreConfig{})
+	ctx := t.Context()
+	w, err := a.Create(ctx, webhook.Webhook{URL: "https://a.example/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perStore, workers = 64, 16
+	errs := make(chan error, 2*perStore)
+	for i, st := range []*webhook.Store{a, b} {
+		for k := range workers {
+			go func() {
+				for j := range perStore / workers {
+					user := fmt.Sprintf("u%d-%d-%d", i, k, j)
+					_, err := st.Update(ctx, w.ID, func(w *webhook.Webhook) error {
+						w.Users = append(w.Users, user)
+						return nil
+					})
+					errs <- err
+				}
+			}()
+		}
+	}
+	failed := 0
+	var first error
+	for range 2 * perStore {
+		if err := <-errs; err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d concurrent updates failed; the first: %v", failed, 2*perStore, first)
+	}
+	got, err := a.Get(w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Users) != 2*perStore {
+		t.Fatalf("the webhook has %d of the %d users added", len(got.Users), 2*perStore)
 	}
 }
