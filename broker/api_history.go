@@ -43,9 +43,12 @@ func (s *Server) countsHistory(w http.ResponseWriter, r *http.Request) error {
 		if !membership.ValidID(group) {
 			return badRequest("group: a group id is 1 to 64 of A-Z a-z 0-9 _ -")
 		}
-		if _, ok := s.store.Index().Group(group); !ok {
-			return &apiError{http.StatusNotFound, codeNotFound, "group " + group + " not found"}
+		if err := s.watchGroup(r, group); err != nil {
+			return err
 		}
+	} else if !s.authority.SeesEveryone(viewerOf(r)) {
+		return &apiError{http.StatusForbidden, codeForbidden,
+			"the whole server's history is for admins and tokens bound to no user; give a group of yours"}
 	}
 	var from time.Time
 	if v := q.Get("from"); v != "" {

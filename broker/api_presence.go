@@ -135,32 +135,63 @@ func (s *Server) presenceOfUsers(w http.ResponseWriter, r *http.Request) error {
 	if len(ids) == 0 || len(ids) > protocol.MaxQueryUsers {
 		return badRequest("ids must name 1 to %d users", protocol.MaxQueryUsers)
 	}
+	visible := s.authority.UserFilter(viewerOf(r))
 	out := make([]userView, 0, len(ids))
 	for _, us := range s.engine.Statuses(ids) {
+		if !visible(us.User) {
+			us = presence.UserStatus{User: us.User, Status: protocol.StatusOffline} // as a user never seen
+		}
 		out = append(out, viewStatus(us))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": out, "rev": s.engine.Rev()})
 	return nil
 }
 
+// viewerOf is whose presence rules a request reads under: the user its
+// credential is bound to, "" for a token bound to no user (see
+// membership.Authority).
+func viewerOf(r *http.Request) string { return principalFrom(r.Context()).UserID }
+
+// seeUser answers not found for a user that does not exist or that the
+// caller may not see: the two read alike.
+func (s *Server) seeUser(r *http.Request, id string) error {
+	if _, ok := s.store.Index().User(id); !ok || !s.authority.CanSeeUser(viewerOf(r), id) {
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + id + " not found"}
+	}
+	return nil
+}
+
+// watchGroup answers not found for a group that does not exist or that
+// the caller may not watch: the two read alike.
+func (s *Server) watchGroup(r *http.Request, id string) error {
+	if _, ok := s.store.Index().Group(id); !ok || !s.authority.CanWatchGroup(viewerOf(r), id) {
+		return &apiError{http.StatusNotFound, codeNotFound, "group " + id + " not found"}
+	}
+	return nil
+}
+
 func (s *Server) presenceOfUser(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, ok := s.store.Index().User(id); !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "user " + id + " not found"}
+	if err := s.seeUser(r, id); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, viewStatus(s.engine.Status(id)))
 	return nil
 }
 
-// whereNow lists the groups in which a user is present.
+// whereNow lists the groups in which a user is present, of those the
+// caller may watch.
 func (s *Server) whereNow(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, ok := s.store.Index().User(id); !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "user " + id + " not found"}
+	if err := s.seeUser(r, id); err != nil {
+		return err
 	}
-	groups := s.engine.WhereNow(id)
-	if groups == nil {
-		groups = []string{}
+	viewer := viewerOf(r)
+	groups := []string{}
+	for _, g := range s.engine.WhereNow(id) {
+		if s.authority.CanWatchGroup(viewer, g) {
+			groups = append(groups, g)
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"user": id, "groups": groups})
 	return nil
@@ -168,8 +199,8 @@ func (s *Server) whereNow(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) groupSnapshot(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, ok := s.store.Index().Group(id); !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "group " + id + " not found"}
+	if err := s.watchGroup(r, id); err != nil {
+		return err
 	}
 	snap := s.engine.Snapshot(id)
 	buf := s.appendSnapshot(s.frameBufs.get(snapshotSize(id, snap)), 0, id, snap)
@@ -181,10 +212,12 @@ func (s *Server) groupSnapshot(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) groupCounts(w http.ResponseWriter, r *http.Request) error {
-	counts := s.engine.Counts()
-	out := make([]protocol.GroupCount, len(counts))
-	for i, c := range counts {
-		out[i] = protocol.GroupCount{Group: c.Group, Online: c.Online, Total: c.Total, Rev: c.Rev}
+	viewer := viewerOf(r)
+	out := []protocol.GroupCount{}
+	for _, c := range s.engine.Counts() {
+		if s.authority.CanWatchGroup(viewer, c.Group) {
+			out = append(out, protocol.GroupCount{Group: c.Group, Online: c.Online, Total: c.Total, Rev: c.Rev})
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"groups": out, "rev": s.engine.Rev()})
 	return nil
@@ -197,9 +230,12 @@ func (s *Server) changedSince(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("since must be an RFC 3339 time")
 	}
+	visible := s.authority.UserFilter(viewerOf(r))
 	var out []userView
 	for _, us := range s.engine.ChangedSince(since) {
-		out = append(out, viewStatus(us))
+		if visible(us.User) {
+			out = append(out, viewStatus(us))
+		}
 	}
 	if out == nil {
 		out = []userView{}

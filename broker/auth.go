@@ -69,14 +69,9 @@ func (a *authenticator) authenticate(ctx context.Context, credential string) (Pr
 			return p, err
 		}
 	}
-	tok, err := a.store.Authenticate(ctx, credential)
+	tok, err := a.store.Authenticate(ctx, credential) // the user's state and the issuers' too
 	if err != nil {
 		return Principal{}, err
-	}
-	if tok.UserID != "" {
-		if u, ok := a.store.Index().User(tok.UserID); !ok || !u.Active {
-			return Principal{}, fmt.Errorf("%w: user inactive or deleted", membership.ErrUnauthorized)
-		}
 	}
 	p := Principal{UserID: tok.UserID, TokenID: tok.ID, Scopes: tok.Scopes}
 	if tok.ExpiresAt != nil {
@@ -114,6 +109,9 @@ func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
 		jwt.WithExpirationRequired(),
+		// An iat in the future is refused: the lifetime below counts from
+		// it, and a future one made a long-lived token look short.
+		jwt.WithIssuedAt(),
 		jwt.WithLeeway(jwtLeeway),
 	}
 	if a.audience != "" {

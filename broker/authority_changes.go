@@ -32,7 +32,16 @@ func (s *Server) onMembershipChange(c membership.Change) {
 		case c.Deleted:
 			s.revoke(s.conns.ofUser(c.User.ID), "user deleted", ofUser(c.User.ID))
 		case !c.User.Active:
-			s.revoke(s.conns.ofUser(c.User.ID), "user deactivated", ofUser(c.User.ID))
+			// The user's tokens, and those they issued (for other users
+			// too), stop working with the user.
+			id := c.User.ID
+			conns := s.conns.ofUser(id)
+			issued := map[string]bool{}
+			for _, tid := range s.store.Index().TokensUnder(id) {
+				issued[tid] = true
+				conns = append(conns, s.conns.ofToken(tid)...)
+			}
+			s.revoke(conns, "user deactivated", func(cr membership.Credential) bool { return cr.UserID == id || issued[cr.TokenID] })
 		default: // roles may have changed: what the user may watch too
 			for _, wc := range s.conns.ofUser(c.User.ID) {
 				go wc.recheckAccess()
@@ -51,10 +60,12 @@ func (s *Server) onMembershipChange(c membership.Change) {
 // native WebSockets given and the Rocket.Chat realtime connections whose
 // credential matches.
 func (s *Server) revoke(conns []*wsConn, why string, match func(membership.Credential) bool) {
+	n := 0
 	for _, wc := range conns {
-		wc.close(protocol.CloseUnauthorized)
+		if wc.close(protocol.CloseUnauthorized) {
+			n++
+		}
 	}
-	n := len(conns)
 	if rt := s.ddp.Load(); rt != nil {
 		n += rt.CloseWhere(match)
 	}

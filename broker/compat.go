@@ -53,7 +53,8 @@ func (s *Server) compatHandlers() (rc, cc, bx http.Handler, err error) {
 	}); err != nil {
 		return nil, nil, nil, err
 	}
-	if cc, err = cometchat.New(cometchat.Config{Directory: ix, Presence: st, Auth: auth, Logger: s.log.Named("cometchat")}); err != nil {
+	if cc, err = cometchat.New(cometchat.Config{Directory: ix, Presence: st, Auth: auth, Visibility: s.authority,
+		Logger: s.log.Named("cometchat")}); err != nil {
 		return nil, nil, nil, err
 	}
 	if bx, err = bitrix24.New(bitrix24.Config{Directory: ix, Auth: auth, Logger: s.log.Named("bitrix24")}); err != nil {

@@ -47,6 +47,11 @@ func TestJWTClaimsChecked(t *testing.T) {
 		{"too long without iat", func(c *jwt.RegisteredClaims) {
 			c.IssuedAt, c.ExpiresAt = nil, jwt.NewNumericDate(now.Add(2*time.Hour))
 		}, http.StatusUnauthorized},
+		// An iat in the future made a year's token look an hour long.
+		{"issued in the future", func(c *jwt.RegisteredClaims) {
+			c.ExpiresAt = jwt.NewNumericDate(now.Add(365 * 24 * time.Hour))
+			c.IssuedAt = jwt.NewNumericDate(c.ExpiresAt.Add(-30 * time.Minute))
+		}, http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

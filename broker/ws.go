@@ -189,13 +189,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	// A user token opens a presence session; a service token with
-	// presence:read opens an observer connection (dashboards, backends):
-	// no session, and every group is visible.
-	observer := p.UserID == "" && p.Allows(membership.ScopePresenceRead)
-	if !observer && (p.UserID == "" || !p.Allows(membership.ScopeConnect)) {
-		s.writeError(w, r, &apiError{http.StatusForbidden, codeForbidden,
-			"a WebSocket needs a user token with the connect scope or a service token with presence:read"})
+	observer, ok := wsAdmits(p)
+	if !ok {
+		s.writeError(w, r, &apiError{http.StatusForbidden, codeForbidden, errWSCredential})
 		return
 	}
 	if !slices.Contains(offeredSubprotocols(r), protocol.Subprotocol) {
@@ -563,7 +559,11 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		if err != nil {
 			return fail(protocol.CodeUnauthorized, "token not accepted")
 		}
-		if p.UserID != wc.userID() || (p.UserID == "" && !p.Allows(membership.ScopePresenceRead)) {
+		observer, ok := wsAdmits(p)
+		switch {
+		case !ok:
+			return fail(protocol.CodeForbidden, errWSCredential)
+		case p.UserID != wc.userID() || observer != wc.observer():
 			return fail(protocol.CodeForbidden, "token is for another user")
 		}
 		wc.s.conns.setPrincipal(wc, p)
@@ -592,6 +592,19 @@ func (wc *wsConn) sessionID() string {
 	}
 	return wc.sess.ID()
 }
+
+// wsAdmits is the rule for the credential of a WebSocket, at its opening
+// and at every refresh: a user token with connect opens a presence
+// session; a service token with presence:read an observer connection
+// (dashboards, backends: no session, and every group is visible).
+func wsAdmits(p Principal) (observer, ok bool) {
+	if p.UserID == "" {
+		return true, p.Allows(membership.ScopePresenceRead)
+	}
+	return false, p.Allows(membership.ScopeConnect)
+}
+
+const errWSCredential = "a WebSocket needs a user token with the connect scope or a service token with presence:read"
 
 // observer reports whether the connection is a service observer.
 func (wc *wsConn) observer() bool { return wc.sess == nil }

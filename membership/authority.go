@@ -74,10 +74,9 @@ func (a *Authority) IsAdmin(user string) bool {
 }
 
 // SeesEveryone reports whether viewer may see every user's presence and
-// watch every group: a service (a token bound to no user, which
-// authenticates for presence:read), an admin user, or, under
-// VisibilityAll, any user for users (not for groups: see CanWatchGroup).
-func (a *Authority) seesEveryone(viewer string) bool {
+// watch every group, whatever the visibility: a service (a token bound to
+// no user; viewer "") or an admin user.
+func (a *Authority) SeesEveryone(viewer string) bool {
 	return viewer == "" || a.IsAdmin(viewer)
 }
 
@@ -93,7 +92,7 @@ func (a *Authority) CanSeeUser(viewer, target string) bool {
 // UserFilter returns CanSeeUser for one viewer and many targets, with the
 // viewer's groups looked up once.
 func (a *Authority) UserFilter(viewer string) func(target string) bool {
-	if a.seesEveryone(viewer) || a.vis == VisibilityAll {
+	if a.SeesEveryone(viewer) || a.vis == VisibilityAll {
 		return func(string) bool { return true }
 	}
 	mine := map[string]bool{}
@@ -117,7 +116,7 @@ func (a *Authority) UserFilter(viewer string) func(target string) bool {
 // see group's presence and counts: its members, admins and services.
 // Callers that may not are answered alike whether the group exists or not.
 func (a *Authority) CanWatchGroup(viewer, group string) bool {
-	return a.seesEveryone(viewer) || a.ix.IsMember(group, viewer)
+	return a.SeesEveryone(viewer) || a.ix.IsMember(group, viewer)
 }
 
 // ErrForbidden is returned by the token rules: the credential may not do
@@ -173,7 +172,7 @@ func (a *Authority) CanManageToken(by Credential, t Token) bool {
 	if by.TokenID == "" {
 		return false
 	}
-	for id, hops := t.ID, 0; id != "" && hops < 64; hops++ {
+	for id, hops := t.ID, 0; id != "" && hops < maxIssuers; hops++ {
 		if id == by.TokenID {
 			return true
 		}

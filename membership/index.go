@@ -2,6 +2,7 @@ package membership
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sync"
 )
@@ -330,6 +331,50 @@ func page(ids []string, after string, limit int) []string {
 		ids = ids[:limit]
 	}
 	return ids
+}
+
+// maxIssuers bounds the walk up a token's issuers: deeper chains are
+// refused (CanManageToken walks as far).
+const maxIssuers = 64
+
+// standing says why t may not be used now, nil if it may: its user is
+// deleted or deactivated, or the token that issued it, or any further up,
+// is gone or bound to such a user. A token works only while the token that
+// issued it does.
+func (x *Index) standing(t Token) error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for hops := 0; ; hops++ {
+		if t.UserID != "" {
+			if u, ok := x.users[t.UserID]; !ok || !u.v.Active {
+				if hops == 0 {
+					return fmt.Errorf("%w: user inactive or deleted", ErrUnauthorized)
+				}
+				return fmt.Errorf("%w: issued by a token of a user inactive or deleted", ErrUnauthorized)
+			}
+		}
+		if t.IssuedBy == "" {
+			return nil
+		}
+		parent, ok := x.tokens[t.IssuedBy]
+		if !ok || hops == maxIssuers {
+			return fmt.Errorf("%w: the token that issued it is revoked", ErrUnauthorized)
+		}
+		t = parent.v
+	}
+}
+
+// TokensUnder returns the ids of user's tokens and of the tokens they
+// issued, directly or further down (bound to any user, or none).
+func (x *Index) TokensUnder(user string) []string {
+	var out []string
+	for _, t := range x.Tokens() {
+		if t.UserID == user {
+			out = append(out, x.tokenTree(t.ID)...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // tokenTree returns id and the ids of the tokens it issued, directly or

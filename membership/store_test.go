@@ -154,7 +154,8 @@ func TestTokens(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	st := openStore(t, natstest.Start(t))
-	must[membership.User](t)(st.CreateUser(ctx, membership.User{ID: "u1", Username: "u1"}))
+	// Authenticate takes a token of an active user only.
+	must[membership.User](t)(st.CreateUser(ctx, membership.User{ID: "u1", Username: "u1", Active: true}))
 	secret, tok, err := st.CreateToken(ctx, membership.TokenSpec{Name: "t", UserID: "u1", Scopes: []string{membership.ScopeConnect}})
 	if err != nil {
 		t.Fatal(err)

@@ -104,8 +104,11 @@ func (s *Store) RevokeToken(ctx context.Context, id string) ([]string, error) {
 	return ids, nil
 }
 
-// Authenticate resolves a token secret. It fails with ErrUnauthorized for an
-// unknown secret and ErrTokenExpired for an expired token.
+// Authenticate resolves a token secret. It fails with ErrTokenExpired for an
+// expired token, and with ErrUnauthorized for an unknown secret, a token
+// whose user is deleted or deactivated, or one whose issuer, or any token
+// further up, is gone or bound to such a user: a token works only while the
+// token that issued it does.
 func (s *Store) Authenticate(_ context.Context, secret string) (Token, error) {
 	if secret == "" {
 		return Token{}, ErrUnauthorized
@@ -116,6 +119,9 @@ func (s *Store) Authenticate(_ context.Context, secret string) (Token, error) {
 	}
 	if tok.Expired(s.cfg.Now()) {
 		return Token{}, ErrTokenExpired
+	}
+	if err := s.index.standing(tok); err != nil {
+		return Token{}, err
 	}
 	return tok, nil
 }

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -112,11 +113,17 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			return err
 		}
 	}
+	// The user's tokens go with the tokens they issued, as a revocation
+	// takes them (a token works only while its issuer does).
 	for _, t := range s.index.Tokens() {
-		if t.UserID == id {
-			if err := s.del(ctx, tokenKey(t.ID)); err != nil {
-				return err
-			}
+		if t.UserID != id {
+			continue
+		}
+		if _, ok := s.index.Token(t.ID); !ok {
+			continue // revoked with another of the user's tokens
+		}
+		if _, err := s.RevokeToken(ctx, t.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
 		}
 	}
 	return s.del(ctx, userKey(id))

@@ -88,7 +88,7 @@ func TestVendorClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := cometchat.New(cometchat.Config{Directory: env.Index, Presence: env.Statuses, Auth: env.Auth, Logger: logger})
+	cc, err := cometchat.New(cometchat.Config{Directory: env.Index, Presence: env.Statuses, Auth: env.Auth, Visibility: env.Everyone, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,9 @@ type Config struct {
 	Presence StatusReader
 	// Auth resolves the apikey header to an API token.
 	Auth Authenticator
+	// Visibility decides which groups a key bound to a user may list, with
+	// their members' status (*membership.Authority).
+	Visibility Visibility
 	// AppID, when set, must match the appid header of every request, as the
 	// app id in CometChat's host name would (default: not checked).
 	AppID string
@@ -53,6 +56,8 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("%w: Presence is required", ErrConfig)
 	case cfg.Auth == nil:
 		return nil, fmt.Errorf("%w: Auth is required", ErrConfig)
+	case cfg.Visibility == nil:
+		return nil, fmt.Errorf("%w: Visibility is required", ErrConfig)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -79,11 +84,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("%s is not supported on %s; use GET.", r.Method, r.URL.Path)))
 		return
 	}
-	if e := h.authenticate(r); e != nil {
+	tok, e := h.authenticate(r)
+	if e != nil {
 		h.fail(w, e)
 		return
 	}
-	body, e := h.members(guid, query.Parse(r.URL.RawQuery))
+	body, e := h.members(tok.UserID, guid, query.Parse(r.URL.RawQuery))
 	if e != nil {
 		h.fail(w, e)
 		return
@@ -106,36 +112,36 @@ func membersPath(path string) (guid string, ok bool) {
 	return guid, true
 }
 
-// authenticate checks the app id and the API key. The key itself is never
-// echoed in an error.
-func (h *Handler) authenticate(r *http.Request) *apiError {
+// authenticate checks the app id and the API key, and returns the key's
+// token. The key itself is never echoed in an error.
+func (h *Handler) authenticate(r *http.Request) (membership.Token, *apiError) {
 	if h.cfg.AppID != "" {
 		switch id := r.Header.Get("appid"); {
 		case id == "":
-			return newError(http.StatusUnauthorized, codeEmptyAppID, "The appId cannot be empty.",
+			return membership.Token{}, newError(http.StatusUnauthorized, codeEmptyAppID, "The appId cannot be empty.",
 				"The appid header is missing or empty.")
 		case id != h.cfg.AppID:
 			msg := fmt.Sprintf("The appId %s is invalid. Please use a correct appId.", id)
-			return newError(http.StatusUnauthorized, codeInvalidAppID, msg, msg)
+			return membership.Token{}, newError(http.StatusUnauthorized, codeInvalidAppID, msg, msg)
 		}
 	}
 	key := r.Header.Get("apikey") // header names are case-insensitive: apiKey, APIKEY
 	if key == "" {
-		return newError(http.StatusUnauthorized, codeEmptyAPIKey, "The apiKey cannot be empty.",
+		return membership.Token{}, newError(http.StatusUnauthorized, codeEmptyAPIKey, "The apiKey cannot be empty.",
 			"The apikey header is missing or empty. Please use a valid API key.")
 	}
 	tok, err := h.cfg.Auth.AuthenticateToken(r.Context(), key)
 	switch {
 	case errors.Is(err, membership.ErrUnauthorized), errors.Is(err, membership.ErrTokenExpired):
 		const msg = "The key does not exist. Please use correct apiKey."
-		return newError(http.StatusUnauthorized, codeAPIKeyNotFound, msg, msg)
+		return membership.Token{}, newError(http.StatusUnauthorized, codeAPIKeyNotFound, msg, msg)
 	case err != nil:
 		h.log.Error("cometchat: authenticate", zap.Error(err))
-		return newError(http.StatusInternalServerError, codeInternal, "Something went wrong. Please try again.", "Authentication failed on the server.")
+		return membership.Token{}, newError(http.StatusInternalServerError, codeInternal, "Something went wrong. Please try again.", "Authentication failed on the server.")
 	case !tok.Allows(membership.ScopeMembershipRead):
-		return newError(http.StatusForbidden, codeNoAccess,
+		return membership.Token{}, newError(http.StatusForbidden, codeNoAccess,
 			"The key cannot be used to perform this operation. Please use API key with a correct scope to perform the operation.",
 			"The key does not have enough clearance. To perform the operation, please use the API key with the correct scope.")
 	}
-	return nil
+	return tok, nil
 }

@@ -128,13 +128,13 @@ func parseListQuery(q query.Values) (listQuery, *apiError) {
 
 // members lists a group's active members in membership order, filtered by
 // scope and by status (available = not offline), one page at a time.
-func (h *Handler) members(guid string, q query.Values) (any, *apiError) {
+func (h *Handler) members(viewer, guid string, q query.Values) (any, *apiError) {
 	lq, e := parseListQuery(q)
 	if e != nil {
 		return nil, e
 	}
 	g, ok := h.cfg.Directory.Group(guid)
-	if !ok {
+	if !ok || !h.cfg.Visibility.CanWatchGroup(viewer, g.ID) {
 		return nil, newError(http.StatusNotFound, codeGUIDNotFound,
 			fmt.Sprintf("The GUID %s does not exist, please make sure you have created a group with GUID %s.", guid, guid),
 			fmt.Sprintf("The GUID %s does not exist, so please make sure you have created a group with GUID %s.", guid, guid))

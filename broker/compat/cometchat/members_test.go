@@ -65,7 +65,7 @@ func newWorld(t *testing.T, mods ...func(*cometchat.Config)) *world {
 			ExpiresAt: new(compattest.Now.Add(time.Hour))}),
 	}
 	cfg := cometchat.Config{
-		Directory: env.Index, Presence: env.Statuses, Auth: env.Auth,
+		Directory: env.Index, Presence: env.Statuses, Auth: env.Auth, Visibility: env.Everyone,
 		Logger: zaptest.NewLogger(t), Now: func() time.Time { return seedCursor },
 	}
 	for _, mod := range mods {
@@ -264,6 +264,7 @@ func TestKeyFailures(t *testing.T) {
 
 	down := &world{env: w.env, keys: w.keys, url: serve(t, cometchat.Config{
 		Directory: w.env.Index, Presence: w.env.Statuses, Auth: compattest.FailingAuth{Err: compattest.ErrDown},
+		Visibility: w.env.Everyone,
 	})}
 	res = down.do(t, req{path: path, key: "full"})
 	if res.Status != 500 {
@@ -275,9 +276,10 @@ func TestKeyFailures(t *testing.T) {
 func TestNewConfig(t *testing.T) {
 	env := compattest.New(t)
 	for _, cfg := range []cometchat.Config{
-		{Presence: env.Statuses, Auth: env.Auth},
-		{Directory: env.Index, Auth: env.Auth},
-		{Directory: env.Index, Presence: env.Statuses},
+		{Presence: env.Statuses, Auth: env.Auth, Visibility: env.Everyone},
+		{Directory: env.Index, Auth: env.Auth, Visibility: env.Everyone},
+		{Directory: env.Index, Presence: env.Statuses, Visibility: env.Everyone},
+		{Directory: env.Index, Presence: env.Statuses, Auth: env.Auth},
 	} {
 		if _, err := cometchat.New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)

@@ -1,0 +1,194 @@
+package broker_test
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/protocol"
+)
+
+// seedOther adds group other with c as its only member (seedTeam: a and b
+// in team, c in no group) and makes c busy with a status text.
+func seedOther(t *testing.T, s *testServer) {
+	t.Helper()
+	call(t, "POST", s.URL+"/v1/groups", s.Admin, map[string]any{"id": "other", "name": "Other"}, nil)
+	call(t, "PUT", s.URL+"/v1/groups/other/members/c", s.Admin, nil, nil)
+	waitMembers(t, s, "other", 1)
+	c := mustDial(t, s, userJWT(t, "c", time.Hour))
+	c.reply(protocol.ClientFrame{Op: protocol.OpSetStatus, Status: protocol.StatusBusy, Text: "secret meeting"})
+	waitStatusOf(t, s, "c", protocol.StatusBusy)
+}
+
+// TestVisibilityOnNativeREST: a token bound to a user reads presence on
+// the native REST API under the rule the WebSocket and the vendors' APIs
+// follow: a user it shares no group with reads as offline, or is not
+// found where a missing user is not found, and a group it is not in is
+// not found; a token bound to no user sees everyone. Before, every read
+// of the native API answered everything to any presence:read token.
+func TestVisibilityOnNativeREST(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	since := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	seedOther(t, s)
+	userTok, _ := mustIssue(t, s, map[string]any{"userId": "a", "scopes": []string{"presence:read"}})
+	serviceTok, _ := mustIssue(t, s, map[string]any{"scopes": []string{"presence:read"}})
+	for _, tc := range []struct {
+		name  string
+		token string
+		sees  bool
+	}{{"user a", userTok, false}, {"service", serviceTok, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			found := map[bool]int{true: http.StatusOK, false: http.StatusNotFound}[tc.sees]
+			var many struct {
+				Users []struct{ User, Status, Text string }
+			}
+			call(t, "GET", s.URL+"/v1/presence/users?ids=c,b", tc.token, nil, &many)
+			wantC := map[bool]string{true: "busy", false: "offline"}[tc.sees]
+			if len(many.Users) != 2 || many.Users[0].Status != wantC || tc.sees != (many.Users[0].Text != "") {
+				t.Errorf("users?ids=c,b: %+v, want c %s", many.Users, wantC)
+			}
+			var one struct{ Status string }
+			if st := call(t, "GET", s.URL+"/v1/presence/users/c", tc.token, nil, &one); st != found || tc.sees && one.Status != "busy" {
+				t.Errorf("users/c: %d %+v, want %d", st, one, found)
+			}
+			if st := call(t, "GET", s.URL+"/v1/presence/users/c/groups", tc.token, nil, nil); st != found {
+				t.Errorf("users/c/groups: %d, want %d", st, found)
+			}
+			if st := call(t, "GET", s.URL+"/v1/presence/groups/other", tc.token, nil, nil); st != found {
+				t.Errorf("groups/other: %d, want %d", st, found)
+			}
+			if st := call(t, "GET", s.URL+"/v1/presence/groups/team", tc.token, nil, nil); st != http.StatusOK {
+				t.Errorf("groups/team: %d, want 200", st)
+			}
+			var counts struct{ Groups []struct{ Group string } }
+			call(t, "GET", s.URL+"/v1/presence/counts", tc.token, nil, &counts)
+			var groups []string
+			for _, g := range counts.Groups {
+				groups = append(groups, g.Group)
+			}
+			if slices.Contains(groups, "other") != tc.sees || !slices.Contains(groups, "team") {
+				t.Errorf("counts of %v", groups)
+			}
+			var changes struct{ Users []struct{ User string } }
+			call(t, "GET", s.URL+"/v1/presence/changes?since="+url.QueryEscape(since), tc.token, nil, &changes)
+			seen := false
+			for _, u := range changes.Users {
+				seen = seen || u.User == "c"
+			}
+			if seen != tc.sees {
+				t.Errorf("changes: %+v, want c listed: %v", changes.Users, tc.sees)
+			}
+			if st := call(t, "GET", s.URL+"/v1/presence/counts/history?group=other", tc.token, nil, nil); st != found {
+				t.Errorf("counts/history of other: %d, want %d", st, found)
+			}
+			if st := call(t, "GET", s.URL+"/v1/presence/counts/history?group=team", tc.token, nil, nil); st != http.StatusOK {
+				t.Errorf("counts/history of team: %d, want 200", st)
+			}
+		})
+	}
+}
+
+// TestCometChatMembersUnderTheRules: CometChat's members list shows each
+// member's presence. A key bound to a user sees only the groups that user
+// may watch (others answer like a group that does not exist), and the key
+// of a deactivated user works no more, as everywhere else. Before, both
+// answered the group's members and their status.
+func TestCometChatMembersUnderTheRules(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	seedOther(t, s)
+	get := func(token, group string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", s.URL+"/v3/groups/"+group+"/members", nil)
+		req.Header.Set("apikey", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	keyA, _ := mustIssue(t, s, map[string]any{"userId": "a", "scopes": []string{"membership:read"}})
+	if st := get(keyA, "team"); st != http.StatusOK {
+		t.Fatalf("a's key, a's group: %d", st)
+	}
+	if st, none := get(keyA, "other"), get(keyA, "nosuch"); st != none || st != http.StatusNotFound {
+		t.Fatalf("a's key, a group a is not in: %d; a group that does not exist: %d", st, none)
+	}
+	server, _ := mustIssue(t, s, map[string]any{"scopes": []string{"membership:read"}})
+	if st := get(server, "other"); st != http.StatusOK {
+		t.Fatalf("a key bound to no user: %d", st)
+	}
+	keyC, _ := mustIssue(t, s, map[string]any{"userId": "c", "scopes": []string{"membership:read"}})
+	call(t, "PATCH", s.URL+"/v1/users/c", s.Admin, map[string]any{"active": false}, nil)
+	if st := get(keyC, "other"); st != http.StatusUnauthorized {
+		t.Fatalf("the key of a deactivated user: %d", st)
+	}
+}
+
+// TestTokensOfARemovedIssuerStopWorking: a token works only while the
+// token that issued it does. A user with an admin token issued a token
+// bound to no user with the admin scope, and one for b; once the user is
+// deleted, or deactivated, neither works, and b's WebSocket is closed.
+// Before, a removed admin kept admin access through them.
+func TestTokensOfARemovedIssuerStopWorking(t *testing.T) {
+	for _, remove := range []string{"deleted", "deactivated"} {
+		t.Run(remove, func(t *testing.T) {
+			s := startServer(t, "")
+			seedTeam(t, s)
+			ownTok, _ := mustIssue(t, s, map[string]any{"userId": "c", "scopes": []string{"admin"}})
+			minted, _, st := issue(t, s, ownTok, map[string]any{"scopes": []string{"admin"}})
+			if st != http.StatusCreated {
+				t.Fatalf("issue unbound: %d", st)
+			}
+			forB, _, st := issue(t, s, ownTok, map[string]any{"userId": "b", "scopes": []string{"connect"}})
+			if st != http.StatusCreated {
+				t.Fatalf("issue for b: %d", st)
+			}
+			if st := call(t, "GET", s.URL+"/v1/users", minted, nil, nil); st != http.StatusOK {
+				t.Fatalf("the minted token before: %d", st)
+			}
+			b := mustDial(t, s, forB)
+			if remove == "deleted" {
+				call(t, "DELETE", s.URL+"/v1/users/c", s.Admin, nil, nil)
+			} else {
+				call(t, "PATCH", s.URL+"/v1/users/c", s.Admin, map[string]any{"active": false}, nil)
+			}
+			if st := call(t, "GET", s.URL+"/v1/users", minted, nil, nil); st != http.StatusUnauthorized {
+				t.Errorf("the token c's token issued, once c is %s: %d", remove, st)
+			}
+			if code := waitClosed(t, b); code != protocol.CloseUnauthorized {
+				t.Errorf("b's WebSocket on a token c's issued closed with %d, want %d", code, protocol.CloseUnauthorized)
+			}
+			if remove == "deactivated" {
+				call(t, "PATCH", s.URL+"/v1/users/c", s.Admin, map[string]any{"active": true}, nil)
+				if st := call(t, "GET", s.URL+"/v1/users", minted, nil, nil); st != http.StatusOK {
+					t.Errorf("the minted token once c is active again: %d", st)
+				}
+			}
+		})
+	}
+}
+
+// TestRefreshNeedsAWebSocketCredential: a WebSocket's refresh takes only a
+// credential that could open it: a user token without connect is refused,
+// and the connection stays on the credential it had. Before, a token with
+// only membership:read replaced it, and revoking the connect token left
+// the connection open.
+func TestRefreshNeedsAWebSocketCredential(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	connectTok, connectID := mustIssue(t, s, map[string]any{"userId": "a", "scopes": []string{"connect"}})
+	narrow, _ := mustIssue(t, s, map[string]any{"userId": "a", "scopes": []string{"membership:read"}})
+	a := mustDial(t, s, connectTok)
+	if f := a.reply(protocol.ClientFrame{Op: protocol.OpRefresh, Token: narrow}); f.Op != protocol.OpError {
+		t.Fatalf("refresh with a token lacking connect: %+v, want an error", f)
+	}
+	call(t, "DELETE", s.URL+"/v1/tokens/"+connectID, s.Admin, nil, nil)
+	if code := waitClosed(t, a); code != protocol.CloseUnauthorized {
+		t.Fatalf("closed with %d after its token was revoked, want %d", code, protocol.CloseUnauthorized)
+	}
+}
