@@ -121,27 +121,42 @@ func (s *Store) PutMember(ctx context.Context, m Member) (Member, error) {
 	if err := s.index.validateMember(m); err != nil {
 		return Member{}, err
 	}
-	if _, ok := s.index.Group(m.GroupID); !ok {
-		return Member{}, fmt.Errorf("group %s: %w", m.GroupID, ErrNotFound)
-	}
-	if _, ok := s.index.User(m.UserID); !ok {
-		return Member{}, fmt.Errorf("user %s: %w", m.UserID, ErrNotFound)
-	}
-	if old, ok := s.index.Member(m.GroupID, m.UserID); ok {
-		m.Seq, m.JoinedAt = old.Seq, old.JoinedAt
-	} else {
-		if m.Seq == 0 {
-			seq, err := s.reserveSeq(ctx, "members", 1)
-			if err != nil {
-				return Member{}, err
+	given, key := m, MemberKey(m.GroupID, m.UserID)
+	// A compare-and-set, the creation included: puts of one new membership
+	// through several nodes at once agree on the seq the first one gave.
+	err := s.contended(ctx, key, func(ctx context.Context, retry bool) error {
+		if retry {
+			s.catchUp(ctx, key)
+		}
+		m = given
+		if _, ok := s.index.Group(m.GroupID); !ok {
+			return fmt.Errorf("group %s: %w", m.GroupID, ErrNotFound)
+		}
+		if _, ok := s.index.User(m.UserID); !ok {
+			return fmt.Errorf("user %s: %w", m.UserID, ErrNotFound)
+		}
+		old, rev, exists := s.index.memberRev(m.GroupID, m.UserID)
+		if exists {
+			m.Seq, m.JoinedAt = old.Seq, old.JoinedAt
+		} else {
+			if m.Seq == 0 {
+				seq, err := s.reserveSeq(ctx, "members", 1)
+				if err != nil {
+					return err
+				}
+				m.Seq = seq
 			}
-			m.Seq = seq
+			if m.JoinedAt.IsZero() {
+				m.JoinedAt = s.cfg.Now().UTC()
+			}
 		}
-		if m.JoinedAt.IsZero() {
-			m.JoinedAt = s.cfg.Now().UTC()
+		_, err := s.put(ctx, key, m, &rev) // rev 0: create
+		if err == ErrExists {
+			return ErrConflict // created meanwhile through another node: keep its seq
 		}
-	}
-	if _, err := s.put(ctx, MemberKey(m.GroupID, m.UserID), m, nil); err != nil {
+		return err
+	})
+	if err != nil {
 		return Member{}, err
 	}
 	return m, nil

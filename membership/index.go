@@ -296,6 +296,13 @@ func (x *Index) userRev(id string) (User, uint64, bool) {
 	return e.v, e.rev, ok
 }
 
+func (x *Index) memberRev(group, user string) (Member, uint64, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e, ok := x.members[group][user]
+	return e.v, e.rev, ok
+}
+
 func (x *Index) groupRev(id string) (Group, uint64, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()

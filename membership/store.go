@@ -56,6 +56,12 @@ type Store struct {
 
 	seqMu sync.Mutex
 	seqs  map[string]*seqState // by kind; seqMu guards the map
+
+	// bg runs the deletions of orphaned memberships (orphans.go) until
+	// bgCtx ends at Close.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 // Open creates or binds the bucket, loads it into the index and keeps the
@@ -95,8 +101,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		loading: true,
 		seqs:    map[string]*seqState{},
 	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	st, err := jskv.Stream(ctx, cfg.JetStream, "KV_"+cfg.Bucket)
 	if err != nil {
+		s.bgCancel()
 		return nil, fmt.Errorf("membership: open bucket %s: %w", cfg.Bucket, err)
 	}
 	s.follow, err = jskv.Follow(ctx, kv, st, jskv.FollowConfig{
@@ -104,12 +112,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		OnResume: func(string) { s.resumes.Add(1) },
 	})
 	if err != nil {
+		s.bgCancel()
 		return nil, fmt.Errorf("membership: watch: %w", err)
 	}
 	select {
 	case <-s.follow.Loaded():
 	case <-ctx.Done():
-		s.follow.Stop()
+		s.Close()
 		return nil, fmt.Errorf("membership: loading bucket %s: %w", cfg.Bucket, ctx.Err())
 	}
 	if err := s.ensureBuiltinRoles(ctx); err != nil {
@@ -125,8 +134,13 @@ func (s *Store) Index() *Index { return s.index }
 // KV returns the bucket, for health checks.
 func (s *Store) KV() jetstream.KeyValue { return s.kv }
 
-// Close stops the watch. Reads keep answering from the last state.
-func (s *Store) Close() { s.follow.Stop() }
+// Close stops the watch and the background work. Reads keep answering
+// from the last state.
+func (s *Store) Close() {
+	s.bgCancel()
+	s.follow.Stop()
+	s.bg.Wait()
+}
 
 // Err reports why the index may not follow the bucket right now (its
 // watch stalled and is being resumed), nil while all is well: readiness
@@ -166,6 +180,7 @@ func (s *Store) apply(e jetstream.KeyValueEntry) {
 		s.mu.Lock()
 		s.loading = false
 		s.mu.Unlock()
+		s.dropOrphans(s.loadedOrphans())
 		return
 	}
 	deleted := e.Operation() != jetstream.KeyValuePut
@@ -177,13 +192,17 @@ func (s *Store) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	s.mu.Lock()
+	loading := s.loading
 	var subs []func(Change)
-	if !s.loading {
+	if !loading {
 		for _, fn := range s.subs {
 			subs = append(subs, fn)
 		}
 	}
 	s.mu.Unlock()
+	if !loading {
+		s.dropOrphans(s.orphansOf(c))
+	}
 	for _, fn := range subs {
 		fn(c)
 	}

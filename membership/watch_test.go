@@ -314,3 +314,159 @@ func TestUpdatesContendInACluster(t *testing.T) {
 		}
 	}
 }
+
+// clusterStores opens a store on each of the three servers of a new
+// cluster, the bucket replicated on all three.
+func clusterStores(t *testing.T, ctx context.Context) []*membership.Store {
+	t.Helper()
+	var stores []*membership.Store
+	for _, s := range natstest.StartCluster(t, 3) {
+		js, err := jetstream.New(natstest.Connect(t, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: 3, Logger: zaptest.NewLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		stores = append(stores, st)
+	}
+	return stores
+}
+
+// TestMembershipPutsAgreeAcrossNodes puts the same memberships through
+// all three nodes at once: every caller must be told the seq that is
+// stored, the one the first write gave. Each put read its own node's
+// index, found no membership, reserved a seq of its own and wrote it
+// without a compare-and-set: three answers, three seqs, one stored.
+func TestMembershipPutsAgreeAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stores := clusterStores(t, ctx)
+	if _, err := stores[0].CreateGroup(ctx, membership.Group{ID: "g", Name: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	const users = 40
+	for i := range users {
+		id := fmt.Sprintf("u%02d", i)
+		if _, err := stores[i%3].CreateUser(ctx, membership.User{ID: id, Username: id, Active: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type answer struct {
+		user string
+		seq  int64
+		err  error
+	}
+	answers := make(chan answer, 3*users)
+	for _, st := range stores {
+		go func() {
+			for i := range users {
+				id := fmt.Sprintf("u%02d", i)
+				m, err := st.PutMember(ctx, membership.Member{GroupID: "g", UserID: id})
+				answers <- answer{id, m.Seq, err}
+			}
+		}()
+	}
+	told := map[string]map[int64]bool{}
+	for range 3 * users {
+		a := <-answers
+		if a.err != nil {
+			t.Fatalf("put member %s: %v", a.user, a.err)
+		}
+		if told[a.user] == nil {
+			told[a.user] = map[int64]bool{}
+		}
+		told[a.user][a.seq] = true
+	}
+	differ := 0
+	for i := range users {
+		id := fmt.Sprintf("u%02d", i)
+		m, _ := stores[0].Index().Member("g", id)
+		if len(told[id]) != 1 || !told[id][m.Seq] {
+			differ++
+			if differ <= 3 {
+				t.Errorf("member %s: callers told seqs %v, stored %d", id, told[id], m.Seq)
+			}
+		}
+	}
+	if differ > 0 {
+		t.Fatalf("%d of %d memberships answered seqs that are not the one stored", differ, users)
+	}
+}
+
+// TestMembershipDiesWithItsUser deletes users through one node while
+// another puts them in a group: once both are done, no membership may be
+// left whose user is gone. The put checked the user in its node's index
+// before the deletion reached it and landed after the deletion's own
+// sweep of memberships: the membership outlived its user, and a later
+// user with the same id inherited it.
+func TestMembershipDiesWithItsUser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stores := clusterStores(t, ctx)
+	if _, err := stores[0].CreateGroup(ctx, membership.Group{ID: "g", Name: "g"}); err != nil {
+		t.Fatal(err)
+	}
+	const users = 60
+	for i := range users {
+		id := fmt.Sprintf("u%02d", i)
+		if _, err := stores[0].CreateUser(ctx, membership.User{ID: id, Username: id, Active: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every store has every user before the race begins.
+	for _, st := range stores {
+		for deadline := time.Now().Add(10 * time.Second); len(st.Index().Users()) < users; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("users not applied everywhere")
+			}
+		}
+	}
+	done := make(chan struct{}, 2*users)
+	for i := range users {
+		id := fmt.Sprintf("u%02d", i)
+		go func() {
+			_ = stores[1].DeleteUser(ctx, id)
+			done <- struct{}{}
+		}()
+		go func() {
+			_, _ = stores[2].PutMember(ctx, membership.Member{GroupID: "g", UserID: id})
+			done <- struct{}{}
+		}()
+	}
+	for range 2 * users {
+		<-done
+	}
+	for _, st := range stores {
+		var orphans []string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			orphans = orphans[:0]
+			for _, m := range st.Index().Members("g") {
+				if _, ok := st.Index().User(m.UserID); !ok {
+					orphans = append(orphans, m.UserID)
+				}
+			}
+			if len(orphans) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(orphans) > 0 {
+			t.Fatalf("5s after the race, %d memberships of deleted users are left: %v", len(orphans), orphans)
+		}
+	}
+	// A new user with a deleted one's id starts with no group.
+	if _, err := stores[0].CreateUser(ctx, membership.User{ID: "u00", Username: "u00-again", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	if gs := stores[0].Index().GroupsOf("u00"); len(gs) != 0 {
+		t.Fatalf("a new u00 inherits %+v", gs)
+	}
+}
