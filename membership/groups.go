@@ -65,6 +65,9 @@ func (s *Store) writeGroup(ctx context.Context, g Group, create bool) (Group, er
 		g = given
 		now := s.cfg.Now().UTC()
 		old, rev, exists := s.index.groupRev(g.ID)
+		if exists && create {
+			return fmt.Errorf("group %s: %w", g.ID, ErrExists)
+		}
 		if exists {
 			g.Seq, g.CreatedAt = old.Seq, old.CreatedAt
 		} else {
@@ -80,16 +83,14 @@ func (s *Store) writeGroup(ctx context.Context, g Group, create bool) (Group, er
 			}
 		}
 		g.UpdatedAt = now
-		var last *uint64
-		if create {
-			var zero uint64
-			last = &zero
-		} else if exists {
-			last = &rev
-		}
-		_, err := s.put(ctx, groupKey(g.ID), g, last)
-		if err == ErrExists {
+		// A compare-and-set, the creation included (rev 0): a put of a
+		// group another node creates meanwhile reads it and keeps its seq.
+		_, err := s.put(ctx, groupKey(g.ID), g, &rev)
+		switch {
+		case err == ErrExists && create:
 			return fmt.Errorf("group %s: %w", g.ID, ErrExists)
+		case err == ErrExists:
+			return ErrConflict
 		}
 		return err
 	})

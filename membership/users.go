@@ -69,6 +69,9 @@ func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error
 		u = given
 		now := s.cfg.Now().UTC()
 		old, rev, exists := s.index.userRev(u.ID)
+		if exists && create {
+			return fmt.Errorf("user %s: %w", u.ID, ErrExists)
+		}
 		if exists {
 			u.Seq, u.CreatedAt = old.Seq, old.CreatedAt
 		} else {
@@ -84,16 +87,14 @@ func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error
 			}
 		}
 		u.UpdatedAt = now
-		var last *uint64
-		if create {
-			var zero uint64
-			last = &zero
-		} else if exists {
-			last = &rev
-		}
-		_, err := s.put(ctx, userKey(u.ID), u, last)
-		if err == ErrExists {
+		// A compare-and-set, the creation included (rev 0): a put of a
+		// user another node creates meanwhile reads it and keeps its seq.
+		_, err := s.put(ctx, userKey(u.ID), u, &rev)
+		switch {
+		case err == ErrExists && create:
 			return fmt.Errorf("user %s: %w", u.ID, ErrExists)
+		case err == ErrExists:
+			return ErrConflict
 		}
 		return err
 	})

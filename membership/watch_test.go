@@ -470,3 +470,63 @@ func TestMembershipDiesWithItsUser(t *testing.T) {
 		t.Fatalf("a new u00 inherits %+v", gs)
 	}
 }
+
+// TestPutsOfANewUserAgreeAcrossNodes puts the same new users and groups
+// through all three nodes at once: every caller must be told the seq that
+// is stored. A put of a record its node's index did not have yet was a
+// plain write that replaced whatever another node had created meanwhile,
+// with a seq of its own: an acknowledged seq changed.
+func TestPutsOfANewUserAgreeAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stores := clusterStores(t, ctx)
+	const n = 30
+	type answer struct {
+		key string
+		seq int64
+		err error
+	}
+	answers := make(chan answer, 2*3*n)
+	for _, st := range stores {
+		go func() {
+			for i := range n {
+				id := fmt.Sprintf("x%02d", i)
+				u, err := st.PutUser(ctx, membership.User{ID: id, Username: id, Active: true})
+				answers <- answer{"users." + id, u.Seq, err}
+				g, err := st.PutGroup(ctx, membership.Group{ID: id, Name: id})
+				answers <- answer{"groups." + id, g.Seq, err}
+			}
+		}()
+	}
+	told := map[string]map[int64]bool{}
+	for range 2 * 3 * n {
+		a := <-answers
+		if a.err != nil {
+			t.Fatalf("put %s: %v", a.key, a.err)
+		}
+		if told[a.key] == nil {
+			told[a.key] = map[int64]bool{}
+		}
+		told[a.key][a.seq] = true
+	}
+	differ := 0
+	for i := range n {
+		id := fmt.Sprintf("x%02d", i)
+		u, _ := stores[0].Index().User(id)
+		g, _ := stores[0].Index().Group(id)
+		for key, stored := range map[string]int64{"users." + id: u.Seq, "groups." + id: g.Seq} {
+			if len(told[key]) != 1 || !told[key][stored] {
+				differ++
+				if differ <= 3 {
+					t.Errorf("%s: callers told seqs %v, stored %d", key, told[key], stored)
+				}
+			}
+		}
+	}
+	if differ > 0 {
+		t.Fatalf("%d of %d records answered seqs that are not the one stored", differ, 2*n)
+	}
+}
