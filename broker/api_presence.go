@@ -34,12 +34,19 @@ func (s *Server) publishStatus(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := s.store.Index().User(b.User); !ok {
 		return &apiError{http.StatusNotFound, codeNotFound, "user " + b.User + " not found"}
 	}
+	if by := principalFrom(r.Context()); !s.authority.CanPublishFor(by, b.User) {
+		return &apiError{http.StatusForbidden, codeForbidden, forbiddenPublish(by)}
+	}
 	rev, err := s.engine.Publish(r.Context(), b.event())
 	if err != nil {
 		return presenceError(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "rev": rev})
 	return nil
+}
+
+func forbiddenPublish(by Principal) string {
+	return "a token bound to user " + by.UserID + " states only that user's status"
 }
 
 // batchResult is one event's outcome in a batch: ok and rev, or error.
@@ -69,9 +76,14 @@ func (s *Server) publishStatusBatch(w http.ResponseWriter, r *http.Request) erro
 	evs := make([]presence.Event, 0, len(b.Events))
 	at := make([]int, 0, len(b.Events))
 	idx := s.store.Index()
+	by := principalFrom(r.Context())
 	for i, e := range b.Events {
 		if _, ok := idx.User(e.User); !ok {
 			results[i].Error = map[string]string{"code": codeNotFound, "message": "user " + e.User + " not found"}
+			continue
+		}
+		if !s.authority.CanPublishFor(by, e.User) {
+			results[i].Error = map[string]string{"code": codeForbidden, "message": forbiddenPublish(by)}
 			continue
 		}
 		evs = append(evs, e.event())

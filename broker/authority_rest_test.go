@@ -192,3 +192,39 @@ func TestRefreshNeedsAWebSocketCredential(t *testing.T) {
 		t.Fatalf("closed with %d after its token was revoked, want %d", code, protocol.CloseUnauthorized)
 	}
 }
+
+// TestPublishForOthersNeedsABackend: through the backend status API a
+// token bound to a user states only that user's status; a token bound to
+// no user states anyone's. Before, a user's presence:publish token set any
+// user's status, one event or a batch.
+func TestPublishForOthersNeedsABackend(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	userTok, _ := mustIssue(t, s, map[string]any{"userId": "a", "scopes": []string{"presence:publish"}})
+	backend, _ := mustIssue(t, s, map[string]any{"scopes": []string{"presence:publish"}})
+	status := func(token, user string) int {
+		return call(t, "POST", s.URL+"/v1/presence/status", token,
+			map[string]any{"user": user, "status": "busy", "source": "crm"}, nil)
+	}
+	if st := status(userTok, "b"); st != http.StatusForbidden {
+		t.Errorf("a's token stating b's status: %d, want 403", st)
+	}
+	if st := status(userTok, "a"); st != http.StatusOK {
+		t.Errorf("a's token stating a's status: %d, want 200", st)
+	}
+	if st := status(backend, "b"); st != http.StatusOK {
+		t.Errorf("a backend stating b's status: %d, want 200", st)
+	}
+	var batch struct {
+		Results []struct {
+			OK    bool
+			Error map[string]string
+		}
+	}
+	call(t, "POST", s.URL+"/v1/presence/status/batch", userTok, map[string]any{"events": []map[string]any{
+		{"user": "a", "status": "away", "source": "crm"}, {"user": "b", "status": "away", "source": "crm"},
+	}}, &batch)
+	if len(batch.Results) != 2 || !batch.Results[0].OK || batch.Results[1].Error["code"] != "forbidden" {
+		t.Errorf("a's batch for a and b: %+v, want a ok and b forbidden", batch.Results)
+	}
+}

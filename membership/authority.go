@@ -119,6 +119,13 @@ func (a *Authority) CanWatchGroup(viewer, group string) bool {
 	return a.SeesEveryone(viewer) || a.ix.IsMember(group, viewer)
 }
 
+// CanPublishFor reports whether by may state user's status through the
+// backend API: a token bound to no user (a backend) or with the admin
+// scope for anyone, a token bound to a user for that user only.
+func (a *Authority) CanPublishFor(by Credential, user string) bool {
+	return by.Service() || by.Allows(ScopeAdmin) || by.UserID == user
+}
+
 // ErrForbidden is returned by the token rules: the credential may not do
 // that. Its message says why.
 var ErrForbidden = fmt.Errorf("membership: forbidden")
