@@ -254,13 +254,20 @@ func stopWatch(w jetstream.KeyWatcher) {
 	}
 }
 
+// FillEvery is how often a follower whose watch is being resumed reads
+// what it misses from the stream's leader (at most half a Check): the
+// creation of a watch waits for the cluster's meta leader, which after a
+// partition heals is elected seconds after the stream's leader answers,
+// and until then the follower must not trail the others by more.
+const FillEvery = 50 * time.Millisecond
+
 // resume replaces w with a watch that starts right after the last applied
 // revision, asking again until it gets one or the follower stops. It
 // returns nil once stopped. Until it has one it reads what was missed
 // from the stream's leader (see fill.go), before every attempt and every
-// QuietStall (at most half a Check) while an attempt waits: a watch
-// resumed on a lagging replica would stall again, and the leader may
-// answer reads while the creation of a watch gets no answer.
+// FillEvery while an attempt waits: a watch resumed on a lagging replica
+// would stall again, and the leader may answer reads while the creation
+// of a watch gets no answer.
 func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWatcher {
 	f.lagging.Store(true)
 	go stopWatch(w)
@@ -268,7 +275,7 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 	if f.cfg.OnResume != nil {
 		f.cfg.OnResume(reason)
 	}
-	poll := time.NewTicker(min(QuietStall, f.cfg.Check/2))
+	poll := time.NewTicker(min(FillEvery, f.cfg.Check/2))
 	defer poll.Stop()
 	var fillFailed bool
 	fill := func() {
