@@ -21,3 +21,15 @@ func (s *Store) catchUp(ctx context.Context, key string) {
 		_ = s.waitApplied(ctx, e.Revision())
 	}
 }
+
+// find reports whether the index has what has reports, catching up with
+// key as the stream's leader has it when it does not: a record written
+// through another node a moment ago may not have reached this node's
+// index yet, and a write that rests on it must not answer not found.
+func (s *Store) find(ctx context.Context, key string, has func() bool) bool {
+	if has() {
+		return true
+	}
+	s.catchUp(ctx, key)
+	return has()
+}

@@ -28,10 +28,10 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(*Group) erro
 		if retry {
 			s.catchUp(ctx, groupKey(id))
 		}
-		cur, rev, ok := s.index.groupRev(id)
-		if !ok {
+		if !s.find(ctx, groupKey(id), func() bool { _, ok := s.index.Group(id); return ok }) {
 			return fmt.Errorf("group %s: %w", id, ErrNotFound)
 		}
+		cur, rev, _ := s.index.groupRev(id)
 		next = cur
 		if err := fn(&next); err != nil {
 			return err
@@ -102,7 +102,7 @@ func (s *Store) writeGroup(ctx context.Context, g Group, create bool) (Group, er
 
 // DeleteGroup removes a group and all its memberships.
 func (s *Store) DeleteGroup(ctx context.Context, id string) error {
-	if _, ok := s.index.Group(id); !ok {
+	if !s.find(ctx, groupKey(id), func() bool { _, ok := s.index.Group(id); return ok }) {
 		return fmt.Errorf("group %s: %w", id, ErrNotFound)
 	}
 	for _, m := range s.index.Members(id) {
@@ -130,10 +130,10 @@ func (s *Store) PutMember(ctx context.Context, m Member) (Member, error) {
 			s.catchUp(ctx, key)
 		}
 		m = given
-		if _, ok := s.index.Group(m.GroupID); !ok {
+		if !s.find(ctx, groupKey(m.GroupID), func() bool { _, ok := s.index.Group(m.GroupID); return ok }) {
 			return fmt.Errorf("group %s: %w", m.GroupID, ErrNotFound)
 		}
-		if _, ok := s.index.User(m.UserID); !ok {
+		if !s.find(ctx, userKey(m.UserID), func() bool { _, ok := s.index.User(m.UserID); return ok }) {
 			return fmt.Errorf("user %s: %w", m.UserID, ErrNotFound)
 		}
 		old, rev, exists := s.index.memberRev(m.GroupID, m.UserID)
@@ -165,7 +165,7 @@ func (s *Store) PutMember(ctx context.Context, m Member) (Member, error) {
 
 // DeleteMember removes a user from a group.
 func (s *Store) DeleteMember(ctx context.Context, group, user string) error {
-	if _, ok := s.index.Member(group, user); !ok {
+	if !s.find(ctx, MemberKey(group, user), func() bool { _, ok := s.index.Member(group, user); return ok }) {
 		return fmt.Errorf("member %s of %s: %w", user, group, ErrNotFound)
 	}
 	return s.del(ctx, MemberKey(group, user))

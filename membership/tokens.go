@@ -90,7 +90,7 @@ func (s *Store) CreateToken(ctx context.Context, spec TokenSpec) (secret string,
 // through them: they stop working at once on this node and as soon as
 // other nodes apply the deletions. It returns the ids revoked.
 func (s *Store) RevokeToken(ctx context.Context, id string) ([]string, error) {
-	if _, ok := s.index.Token(id); !ok {
+	if !s.find(ctx, tokenKey(id), func() bool { _, ok := s.index.Token(id); return ok }) {
 		return nil, fmt.Errorf("token %s: %w", id, ErrNotFound)
 	}
 	ids := s.index.tokenTree(id)

@@ -31,10 +31,10 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*User) error)
 		if retry {
 			s.catchUp(ctx, userKey(id))
 		}
-		cur, rev, ok := s.index.userRev(id)
-		if !ok {
+		if !s.find(ctx, userKey(id), func() bool { _, ok := s.index.User(id); return ok }) {
 			return fmt.Errorf("user %s: %w", id, ErrNotFound)
 		}
+		cur, rev, _ := s.index.userRev(id)
 		cur.Roles = slices.Clone(cur.Roles)
 		next = cur
 		if err := fn(&next); err != nil {
@@ -106,7 +106,7 @@ func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error
 
 // DeleteUser removes a user with their memberships and tokens.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	if _, ok := s.index.User(id); !ok {
+	if !s.find(ctx, userKey(id), func() bool { _, ok := s.index.User(id); return ok }) {
 		return fmt.Errorf("user %s: %w", id, ErrNotFound)
 	}
 	for _, m := range s.index.GroupsOf(id) {

@@ -530,3 +530,48 @@ func TestPutsOfANewUserAgreeAcrossNodes(t *testing.T) {
 		t.Fatalf("%d of %d records answered seqs that are not the one stored", differ, 2*n)
 	}
 }
+
+// TestWritesThroughAnotherNodeFindWhatWasJustCreated creates a user and a
+// group through one node and at once puts the membership, renames and
+// deletes through another, as clients behind a load balancer do: none
+// may answer not found for what was acknowledged. The other node's index
+// could still lack it for a few milliseconds.
+func TestWritesThroughAnotherNodeFindWhatWasJustCreated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stores := clusterStores(t, ctx)
+	failed := 0
+	for i := range 100 {
+		id := fmt.Sprintf("n%03d", i)
+		if _, err := stores[0].CreateUser(ctx, membership.User{ID: id, Username: id, Active: true}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stores[0].CreateGroup(ctx, membership.Group{ID: id, Name: id}); err != nil {
+			t.Fatal(err)
+		}
+		other := stores[1+i%2]
+		if _, err := other.PutMember(ctx, membership.Member{GroupID: id, UserID: id}); err != nil {
+			failed++
+			t.Logf("put member %s: %v", id, err)
+			continue
+		}
+		if _, err := other.UpdateGroup(ctx, id, func(g *membership.Group) error { g.Name = "renamed"; return nil }); err != nil {
+			failed++
+			t.Logf("update group %s: %v", id, err)
+		}
+		if err := stores[0].DeleteMember(ctx, id, id); err != nil {
+			failed++
+			t.Logf("delete member %s: %v", id, err)
+		}
+		if err := other.DeleteUser(ctx, id); err != nil {
+			failed++
+			t.Logf("delete user %s: %v", id, err)
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d writes through another node did not find what was acknowledged", failed)
+	}
+}
