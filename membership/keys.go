@@ -14,6 +14,7 @@ const DefaultBucket = "presenced_membership"
 //	roles.<role>             Role
 //	tokens.<token>           Token
 //	seq.<kind>               counter behind the numeric aliases
+//	names.<hex of username>  the id of the user holding the username
 const (
 	prefixUsers   = "users."
 	prefixGroups  = "groups."
@@ -21,6 +22,7 @@ const (
 	prefixRoles   = "roles."
 	prefixTokens  = "tokens."
 	prefixSeq     = "seq."
+	prefixNames   = "names."
 )
 
 // MemberKeyFilter is the KV key filter matching every Member key. The presence

@@ -45,7 +45,16 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(*User) error)
 		if err := s.index.validateUser(next); err != nil {
 			return err
 		}
+		renamed := next.Username != cur.Username
+		if renamed {
+			if err := s.claimName(ctx, next.Username, id); err != nil {
+				return err
+			}
+		}
 		_, err := s.put(ctx, userKey(id), next, &rev)
+		if err == nil && renamed {
+			s.releaseName(ctx, cur.Username, id)
+		}
 		return err
 	})
 	if err != nil {
@@ -87,6 +96,12 @@ func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error
 			}
 		}
 		u.UpdatedAt = now
+		renamed := exists && old.Username != u.Username
+		if !exists || renamed {
+			if err := s.claimName(ctx, u.Username, u.ID); err != nil {
+				return err
+			}
+		}
 		// A compare-and-set, the creation included (rev 0): a put of a
 		// user another node creates meanwhile reads it and keeps its seq.
 		_, err := s.put(ctx, userKey(u.ID), u, &rev)
@@ -95,6 +110,8 @@ func (s *Store) writeUser(ctx context.Context, u User, create bool) (User, error
 			return fmt.Errorf("user %s: %w", u.ID, ErrExists)
 		case err == ErrExists:
 			return ErrConflict
+		case err == nil && renamed:
+			s.releaseName(ctx, old.Username, u.ID)
 		}
 		return err
 	})
@@ -127,5 +144,10 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	return s.del(ctx, userKey(id))
+	u, _ := s.index.User(id)
+	if err := s.del(ctx, userKey(id)); err != nil {
+		return err
+	}
+	s.releaseName(ctx, u.Username, id)
+	return nil
 }

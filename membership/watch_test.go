@@ -2,6 +2,7 @@ package membership_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -573,5 +574,66 @@ func TestWritesThroughAnotherNodeFindWhatWasJustCreated(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Fatalf("%d writes through another node did not find what was acknowledged", failed)
+	}
+}
+
+// TestUsernamesStayUniqueAcrossNodes creates users through two nodes at
+// once, each name asked for by two ids, and renames others onto names
+// being created: one user per name must win, the others fail with "is
+// taken". The check read the node's own index, which the other node's
+// create had not reached: both were stored (195 of 200 from outside).
+func TestUsernamesStayUniqueAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stores := clusterStores(t, ctx)
+	const names = 40
+	done := make(chan error, 2*names)
+	for i := range names {
+		name := fmt.Sprintf("name%02d", i)
+		for k, st := range stores[:2] {
+			go func() {
+				_, err := st.CreateUser(ctx, membership.User{ID: fmt.Sprintf("u%02d-%d", i, k), Username: name, Active: true})
+				done <- err
+			}()
+		}
+	}
+	for range 2 * names {
+		if err := <-done; err != nil {
+			var ve *membership.ValidationError
+			if !errors.As(err, &ve) || ve.Field != "username" {
+				t.Fatalf("a create that lost its name failed with %v, want a username validation error", err)
+			}
+		}
+	}
+	// A rename onto a taken name fails; onto a free one, it frees the old.
+	if _, err := stores[2].UpdateUser(ctx, "u00-0", func(u *membership.User) error { u.Username = "name01"; return nil }); err == nil {
+		if _, err2 := stores[2].UpdateUser(ctx, "u00-1", func(u *membership.User) error { u.Username = "name01"; return nil }); err2 == nil {
+			t.Log("both renames succeeded")
+		}
+	}
+	byName := map[string][]string{}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		clear(byName)
+		for _, u := range stores[2].Index().Users() {
+			byName[u.Username] = append(byName[u.Username], u.ID)
+		}
+		if len(byName) >= names || time.Now().After(deadline) {
+			break
+		}
+	}
+	dups := 0
+	for name, ids := range byName {
+		if len(ids) > 1 {
+			dups++
+			if dups <= 3 {
+				t.Errorf("username %s held by %v", name, ids)
+			}
+		}
+	}
+	if dups > 0 {
+		t.Fatalf("%d usernames held by more than one user", dups)
 	}
 }
