@@ -123,11 +123,23 @@ func (s *Server) startNATS() (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: nats-server: %w", err)
 	}
-	ns.SetLoggerV2(natsLogger{s.log.Named("nats").Sugar()}, false, false, false)
+	fatal := make(chan string, 1)
+	ns.SetLoggerV2(natsLogger{l: s.log.Named("nats").Sugar(), fatal: fatal}, false, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("broker: nats-server did not become ready")
+	// A listener that cannot bind (a port taken) is reported through the
+	// logger only, and the server is then never ready: fail at once, with
+	// the reason.
+	for deadline := time.Now().Add(30 * time.Second); !ns.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case msg := <-fatal:
+			ns.Shutdown()
+			return nil, fmt.Errorf("broker: nats-server: %s", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			ns.Shutdown()
+			return nil, fmt.Errorf("broker: nats-server did not become ready within 30s")
+		}
 	}
 	return ns, nil
 }
@@ -388,15 +400,25 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-// natsLogger forwards nats-server's logs to zap.
-type natsLogger struct{ l *zap.SugaredLogger }
+// natsLogger forwards nats-server's logs to zap, and the first fatal one
+// to fatal (nats-server goes on after it, but cannot serve).
+type natsLogger struct {
+	l     *zap.SugaredLogger
+	fatal chan<- string
+}
 
 func (n natsLogger) Noticef(format string, v ...any) { n.l.Debugf(format, v...) }
 func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warnf(format, v...) }
-func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Errorf(format, v...) }
-func (n natsLogger) Errorf(format string, v ...any)  { n.l.Errorf(format, v...) }
-func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debugf(format, v...) }
-func (n natsLogger) Tracef(format string, v ...any)  {}
+func (n natsLogger) Fatalf(format string, v ...any) {
+	n.l.Errorf(format, v...)
+	select {
+	case n.fatal <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (n natsLogger) Errorf(format string, v ...any) { n.l.Errorf(format, v...) }
+func (n natsLogger) Debugf(format string, v ...any) { n.l.Debugf(format, v...) }
+func (n natsLogger) Tracef(format string, v ...any) {}
 
 // waitJetStream returns once JetStream answers this node. In a cluster,
 // requests sent before the server has found the meta leader get no answer

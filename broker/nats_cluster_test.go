@@ -14,12 +14,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
 	"github.com/presenced/presenced/broker"
 )
 
@@ -252,4 +255,35 @@ func TestClusterRefusesOutsiders(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+}
+
+// TestClusterPortTakenFailsTheStartAtOnce starts a node whose cluster port
+// another process holds: the start must fail at once and say why. The
+// embedded server logged the bind error at a level nobody saw and the
+// start waited 30 s for a server that would never be ready, then said
+// only "did not become ready".
+func TestClusterPortTakenFailsTheStartAtOnce(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	s, err := broker.New(broker.Config{
+		DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", AdminToken: testAdminToken, JWTSecret: testJWTSecret,
+		ClusterName: "c", ClusterListen: taken.Addr().String(), ClusterInsecure: true,
+		Routes: []string{"nats-route://127.0.0.1:1"}, Logger: zaptest.NewLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = s.Start(ctx)
+	if err == nil {
+		_ = s.Shutdown(context.Background())
+		t.Fatal("a node started on a cluster port another process holds")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("the start failed with %q, which does not say the port is taken", err)
+	}
 }
