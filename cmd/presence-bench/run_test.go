@@ -410,3 +410,38 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// TestRunClusterPortTaken gives one node of a cluster a route port another
+// process holds, as happens when a port picked free is taken before the
+// node binds it: the run must start the cluster again on other ports and
+// complete. Before, the run failed after a minute ("no WebSocket after
+// 1m0s"), the other nodes waiting for the missing one.
+func TestRunClusterPortTaken(t *testing.T) {
+	bin := presencedBin(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	var once sync.Once
+	clusterAddr = func() (string, error) {
+		addr := ""
+		once.Do(func() { addr = taken.Addr().String() })
+		if addr != "" {
+			return addr, nil
+		}
+		return freeLoopbackAddr()
+	}
+	defer func() { clusterAddr = freeLoopbackAddr }()
+	cfg := Config{Spawn: true, PresencedBin: bin, Nodes: 3, Groups: []GroupSpec{{1, 6}}, Rate: 20, Changes: 2,
+		Settle: 100 * time.Millisecond, SnapshotProbes: -1}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg, nil, logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Server.Nodes) != 3 || rep.Connect.Subscribed != 6 {
+		t.Fatalf("nodes %+v, connect %+v", rep.Server.Nodes, rep.Connect)
+	}
+}

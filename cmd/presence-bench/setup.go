@@ -113,12 +113,28 @@ func (b *bench) startServer(ctx context.Context) error {
 
 // startCluster spawns cfg.Nodes nodes at once (none is ready before a
 // majority of them has formed JetStream) and makes node 0 the server that
-// imports, publishes and is profiled.
+// imports, publishes and is profiled. The ports are picked free a moment
+// before the nodes bind them, and another process may take one first: a
+// node that finds its port taken fails its start at once, and the cluster
+// is started again, on other ports and in new data directories.
 func (b *bench) startCluster(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := b.tryStartCluster(ctx, attempt)
+		if err == nil || attempt == 3 || ctx.Err() != nil || !strings.Contains(err.Error(), "address already in use") {
+			return err
+		}
+		b.logf("a node's port was taken before it bound it; starting the cluster again on other ports")
+	}
+}
+
+// clusterAddr picks a route address (a variable for tests).
+var clusterAddr = freeLoopbackAddr
+
+func (b *bench) tryStartCluster(ctx context.Context, attempt int) error {
 	n := b.cfg.Nodes
 	routes := make([]string, n)
 	for i := range routes {
-		a, err := freeLoopbackAddr()
+		a, err := clusterAddr()
 		if err != nil {
 			return err
 		}
@@ -128,10 +144,16 @@ func (b *bench) startCluster(ctx context.Context) error {
 	nodes := make([]*serverProc, n)
 	colds := make([]time.Duration, n)
 	errs := make([]error, n)
+	// A node that fails ends the others' wait: they would wait for it.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	for i := range n {
 		sc := b.spawnConfig()
 		sc.DataDir = filepath.Join(b.tmp, fmt.Sprintf("data-n%d", i))
+		if attempt > 1 {
+			sc.DataDir += fmt.Sprintf("-%d", attempt)
+		}
 		if i > 0 {
 			sc.PprofAddr = "" // profiles are node 0's
 			sc.LogPath = filepath.Join(b.tmp, fmt.Sprintf("presenced-n%d.log", i))
@@ -146,7 +168,12 @@ func (b *bench) startCluster(ctx context.Context) error {
 		sc.Args = append([]string{"--node-name", fmt.Sprintf("%s-n%d", b.cfg.Prefix, i),
 			"--cluster-name", b.cfg.Prefix, "--cluster-listen", routes[i], "--cluster-insecure",
 			"--routes", strings.Join(others, ",")}, sc.Args...)
-		wg.Go(func() { nodes[i], colds[i], errs[i] = spawnServer(ctx, sc) })
+		wg.Go(func() {
+			nodes[i], colds[i], errs[i] = spawnServer(sctx, sc)
+			if errs[i] != nil {
+				cancel()
+			}
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
