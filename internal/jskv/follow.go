@@ -194,6 +194,22 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 	// fresh is the stream's last sequence seen when the current watch was
 	// resumed, until the watch delivers its first item.
 	var fresh uint64
+	// A resumed watch may sit on a replica that lags: until it delivers an
+	// entry not applied yet, what it misses is read from the stream's
+	// leader every FillEvery (nothing when FollowConfig.JetStream is nil).
+	var catchUp *time.Ticker
+	var fillTick <-chan time.Time
+	catching := func(on bool) {
+		switch {
+		case on && catchUp == nil && f.cfg.JetStream != nil:
+			catchUp = time.NewTicker(min(FillEvery, f.cfg.Check/2))
+			fillTick = catchUp.C
+		case !on && catchUp != nil:
+			catchUp.Stop()
+			catchUp, fillTick = nil, nil
+		}
+	}
+	defer catching(false)
 	for {
 		select {
 		case <-f.quit:
@@ -204,12 +220,16 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 				return
 			}
 			updates, fresh = w.Updates(), r.last
+			catching(true)
+		case <-fillTick:
+			_, _ = f.fill() // a failure is read again at the next tick
 		case e, ok := <-updates:
 			if !ok {
 				if w = f.resume(w, "the watch ended"); w == nil {
 					return
 				}
 				updates, fresh = w.Updates(), 0
+				catching(true)
 				continue
 			}
 			f.lagging.Store(false)
@@ -228,6 +248,7 @@ func (f *Follower) run(w jetstream.KeyWatcher) {
 			if e.Revision() <= f.applied.Load() {
 				continue // a resumed watch may repeat what was applied
 			}
+			catching(false) // the watch delivers what is new
 			f.apply(e)
 		}
 	}

@@ -429,6 +429,60 @@ func TestFollowResumesBehindAQuietStream(t *testing.T) {
 	}
 }
 
+// TestFollowFillsUntilTheResumedWatchDelivers resumes a stalled watch on
+// a replica that lags (the resumed watch says nothing is pending, then
+// stays silent), and writes after the resume: the write must be applied
+// without another check, read from the stream's leader until the resumed
+// watch delivers. Before, nothing was read once a watch was resumed, and
+// the write waited for the checks that find the new watch stalled too
+// (chaos partition: the healed node trailed 2.5 s behind a watch resumed
+// on its own lagging replica, correct only 11.2 s after the heal).
+func TestFollowFillsUntilTheResumedWatchDelivers(t *testing.T) {
+	js, kv, st := bucketJS(t)
+	if _, err := kv.Put(ctxT(t), "k0", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	fk := &faultyKV{KeyValue: kv, stall: true, lagging: true}
+	f, err := jskv.Follow(ctxT(t), fk, st, jskv.FollowConfig{
+		Check:     time.Hour, // checks run only when asked for
+		Logger:    zaptest.NewLogger(t),
+		JetStream: js,
+		Apply:     func(jetstream.KeyValueEntry) {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	<-f.Loaded()
+	f.Check()
+	rev, err := kv.Put(ctxT(t), "k1", []byte("v")) // the first watch stalls on it
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * jskv.QuietStall)
+	f.Check()
+	wctx, cancel := context.WithTimeout(ctxT(t), 5*time.Second)
+	defer cancel()
+	if err := f.Wait(wctx, rev); err != nil {
+		t.Fatalf("wait for revision %d: %v", rev, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); fk.watches.Load() < 2 || f.Lagging(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch was not resumed")
+		}
+	}
+	// The resumed watch is silent; no check is asked for.
+	rev, err = kv.Put(ctxT(t), "k2", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel = context.WithTimeout(ctxT(t), 5*time.Second)
+	defer cancel()
+	if err := f.Wait(wctx, rev); err != nil {
+		t.Fatalf("a write after the resume: %v (applied %d, %d resumes)", err, f.Rev(), f.Resumes())
+	}
+}
+
 // TestFollowPurgedTailIsNoStall removes the stream's last message: the
 // stream stays ahead of what a watch can deliver, which must not be taken
 // for a stall again and again.
