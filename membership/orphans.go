@@ -47,23 +47,23 @@ func (s *Store) orphansOf(c Change) []orphan {
 			return []orphan{{c.Member.GroupID, c.Member.UserID, c.Rev}}
 		}
 	case c.Kind == KindUser && c.Deleted:
-		var out []orphan
-		for _, m := range x.GroupsOf(c.User.ID) {
-			if _, rev, ok := x.memberRev(m.GroupID, m.UserID); ok {
-				out = append(out, orphan{m.GroupID, m.UserID, rev})
-			}
-		}
-		return out
+		return s.asOrphans(x.GroupsOf(c.User.ID))
 	case c.Kind == KindGroup && c.Deleted:
-		var out []orphan
-		for _, m := range x.Members(c.Group.ID) {
-			if _, rev, ok := x.memberRev(m.GroupID, m.UserID); ok {
-				out = append(out, orphan{m.GroupID, m.UserID, rev})
-			}
-		}
-		return out
+		return s.asOrphans(x.Members(c.Group.ID))
 	}
 	return nil
+}
+
+// asOrphans returns ms, the memberships left by a deletion, with the
+// revisions the index has them at.
+func (s *Store) asOrphans(ms []Member) []orphan {
+	var out []orphan
+	for _, m := range ms {
+		if _, rev, ok := s.index.memberRev(m.GroupID, m.UserID); ok {
+			out = append(out, orphan{m.GroupID, m.UserID, rev})
+		}
+	}
+	return out
 }
 
 // loadedOrphans returns the memberships of the loaded index whose user or

@@ -175,22 +175,9 @@ func TestCreatesContendInACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a cluster of three servers")
 	}
-	srvs := natstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var stores []*membership.Store
-	for _, s := range srvs {
-		js, err := jetstream.New(natstest.Connect(t, s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: 3, Logger: zaptest.NewLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
-		stores = append(stores, st)
-	}
+	stores := clusterStores(t, ctx)
 	const perStore, workers = 160, 32
 	type created struct {
 		u   membership.User
@@ -244,22 +231,9 @@ func TestUpdatesContendInACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a cluster of three servers")
 	}
-	srvs := natstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var stores []*membership.Store
-	for _, s := range srvs {
-		js, err := jetstream.New(natstest.Connect(t, s))
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: 3, Logger: zaptest.NewLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
-		stores = append(stores, st)
-	}
+	stores := clusterStores(t, ctx)
 	// Each update counts up the name: a lost update shows as a count short.
 	count := func(name *string) error {
 		n, err := strconv.Atoi(*name)
