@@ -84,10 +84,13 @@ func TestWatchSurvivesServerDeath(t *testing.T) {
 	}
 	for i := range 3 {
 		id := fmt.Sprintf("after%d", i)
-		// The write itself waits for a new leader; what follows its
-		// acknowledgement must not.
+		// The write itself waits for a new leader (while the stream has
+		// none, a publish gets "no response from stream" at once and is
+		// sent again); what follows its acknowledgement must not.
 		b := []byte(fmt.Sprintf(`{"id":%q,"username":%q,"active":true,"type":"user"}`, id, id))
-		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + membership.DefaultBucket + ".users." + id, Data: b}); err != nil {
+		if _, err := jskv.Retry(ctx, func(ctx context.Context) (*jetstream.PubAck, error) {
+			return js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + membership.DefaultBucket + ".users." + id, Data: b})
+		}); err != nil {
 			t.Fatal(err)
 		}
 		acked := time.Now()
