@@ -295,39 +295,61 @@ func TestStoreUpdatesContend(t *testing.T) {
 		t.Fatal(err)
 	}
 	const perStore, workers = 64, 16
-	errs := make(chan error, 2*perStore)
+	type result struct {
+		rev uint64
+		err error
+	}
+	results := make(chan result, 2*perStore)
 	for i, st := range []*webhook.Store{a, b} {
 		for k := range workers {
 			go func() {
 				for j := range perStore / workers {
 					user := fmt.Sprintf("u%d-%d-%d", i, k, j)
-					_, err := st.Update(ctx, w.ID, func(w *webhook.Webhook) error {
+					got, err := st.Update(ctx, w.ID, func(w *webhook.Webhook) error {
 						w.Users = append(w.Users, user)
 						return nil
 					})
-					errs <- err
+					results <- result{got.Revision, err}
 				}
 			}()
 		}
 	}
 	failed := 0
 	var first error
+	var last uint64
 	for range 2 * perStore {
-		if err := <-errs; err != nil {
+		r := <-results
+		if r.err != nil {
 			failed++
 			if first == nil {
-				first = err
+				first = r.err
 			}
 		}
+		last = max(last, r.rev)
 	}
 	if failed > 0 {
 		t.Fatalf("%d of %d concurrent updates failed; the first: %v", failed, 2*perStore, first)
 	}
+	// The last update may have gone through b: a's view shows it once a
+	// has applied its revision, not before.
+	waitRevision(t, a, last)
 	got, err := a.Get(w.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got.Users) != 2*perStore {
 		t.Fatalf("the webhook has %d of the %d users added", len(got.Users), 2*perStore)
+	}
+}
+
+// waitRevision waits until st's view has applied revision rev.
+func waitRevision(t *testing.T, st *webhook.Store, rev uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for st.Revision() < rev {
+		if time.Now().After(deadline) {
+			t.Fatalf("the view applied revision %d of %d after 10s", st.Revision(), rev)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
