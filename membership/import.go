@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/presenced/presenced/internal/jskv"
 )
 
 // ImportRecord is one line of an NDJSON import. Kind selects which fields
@@ -243,17 +244,26 @@ type importer struct {
 	members   map[string]Member
 	roles     map[string]Role
 	batch     []pending
+	byKey     map[string]int // key → its write in batch
 	lastRev   uint64
 }
 
+// pending is the write of one key in a batch: its line, and the later
+// lines of the batch that wrote the same key (the last one's value is
+// stored).
 type pending struct {
 	line    int
+	more    []int
 	key     string
 	kind    string // seq kind to assign a number of, "" if none
 	raise   string // seq kind to raise to seq, for a new record given its seq
 	seq     int64
 	created bool
-	value   any
+	// rev is the revision the write expects the key to be at: the one the
+	// line was checked against (0: the key holds no value). nil: a plain
+	// put, as PutRole does.
+	rev   *uint64
+	value any
 }
 
 // stop is the error that ends an import where it is.
@@ -268,18 +278,21 @@ func (im *importer) fail(line int, err error) {
 	}
 }
 
-func (im *importer) user(id string) (User, bool) {
+// user returns the user id as this import left it, or as the index has
+// it with its revision. A user of the batch has no revision yet: a later
+// line that writes it again joins the batch's write.
+func (im *importer) user(id string) (User, uint64, bool) {
 	if u, ok := im.users[id]; ok {
-		return u, true
+		return u, 0, true
 	}
-	return im.s.index.User(id)
+	return im.s.index.userRev(id)
 }
 
-func (im *importer) group(id string) (Group, bool) {
+func (im *importer) group(id string) (Group, uint64, bool) {
 	if g, ok := im.groups[id]; ok {
-		return g, true
+		return g, 0, true
 	}
-	return im.s.index.Group(id)
+	return im.s.index.groupRev(id)
 }
 
 func (im *importer) role(id string) (Role, bool) {
@@ -347,7 +360,7 @@ func (im *importer) addUser(line int, rec ImportRecord) error {
 		return err
 	}
 	u.Roles = roles
-	old, exists := im.user(u.ID)
+	old, rev, exists := im.user(u.ID)
 	if exists {
 		if rec.Seq != 0 && rec.Seq != old.Seq {
 			return seqChange("user "+u.ID, old.Seq, rec.Seq)
@@ -372,7 +385,7 @@ func (im *importer) addUser(line int, rec ImportRecord) error {
 	u.UpdatedAt = im.now
 	im.users[u.ID] = u
 	im.usernames[u.Username] = u.ID
-	im.queue(line, userKey(u.ID), "users", !exists, u.Seq, u)
+	im.queue(line, userKey(u.ID), "users", !exists, u.Seq, u, &rev)
 	return nil
 }
 
@@ -404,7 +417,7 @@ func (im *importer) addGroup(line int, rec ImportRecord) error {
 	if err := validateGroup(g); err != nil {
 		return err
 	}
-	old, exists := im.group(g.ID)
+	old, rev, exists := im.group(g.ID)
 	if exists {
 		if rec.Seq != 0 && rec.Seq != old.Seq {
 			return seqChange("group "+g.ID, old.Seq, rec.Seq)
@@ -428,7 +441,7 @@ func (im *importer) addGroup(line int, rec ImportRecord) error {
 	}
 	g.UpdatedAt = im.now
 	im.groups[g.ID] = g
-	im.queue(line, groupKey(g.ID), "groups", !exists, g.Seq, g)
+	im.queue(line, groupKey(g.ID), "groups", !exists, g.Seq, g, &rev)
 	return nil
 }
 
@@ -459,16 +472,17 @@ func (im *importer) addMember(line int, rec ImportRecord) error {
 			return invalid("roles", "unknown group role %q", r)
 		}
 	}
-	if _, ok := im.group(m.GroupID); !ok {
+	if _, _, ok := im.group(m.GroupID); !ok {
 		return fmt.Errorf("group %s: %w", m.GroupID, ErrNotFound)
 	}
-	if _, ok := im.user(m.UserID); !ok {
+	if _, _, ok := im.user(m.UserID); !ok {
 		return fmt.Errorf("user %s: %w", m.UserID, ErrNotFound)
 	}
 	key := MemberKey(m.GroupID, m.UserID)
 	old, exists := im.members[key]
+	var rev uint64
 	if !exists {
-		old, exists = im.s.index.Member(m.GroupID, m.UserID)
+		old, rev, exists = im.s.index.memberRev(m.GroupID, m.UserID)
 	}
 	if exists {
 		if rec.Seq != 0 && rec.Seq != old.Seq {
@@ -486,7 +500,7 @@ func (im *importer) addMember(line int, rec ImportRecord) error {
 		m.JoinedAt = im.now
 	}
 	im.members[key] = m
-	im.queue(line, key, "members", !exists, m.Seq, m)
+	im.queue(line, key, "members", !exists, m.Seq, m, &rev)
 	return nil
 }
 
@@ -507,14 +521,27 @@ func (im *importer) addRole(line int, rec ImportRecord) error {
 		return nil
 	}
 	im.roles[r.ID] = r
-	im.queue(line, roleKey(r.ID), "", !exists, 0, r)
+	im.queue(line, roleKey(r.ID), "", !exists, 0, r, nil)
 	return nil
 }
 
-// queue adds a record to the batch. A new record of a numbered kind is
-// given the next number at flush, or keeps the seq its line gave.
-func (im *importer) queue(line int, key, seqKind string, created bool, seq int64, v any) {
-	p := pending{line: line, key: key, created: created, value: v}
+// queue adds a record to the batch, to be written with a compare-and-set
+// on rev (nil: a plain put). A new record of a numbered kind is given the
+// next number at flush, or keeps the seq its line gave. A key the batch
+// writes already is written once, with the last line's value: the lines
+// were checked in order against the import's own view.
+func (im *importer) queue(line int, key, seqKind string, created bool, seq int64, v any, rev *uint64) {
+	if i, ok := im.byKey[key]; ok {
+		p := &im.batch[i]
+		p.more = append(p.more, line)
+		p.value = v
+		return
+	}
+	if im.byKey == nil {
+		im.byKey = map[string]int{}
+	}
+	im.byKey[key] = len(im.batch)
+	p := pending{line: line, key: key, created: created, rev: rev, value: v}
 	if created && seqKind != "" {
 		if seq == 0 {
 			p.kind = seqKind
@@ -561,7 +588,6 @@ func (im *importer) flush(ctx context.Context) error {
 		}
 		next[kind] = first
 	}
-	js := im.s.cfg.JetStream
 	futures := make([]jetstream.PubAckFuture, len(im.batch))
 	for i := range im.batch {
 		p := &im.batch[i]
@@ -583,32 +609,33 @@ func (im *importer) flush(ctx context.Context) error {
 				p.value = v
 			}
 		}
-		b, err := json.Marshal(p.value)
+		f, err := im.publish(p, p.rev)
 		if err != nil {
-			return fmt.Errorf("membership: import: encode: %w", err)
-		}
-		f, err := js.PublishAsync("$KV."+im.s.cfg.Bucket+"."+p.key, b)
-		if err != nil {
-			return fmt.Errorf("membership: import: publish: %w", err)
+			return err
 		}
 		futures[i] = f
 	}
 	// A record the store refuses is not a fault of its line: the store
-	// cannot take writes now, and the import stops where it is.
+	// cannot take writes now, and the import stops where it is. A
+	// compare-and-set that lost is: another request wrote the key since
+	// the line was read.
 	var failed error
+	var taken []int // new records whose key was not empty
 	for i, f := range futures {
-		p := im.batch[i]
+		p := &im.batch[i]
 		select {
 		case ack := <-f.Ok():
-			im.lastRev = max(im.lastRev, ack.Sequence)
-			if p.created {
-				im.rep.Created++
-			} else {
-				im.rep.Updated++
-			}
+			im.stored(p, ack.Sequence)
 		case err := <-f.Err():
-			if failed == nil {
-				failed = fmt.Errorf("membership: import: store line %d: %w", p.line, err)
+			switch {
+			case !isWrongSequence(err):
+				if failed == nil {
+					failed = fmt.Errorf("membership: import: store line %d: %w", p.line, err)
+				}
+			case p.created:
+				taken = append(taken, i)
+			default:
+				im.conflict(p, "changed")
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("membership: import: waiting for the store: %w", ctx.Err())
@@ -617,7 +644,11 @@ func (im *importer) flush(ctx context.Context) error {
 	if failed != nil {
 		return failed
 	}
+	if err := im.recreate(ctx, taken); err != nil {
+		return err
+	}
 	im.batch = im.batch[:0]
+	clear(im.byKey)
 	// Records now acknowledged become visible in the index shortly; keep
 	// the import's own view small by dropping what the index has caught up on.
 	if err := im.s.waitApplied(ctx, im.lastRev); err != nil {
@@ -632,6 +663,104 @@ func (im *importer) flush(ctx context.Context) error {
 	clear(im.members)
 	clear(im.roles)
 	return nil
+}
+
+// publish sends p's value without waiting for its acknowledgement, with
+// a compare-and-set on rev unless it is nil.
+func (im *importer) publish(p *pending, rev *uint64) (jetstream.PubAckFuture, error) {
+	b, err := json.Marshal(p.value)
+	if err != nil {
+		return nil, fmt.Errorf("membership: import: encode: %w", err)
+	}
+	var opts []jetstream.PublishOpt
+	if rev != nil {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*rev))
+	}
+	f, err := im.s.cfg.JetStream.PublishAsync("$KV."+im.s.cfg.Bucket+"."+p.key, b, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("membership: import: publish: %w", err)
+	}
+	return f, nil
+}
+
+// stored counts the lines of p, acknowledged at revision rev.
+func (im *importer) stored(p *pending, rev uint64) {
+	im.lastRev = max(im.lastRev, rev)
+	if p.created {
+		im.rep.Created++
+	} else {
+		im.rep.Updated++
+	}
+	im.rep.Updated += len(p.more)
+}
+
+// conflict fails the lines of p: another request wrote (what: "created",
+// "changed") its key since they were read, and the import does not
+// overwrite it. Imports are idempotent: running the input again applies
+// them to what is stored then.
+func (im *importer) conflict(p *pending, what string) {
+	err := fmt.Errorf("%s was %s by another request while the import ran; import again to apply this line", describe(p.value), what)
+	im.fail(p.line, err)
+	for _, l := range p.more {
+		im.fail(l, err)
+	}
+	slices.SortStableFunc(im.rep.Errors, func(a, b ImportError) int { return a.Line - b.Line })
+}
+
+// recreate writes again the new records of the batch (which) whose
+// creation found their key not empty. A key whose last entry is a
+// deletion is written over it. One that holds a value was created by
+// another request since the line was read, and its lines fail.
+func (im *importer) recreate(ctx context.Context, which []int) error {
+	js := im.s.cfg.JetStream
+	futures := make([]jetstream.PubAckFuture, len(which))
+	for k, i := range which {
+		p := &im.batch[i]
+		rev, live, err := jskv.LastRevision(ctx, js, im.s.kv, p.key)
+		if err != nil {
+			return fmt.Errorf("membership: import: store line %d: %w", p.line, err)
+		}
+		if live {
+			im.conflict(p, "created")
+			continue
+		}
+		if futures[k], err = im.publish(p, &rev); err != nil {
+			return err
+		}
+	}
+	for k, f := range futures {
+		if f == nil {
+			continue
+		}
+		p := &im.batch[which[k]]
+		select {
+		case ack := <-f.Ok():
+			im.stored(p, ack.Sequence)
+		case err := <-f.Err():
+			if !isWrongSequence(err) {
+				return fmt.Errorf("membership: import: store line %d: %w", p.line, err)
+			}
+			im.conflict(p, "created")
+		case <-ctx.Done():
+			return fmt.Errorf("membership: import: waiting for the store: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// describe names a record for people.
+func describe(v any) string {
+	switch v := v.(type) {
+	case User:
+		return "user " + v.ID
+	case Group:
+		return "group " + v.ID
+	case Member:
+		return "the membership of " + v.UserID + " in " + v.GroupID
+	case Role:
+		return "role " + v.ID
+	}
+	return fmt.Sprint(v)
 }
 
 // raiseSeq makes the numeric alias sequence of kind at least n.

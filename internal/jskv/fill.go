@@ -111,6 +111,21 @@ func GetFromLeader(ctx context.Context, js jetstream.JetStream, kv jetstream.Key
 	return e, nil
 }
 
+// LastRevision returns the revision of key's last entry as the leader of
+// the bucket's stream has it, a value or a deletion, and whether it holds a
+// value: the revision a compare-and-set that writes a deleted key again
+// expects. A key never written, or purged from the stream, is revision 0.
+func LastRevision(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string) (rev uint64, live bool, err error) {
+	e, err := leaderGet(ctx, js, "KV_"+kv.Bucket(), kv.Bucket(), msgGetRequest{LastFor: "$KV." + kv.Bucket() + "." + key})
+	switch {
+	case errors.Is(err, errNoMessage):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, err
+	}
+	return e.revision, e.op == jetstream.KeyValuePut, nil
+}
+
 // fill applies the entries after the last applied revision, as the
 // stream's leader has them, up to its last or fillLimit of them, and
 // reports how many. It runs on the goroutine that applies entries.

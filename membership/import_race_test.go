@@ -1,0 +1,159 @@
+package membership_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/internal/natstest"
+	"github.com/presenced/presenced/membership"
+)
+
+// TestImportKeepsWhatOthersCreate imports users while another store (another
+// node) creates the same ids. A create that was acknowledged keeps its seq
+// and its fields: the import's line for that id either updates it, keeping
+// its seq, or fails alone with a message that says why. Imports stored
+// plain puts, so a user created after the import read its line was
+// overwritten with another seq.
+func TestImportKeepsWhatOthersCreate(t *testing.T) {
+	srv := natstest.Start(t)
+	a, b := openStore(t, srv), openStore(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const n = 3000
+	var in strings.Builder
+	for i := range n {
+		fmt.Fprintf(&in, `{"kind":"user","id":"u%d","username":"imp%d","name":"imported"}`+"\n", i, i)
+	}
+
+	var mu sync.Mutex
+	created := map[string]membership.User{} // acknowledged creates through b
+	var wg sync.WaitGroup
+	const workers = 8
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				u, err := b.CreateUser(ctx, membership.User{ID: fmt.Sprintf("u%d", i), Username: fmt.Sprintf("cre%d", i), Name: "created", Active: true})
+				switch {
+				case err == nil:
+					mu.Lock()
+					created[u.ID] = u
+					mu.Unlock()
+				case errors.Is(err, membership.ErrExists):
+				default:
+					t.Errorf("create u%d: %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	rep, err := a.Import(ctx, strings.NewReader(in.String()), nil)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Lines != n || rep.Created+rep.Updated+rep.Unchanged+rep.Failed != n {
+		t.Fatalf("report does not add up: %+v", rep)
+	}
+	if len(created) == 0 || rep.Created == 0 {
+		t.Fatalf("no race: %d created through the other store, report %+v", len(created), rep)
+	}
+	for _, e := range rep.Errors {
+		if !strings.Contains(e.Message, "while the import ran") {
+			t.Fatalf("line %d failed: %s", e.Line, e.Message)
+		}
+	}
+	last := max(a.Index().Rev(), b.Index().Rev())
+	for _, st := range []*membership.Store{a, b} {
+		for deadline := time.Now().Add(10 * time.Second); st.Index().Rev() < last; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the stores did not catch up")
+			}
+		}
+	}
+	changed := 0
+	var first string
+	for id, c := range created {
+		got, ok := a.Index().User(id)
+		if !ok || got.Seq != c.Seq || got.CreatedAt != c.CreatedAt {
+			changed++
+			if first == "" {
+				first = fmt.Sprintf("%s created with seq %d, stored %+v", id, c.Seq, got)
+			}
+		}
+	}
+	if changed > 0 {
+		t.Fatalf("%d of %d acknowledged creates were overwritten by the import (%+v); first: %s", changed, len(created), rep, first)
+	}
+	seqs := map[int64]string{}
+	for _, u := range a.Index().Users() {
+		if other, ok := seqs[u.Seq]; ok {
+			t.Fatalf("seq %d held by %s and %s", u.Seq, other, u.ID)
+		}
+		seqs[u.Seq] = u.ID
+	}
+	if len(seqs) != n {
+		t.Fatalf("%d users stored, want %d", len(seqs), n)
+	}
+	t.Logf("%d created through the other store; import %+v", len(created), ImportCounts(rep))
+}
+
+// ImportCounts is a report without its error list, for logs.
+func ImportCounts(r membership.ImportReport) membership.ImportReport {
+	r.Errors = nil
+	return r
+}
+
+// TestImportRewritesAndRecreates covers the keys an import writes that are
+// not plain creations: a user written twice in one batch, and users deleted
+// since an earlier import created them.
+func TestImportRewritesAndRecreates(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, natstest.Start(t))
+	in := `{"kind":"user","id":"u1","username":"one"}
+{"kind":"user","id":"u1","username":"one","name":"One"}
+{"kind":"user","id":"u2","username":"two","seq":40}
+{"kind":"group","id":"g","name":"G"}
+{"kind":"member","groupId":"g","userId":"u1"}
+{"kind":"member","groupId":"g","userId":"u1","role":"owner"}
+`
+	rep, err := st.Import(ctx, strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Created != 4 || rep.Updated != 2 || rep.Failed != 0 {
+		t.Fatalf("first import: %+v", rep)
+	}
+	u1, _ := st.Index().User("u1")
+	if u1.Name != "One" || u1.Seq == 0 {
+		t.Fatalf("u1: %+v", u1)
+	}
+	if m, _ := st.Index().Member("g", "u1"); m.Role != membership.RoleOwner || m.Seq == 0 {
+		t.Fatalf("membership: %+v", m)
+	}
+	for _, id := range []string{"u1", "u2"} {
+		if err := st.DeleteUser(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.DeleteGroup(ctx, "g"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = st.Import(ctx, strings.NewReader(in), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Created != 4 || rep.Updated != 2 || rep.Failed != 0 {
+		t.Fatalf("import after the deletions: %+v", rep)
+	}
+	if u2, ok := st.Index().User("u2"); !ok || u2.Seq != 40 {
+		t.Fatalf("u2 after the deletions: %+v", u2)
+	}
+	if m, ok := st.Index().Member("g", "u1"); !ok || m.Role != membership.RoleOwner {
+		t.Fatalf("membership after the deletions: %+v", m)
+	}
+}
