@@ -46,9 +46,8 @@ func (s *Server) countsHistory(w http.ResponseWriter, r *http.Request) error {
 		if err := s.watchGroup(r, group); err != nil {
 			return err
 		}
-	} else if !s.authority.SeesEveryone(viewerOf(r)) {
-		return &apiError{http.StatusForbidden, codeForbidden,
-			"the whole server's history is for admins and tokens bound to no user; give a group of yours"}
+	} else if err := s.wholeServer(r, "history", "give a group of yours"); err != nil {
+		return err
 	}
 	var from time.Time
 	if v := q.Get("from"); v != "" {

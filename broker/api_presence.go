@@ -258,6 +258,9 @@ func (s *Server) changedSince(w http.ResponseWriter, r *http.Request) error {
 
 // stats answers the node's live totals, for dashboards.
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
+	if err := s.wholeServer(r, "totals", ""); err != nil {
+		return err
+	}
 	st := s.engine.Stats()
 	users, groups, _ := s.store.Index().Counts()
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -269,4 +272,18 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) error {
 		"rev":         st.Rev,
 	})
 	return nil
+}
+
+// wholeServer refuses the whole server's figures (what: "totals",
+// "history") to a token that does not see everyone: they count users it
+// may not see. hint, if any, says what it may ask for instead.
+func (s *Server) wholeServer(r *http.Request, what, hint string) error {
+	if s.authority.SeesEveryone(viewerOf(r)) {
+		return nil
+	}
+	msg := "only admins and tokens bound to no user read the whole server's " + what
+	if hint != "" {
+		msg += "; " + hint
+	}
+	return &apiError{http.StatusForbidden, codeForbidden, msg}
 }

@@ -87,6 +87,14 @@ func TestVisibilityOnNativeREST(t *testing.T) {
 			if st := call(t, "GET", s.URL+"/v1/presence/counts/history?group=team", tc.token, nil, nil); st != http.StatusOK {
 				t.Errorf("counts/history of team: %d, want 200", st)
 			}
+			// The whole server's figures are for those who see everyone.
+			whole := map[bool]int{true: http.StatusOK, false: http.StatusForbidden}[tc.sees]
+			if st := call(t, "GET", s.URL+"/v1/presence/counts/history", tc.token, nil, nil); st != whole {
+				t.Errorf("counts/history of the server: %d, want %d", st, whole)
+			}
+			if st := call(t, "GET", s.URL+"/v1/stats", tc.token, nil, nil); st != whole {
+				t.Errorf("stats: %d, want %d", st, whole)
+			}
 		})
 	}
 }
