@@ -2,7 +2,9 @@ package membership
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/presenced/presenced/internal/jskv"
 )
 
@@ -32,4 +34,19 @@ func (s *Store) find(ctx context.Context, key string, has func() bool) bool {
 	}
 	s.catchUp(ctx, key)
 	return has()
+}
+
+// caughtUp waits until the index has applied everything the bucket's
+// stream held when its leader was asked: a check of the whole index (who
+// holds a seq) then sees every write acknowledged before it.
+func (s *Store) caughtUp(ctx context.Context) error {
+	st, err := s.kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("membership: bucket status: %w", err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return fmt.Errorf("membership: bucket status of type %T", st)
+	}
+	return s.waitApplied(ctx, bs.StreamInfo().State.LastSeq)
 }

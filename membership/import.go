@@ -580,6 +580,11 @@ func (im *importer) flush(ctx context.Context) error {
 			return err
 		}
 	}
+	if top["users"] > 0 || top["groups"] > 0 {
+		if err := im.dropTakenSeqs(ctx); err != nil {
+			return err
+		}
+	}
 	next := map[string]int64{}
 	for kind, n := range need {
 		first, err := im.s.reserveSeq(ctx, kind, n)
@@ -662,6 +667,69 @@ func (im *importer) flush(ctx context.Context) error {
 	clear(im.groupSeqs)
 	clear(im.members)
 	clear(im.roles)
+	return nil
+}
+
+// dropTakenSeqs takes out of the batch the new users and groups whose line
+// gave a seq that another record holds now, and the memberships of the
+// batch that name them, and fails their lines. The index is brought up to
+// what the stream's leader holds first: a record created since the line
+// was checked is in it then. The sequence has been raised above every seq
+// the batch gives, so no number handed out from now on is one of them; one
+// handed out before and not yet stored still escapes this check.
+func (im *importer) dropTakenSeqs(ctx context.Context) error {
+	if err := im.s.caughtUp(ctx); err != nil {
+		return err
+	}
+	gone := map[string]error{} // key of a new user or group → why it fails
+	for _, p := range im.batch {
+		if p.raise == "" {
+			continue
+		}
+		var holder string
+		switch v := p.value.(type) {
+		case User:
+			if o, ok := im.s.index.UserBySeq(p.seq); ok && o.ID != v.ID {
+				holder = "user " + o.ID
+			}
+		case Group:
+			if o, ok := im.s.index.GroupBySeq(p.seq); ok && o.ID != v.ID {
+				holder = "group " + o.ID
+			}
+		}
+		if holder != "" {
+			gone[p.key] = invalid("seq", "%d was given to %s while the import ran", p.seq, holder)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	keep := im.batch[:0]
+	for _, p := range im.batch {
+		err, drop := gone[p.key]
+		if m, ok := p.value.(Member); ok && !drop {
+			for _, k := range []string{userKey(m.UserID), groupKey(m.GroupID)} {
+				if e, ok := gone[k]; ok {
+					err, drop = fmt.Errorf("%s rests on a line that failed: %w", describe(p.value), e), true
+					break
+				}
+			}
+		}
+		if !drop {
+			keep = append(keep, p)
+			continue
+		}
+		im.fail(p.line, err)
+		for _, l := range p.more {
+			im.fail(l, err)
+		}
+	}
+	im.batch = keep
+	clear(im.byKey)
+	for i, p := range im.batch {
+		im.byKey[p.key] = i
+	}
+	slices.SortStableFunc(im.rep.Errors, func(a, b ImportError) int { return a.Line - b.Line })
 	return nil
 }
 

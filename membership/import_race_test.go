@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -156,4 +157,86 @@ func TestImportRewritesAndRecreates(t *testing.T) {
 	if m, ok := st.Index().Member("g", "u1"); !ok || m.Role != membership.RoleOwner {
 		t.Fatalf("membership after the deletions: %+v", m)
 	}
+}
+
+// pausedReader gives its input in one Read, then tells asked and waits for
+// go on before it reports the end: the importer has read and checked
+// every line by then, and not yet stored them.
+type pausedReader struct {
+	input        []byte
+	asked, goOn  chan struct{}
+	gave, waited bool
+}
+
+func (r *pausedReader) Read(p []byte) (int, error) {
+	if !r.gave {
+		r.gave = true
+		return copy(p, r.input), nil
+	}
+	if !r.waited {
+		r.waited = true
+		close(r.asked)
+		<-r.goOn
+	}
+	return 0, io.EOF
+}
+
+// TestImportSeqTakenMeanwhile: a line gives a new user seq 2, and another
+// request creates a user that the sequence numbers 2 after the import read
+// the line and before it stored it. The line fails, and so does the line
+// that makes that user a member; before, both users were stored with seq 2.
+func TestImportSeqTakenMeanwhile(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, natstest.Start(t))
+	if _, err := st.CreateUser(ctx, membership.User{ID: "first", Username: "first", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateGroup(ctx, membership.Group{ID: "g", Name: "G"}); err != nil {
+		t.Fatal(err)
+	}
+	in := &pausedReader{
+		input: []byte(`{"kind":"user","id":"imp","username":"imp","seq":2}
+{"kind":"member","groupId":"g","userId":"imp"}
+{"kind":"user","id":"fine","username":"fine","seq":7}
+`),
+		asked: make(chan struct{}), goOn: make(chan struct{}),
+	}
+	type result struct {
+		rep membership.ImportReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := st.Import(ctx, in, nil)
+		done <- result{rep, err}
+	}()
+	<-in.asked
+	other, err := st.CreateUser(ctx, membership.User{ID: "other", Username: "other", Active: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Seq != 2 {
+		t.Fatalf("the other user has seq %d, want 2", other.Seq)
+	}
+	close(in.goOn)
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if rep := res.rep; rep.Created != 1 || rep.Failed != 2 || len(rep.Errors) != 2 || rep.Errors[0].Line != 1 || rep.Errors[1].Line != 2 {
+		t.Fatalf("report: %+v", rep)
+	}
+	if u, ok := st.Index().UserBySeq(2); !ok || u.ID != "other" {
+		t.Fatalf("seq 2 is %+v", u)
+	}
+	if u, ok := st.Index().User("imp"); ok {
+		t.Fatalf("imp stored: %+v", u)
+	}
+	if _, ok := st.Index().Member("g", "imp"); ok {
+		t.Fatal("imp made a member")
+	}
+	if u, ok := st.Index().User("fine"); !ok || u.Seq != 7 {
+		t.Fatalf("fine: %+v", u)
+	}
+	t.Logf("%+v", res.rep.Errors)
 }
