@@ -715,13 +715,10 @@ func (im *importer) dropTakenSeqs(ctx context.Context) error {
 				}
 			}
 		}
-		if !drop {
+		if drop {
+			im.failLines(&p, err)
+		} else {
 			keep = append(keep, p)
-			continue
-		}
-		im.fail(p.line, err)
-		for _, l := range p.more {
-			im.fail(l, err)
 		}
 	}
 	im.batch = keep
@@ -729,7 +726,6 @@ func (im *importer) dropTakenSeqs(ctx context.Context) error {
 	for i, p := range im.batch {
 		im.byKey[p.key] = i
 	}
-	slices.SortStableFunc(im.rep.Errors, func(a, b ImportError) int { return a.Line - b.Line })
 	return nil
 }
 
@@ -767,7 +763,12 @@ func (im *importer) stored(p *pending, rev uint64) {
 // overwrite it. Imports are idempotent: running the input again applies
 // them to what is stored then.
 func (im *importer) conflict(p *pending, what string) {
-	err := fmt.Errorf("%s was %s by another request while the import ran; import again to apply this line", describe(p.value), what)
+	im.failLines(p, fmt.Errorf("%s was %s by another request while the import ran; import again to apply this line", describe(p.value), what))
+}
+
+// failLines fails the lines of p, which were read before lines that may
+// have failed already: the report lists failures by line.
+func (im *importer) failLines(p *pending, err error) {
 	im.fail(p.line, err)
 	for _, l := range p.more {
 		im.fail(l, err)
