@@ -262,8 +262,9 @@ type pending struct {
 	// rev is the revision the write expects the key to be at: the one the
 	// line was checked against (0: the key holds no value). nil: a plain
 	// put, as PutRole does.
-	rev   *uint64
-	value any
+	rev    *uint64
+	value  any
+	stored bool // acknowledged
 }
 
 // stop is the error that ends an import where it is.
@@ -585,6 +586,10 @@ func (im *importer) flush(ctx context.Context) error {
 			return err
 		}
 	}
+	release, err := im.claimNames(ctx)
+	if err != nil {
+		return err
+	}
 	next := map[string]int64{}
 	for kind, n := range need {
 		first, err := im.s.reserveSeq(ctx, kind, n)
@@ -652,6 +657,11 @@ func (im *importer) flush(ctx context.Context) error {
 	if err := im.recreate(ctx, taken); err != nil {
 		return err
 	}
+	for _, p := range im.batch {
+		if old, ok := release[p.key]; ok && p.stored {
+			im.s.releaseName(ctx, old, p.value.(User).ID)
+		}
+	}
 	im.batch = im.batch[:0]
 	clear(im.byKey)
 	// Records now acknowledged become visible in the index shortly; keep
@@ -671,8 +681,7 @@ func (im *importer) flush(ctx context.Context) error {
 }
 
 // dropTakenSeqs takes out of the batch the new users and groups whose line
-// gave a seq that another record holds now, and the memberships of the
-// batch that name them, and fails their lines. The index is brought up to
+// gave a seq that another record holds now (see drop). The index is brought up to
 // what the stream's leader holds first: a record created since the line
 // was checked is in it then. The sequence has been raised above every seq
 // the batch gives, so no number handed out from now on is one of them; one
@@ -701,15 +710,92 @@ func (im *importer) dropTakenSeqs(ctx context.Context) error {
 			gone[p.key] = invalid("seq", "%d was given to %s while the import ran", p.seq, holder)
 		}
 	}
+	im.drop(gone)
+	return nil
+}
+
+// claimNames claims the username of every new or renamed user of the
+// batch, as writeUser does (see claimName), the claims sent at once. A
+// name another user holds takes its user out of the batch (see drop). It
+// returns the names that renamed users give back once stored, by key.
+func (im *importer) claimNames(ctx context.Context) (map[string]string, error) {
+	type claim struct {
+		p    *pending
+		user User
+		f    jetstream.PubAckFuture
+	}
+	var claims []claim
+	release := map[string]string{}
+	for i := range im.batch {
+		p := &im.batch[i]
+		u, ok := p.value.(User)
+		if !ok {
+			continue
+		}
+		old, exists := im.s.index.User(u.ID)
+		if exists && old.Username == u.Username {
+			continue
+		}
+		if exists {
+			release[p.key] = old.Username
+		}
+		b, err := json.Marshal(u.ID)
+		if err != nil {
+			return nil, fmt.Errorf("membership: import: encode: %w", err)
+		}
+		f, err := im.s.cfg.JetStream.PublishAsync("$KV."+im.s.cfg.Bucket+"."+nameKey(u.Username), b,
+			jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			return nil, fmt.Errorf("membership: import: publish: %w", err)
+		}
+		claims = append(claims, claim{p, u, f})
+	}
+	gone := map[string]error{}
+	for _, c := range claims {
+		var err error
+		select {
+		case <-c.f.Ok():
+			continue
+		case err = <-c.f.Err():
+		case <-ctx.Done():
+			return nil, fmt.Errorf("membership: import: waiting for the store: %w", ctx.Err())
+		}
+		if isWrongSequence(err) {
+			// Claimed before, given back, or another user's: as a create
+			// of the user would.
+			err = im.s.claimName(ctx, c.user.Username, c.user.ID)
+		}
+		switch {
+		case errors.Is(err, ErrInvalid):
+			gone[c.p.key] = err
+			delete(release, c.p.key)
+		case err != nil:
+			return nil, fmt.Errorf("membership: import: claim the username of line %d: %w", c.p.line, err)
+		}
+	}
+	im.drop(gone)
+	return release, nil
+}
+
+// drop takes out of the batch the writes of gone's keys (users and
+// groups), and the memberships of the batch that name a user or group it
+// would have created, and fails their lines with gone's error.
+func (im *importer) drop(gone map[string]error) {
 	if len(gone) == 0 {
-		return nil
+		return
+	}
+	unborn := map[string]error{} // the keys of gone that the batch creates
+	for _, p := range im.batch {
+		if err, ok := gone[p.key]; ok && p.created {
+			unborn[p.key] = err
+		}
 	}
 	keep := im.batch[:0]
 	for _, p := range im.batch {
 		err, drop := gone[p.key]
 		if m, ok := p.value.(Member); ok && !drop {
 			for _, k := range []string{userKey(m.UserID), groupKey(m.GroupID)} {
-				if e, ok := gone[k]; ok {
+				if e, ok := unborn[k]; ok {
 					err, drop = fmt.Errorf("%s rests on a line that failed: %w", describe(p.value), e), true
 					break
 				}
@@ -726,7 +812,6 @@ func (im *importer) dropTakenSeqs(ctx context.Context) error {
 	for i, p := range im.batch {
 		im.byKey[p.key] = i
 	}
-	return nil
 }
 
 // publish sends p's value without waiting for its acknowledgement, with
@@ -749,6 +834,7 @@ func (im *importer) publish(p *pending, rev *uint64) (jetstream.PubAckFuture, er
 
 // stored counts the lines of p, acknowledged at revision rev.
 func (im *importer) stored(p *pending, rev uint64) {
+	p.stored = true
 	im.lastRev = max(im.lastRev, rev)
 	if p.created {
 		im.rep.Created++

@@ -2,6 +2,7 @@ package membership_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -239,4 +240,101 @@ func TestImportSeqTakenMeanwhile(t *testing.T) {
 		t.Fatalf("fine: %+v", u)
 	}
 	t.Logf("%+v", res.rep.Errors)
+}
+
+// TestImportClaimsUsernames: an imported user's username is claimed as a
+// created one's is, so that a user created elsewhere with the same name
+// meanwhile makes the line fail instead of both users holding the name;
+// an import that renames a user gives the old name back. Imports wrote no
+// claim before.
+func TestImportClaimsUsernames(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, natstest.Start(t))
+	claim := func(name string) (string, bool) {
+		e, err := st.KV().Get(ctx, "names."+hex.EncodeToString([]byte(name)))
+		if err != nil {
+			return "", false
+		}
+		return string(e.Value()), true
+	}
+	in := &pausedReader{
+		input: []byte(`{"kind":"user","id":"imp","username":"dup"}
+{"kind":"user","id":"alice","username":"alice"}
+`),
+		asked: make(chan struct{}), goOn: make(chan struct{}),
+	}
+	done := make(chan error, 1)
+	var rep membership.ImportReport
+	go func() {
+		var err error
+		rep, err = st.Import(ctx, in, nil)
+		done <- err
+	}()
+	<-in.asked
+	if _, err := st.CreateUser(ctx, membership.User{ID: "other", Username: "dup", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	close(in.goOn)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rep.Created != 1 || rep.Failed != 1 || rep.Errors[0].Line != 1 || !strings.Contains(rep.Errors[0].Message, `"dup" is taken`) {
+		t.Fatalf("report: %+v", rep)
+	}
+	if _, ok := st.Index().User("imp"); ok {
+		t.Fatal("imp stored with a name another user holds")
+	}
+	if holder, ok := claim("alice"); !ok || holder != `"alice"` {
+		t.Fatalf("the claim of alice: %q %v", holder, ok)
+	}
+	rep, err := st.Import(ctx, strings.NewReader(`{"kind":"user","id":"alice","username":"alice2"}`), nil)
+	if err != nil || rep.Updated != 1 {
+		t.Fatalf("rename: %+v %v", rep, err)
+	}
+	if holder, ok := claim("alice2"); !ok || holder != `"alice"` {
+		t.Fatalf("the claim of alice2: %q %v", holder, ok)
+	}
+	if _, ok := claim("alice"); ok {
+		t.Fatal("the old name is still claimed")
+	}
+	// The name given back is free for another user, created anywhere.
+	if _, err := st.CreateUser(ctx, membership.User{ID: "newalice", Username: "alice", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A rename to a name taken meanwhile fails alone: the user exists, and
+	// a line that makes them a member still stands.
+	if _, err := st.CreateGroup(ctx, membership.Group{ID: "g", Name: "G"}); err != nil {
+		t.Fatal(err)
+	}
+	in = &pausedReader{
+		input: []byte(`{"kind":"user","id":"alice","username":"race"}
+{"kind":"member","groupId":"g","userId":"alice"}
+`),
+		asked: make(chan struct{}), goOn: make(chan struct{}),
+	}
+	go func() {
+		var err error
+		rep, err = st.Import(ctx, in, nil)
+		done <- err
+	}()
+	<-in.asked
+	if _, err := st.CreateUser(ctx, membership.User{ID: "racer", Username: "race", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	close(in.goOn)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rep.Created != 1 || rep.Failed != 1 || rep.Errors[0].Line != 1 {
+		t.Fatalf("rename to a taken name: %+v", rep)
+	}
+	if u, _ := st.Index().User("alice"); u.Username != "alice2" {
+		t.Fatalf("alice renamed to %q", u.Username)
+	}
+	if _, ok := st.Index().Member("g", "alice"); !ok {
+		t.Fatal("the membership of alice was not stored")
+	}
+	if holder, ok := claim("alice2"); !ok || holder != `"alice"` {
+		t.Fatalf("the claim of alice2 after the failed rename: %q %v", holder, ok)
+	}
 }
