@@ -124,6 +124,11 @@ func (e *ImportStopError) Lines() string {
 
 var errLineTooLong = fmt.Errorf("line longer than %d bytes", MaxImportLine)
 
+// errStoreFirst asks for the lines before this one to be stored before it
+// is applied: it rests on a change they make that the index must have
+// first (a username one of them renames a user away from).
+var errStoreFirst = errors.New("membership: import: store the lines before this one first")
+
 // Import reads NDJSON records from r and stores them. Lines are applied in
 // order, so members may follow the users and groups they name in the same
 // file. A line that fails (invalid, or longer than MaxImportLine) fails
@@ -143,6 +148,15 @@ func (s *Store) Import(ctx context.Context, r io.Reader, progress func(ImportRep
 		members:   map[string]Member{},
 		roles:     map[string]Role{},
 		now:       s.cfg.Now().UTC(),
+	}
+	// Lines are checked against the index: it must hold what other nodes
+	// wrote before the import began, or a line would take their records
+	// for new ones and fail to create them.
+	cctx, cancel := context.WithTimeout(ctx, importBatchTimeout)
+	err := s.caughtUp(cctx)
+	cancel()
+	if err != nil {
+		return im.rep, im.stop(err)
 	}
 	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10), max: MaxImportLine}
 	for {
@@ -164,6 +178,15 @@ func (s *Store) Import(ctx context.Context, r io.Reader, progress func(ImportRep
 		if line := bytes.TrimSpace(raw); err != nil || len(line) > 0 {
 			im.rep.Lines++
 			if err == nil {
+				err = im.add(im.lineNo, line)
+			}
+			if err == errStoreFirst {
+				// Store the lines before this one, then apply it.
+				im.lineNo--
+				if ferr := im.flush(ctx); ferr != nil {
+					return im.rep, im.stop(ferr)
+				}
+				im.lineNo++
 				err = im.add(im.lineNo, line)
 			}
 			if err != nil {
@@ -353,6 +376,11 @@ func (im *importer) addUser(line int, rec ImportRecord) error {
 	for _, r := range u.Roles {
 		if role, ok := im.role(r); !ok || role.Scope != ScopeGlobal {
 			return invalid("roles", "unknown global role %q", r)
+		}
+	}
+	if holder, ok := im.s.index.UserByUsername(u.Username); ok && holder.ID != u.ID {
+		if mine, ok := im.users[holder.ID]; ok && mine.Username != u.Username {
+			return errStoreFirst // the batch renames the holder
 		}
 	}
 	roles := u.Roles

@@ -3,6 +3,7 @@ package membership_test
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/presenced/presenced/internal/natstest"
 	"github.com/presenced/presenced/membership"
 )
@@ -336,5 +338,82 @@ func TestImportClaimsUsernames(t *testing.T) {
 	}
 	if holder, ok := claim("alice2"); !ok || holder != `"alice"` {
 		t.Fatalf("the claim of alice2 after the failed rename: %q %v", holder, ok)
+	}
+}
+
+// TestImportAgainThroughAnotherNode: records another node wrote before an
+// import began are in the view its lines are checked against, although
+// this node's index may not have applied them yet. Here they are written
+// straight to the bucket, as another node's import does, and the same
+// file imported at once: every line is unchanged. Lines whose record the
+// index had not applied failed as "created by another request".
+func TestImportAgainThroughAnotherNode(t *testing.T) {
+	srv := natstest.Start(t)
+	st := openStore(t, srv)
+	ctx := t.Context()
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		var in strings.Builder
+		var futures []jetstream.PubAckFuture
+		now := time.Now().UTC()
+		for i := range 4000 {
+			u := membership.User{ID: fmt.Sprintf("u%d-%d", round, i), Username: fmt.Sprintf("n%d-%d", round, i),
+				Type: membership.UserTypeUser, Active: true, Seq: int64(round*4000 + i + 1), CreatedAt: now, UpdatedAt: now}
+			fmt.Fprintf(&in, `{"kind":"user","id":%q,"username":%q}`+"\n", u.ID, u.Username)
+			b, _ := json.Marshal(u)
+			f, err := js.PublishAsync("$KV."+membership.DefaultBucket+".users."+u.ID, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			futures = append(futures, f)
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				t.Fatal(err)
+			}
+		}
+		rep, err := st.Import(ctx, strings.NewReader(in.String()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Unchanged != 4000 {
+			t.Fatalf("round %d: %+v; first error %+v", round, ImportCounts(rep), rep.Errors[:min(1, len(rep.Errors))])
+		}
+	}
+}
+
+// TestImportRenameFreesTheNameForLaterLines: lines are applied in order, so
+// a name that an earlier line renames a user away from is free for a
+// later line of the same file.
+func TestImportRenameFreesTheNameForLaterLines(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, natstest.Start(t))
+	in := `{"kind":"user","id":"a","username":"alpha"}
+{"kind":"user","id":"b","username":"beta"}
+`
+	if rep, err := st.Import(ctx, strings.NewReader(in), nil); err != nil || rep.Created != 2 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+	// A swap through a name neither holds.
+	swap := `{"kind":"user","id":"a","username":"tmp"}
+{"kind":"user","id":"b","username":"alpha"}
+{"kind":"user","id":"a","username":"beta"}
+`
+	rep, err := st.Import(ctx, strings.NewReader(swap), nil)
+	if err != nil || rep.Updated != 3 || rep.Failed != 0 {
+		t.Fatalf("swap: %+v %v", rep, err)
+	}
+	a, _ := st.Index().User("a")
+	b, _ := st.Index().User("b")
+	if a.Username != "beta" || b.Username != "alpha" {
+		t.Fatalf("after the swap: a %q, b %q", a.Username, b.Username)
+	}
+	if _, err := st.CreateUser(ctx, membership.User{ID: "c", Username: "tmp", Active: true}); err != nil {
+		t.Fatalf("the name the swap went through is still held: %v", err)
 	}
 }
