@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/presenced/presenced/internal/jskv"
 )
@@ -626,7 +628,7 @@ func (im *importer) flush(ctx context.Context) error {
 		}
 		next[kind] = first
 	}
-	futures := make([]jetstream.PubAckFuture, len(im.batch))
+	msgs := make([]*nats.Msg, len(im.batch))
 	for i := range im.batch {
 		p := &im.batch[i]
 		if p.kind != "" {
@@ -647,11 +649,15 @@ func (im *importer) flush(ctx context.Context) error {
 				p.value = v
 			}
 		}
-		f, err := im.publish(p, p.rev)
+		m, err := im.message(p.key, p.value, p.rev)
 		if err != nil {
 			return err
 		}
-		futures[i] = f
+		msgs[i] = m
+	}
+	acks, errs, err := jskv.PublishAll(ctx, im.s.cfg.JetStream, msgs)
+	if err != nil {
+		return fmt.Errorf("membership: import: waiting for the store: %w", err)
 	}
 	// A record the store refuses is not a fault of its line: the store
 	// cannot take writes now, and the import stops where it is. A
@@ -659,24 +665,19 @@ func (im *importer) flush(ctx context.Context) error {
 	// the line was read.
 	var failed error
 	var taken []int // new records whose key was not empty
-	for i, f := range futures {
+	for i := range im.batch {
 		p := &im.batch[i]
-		select {
-		case ack := <-f.Ok():
-			im.stored(p, ack.Sequence)
-		case err := <-f.Err():
-			switch {
-			case !isWrongSequence(err):
-				if failed == nil {
-					failed = fmt.Errorf("membership: import: store line %d: %w", p.line, err)
-				}
-			case p.created:
-				taken = append(taken, i)
-			default:
-				im.conflict(p, "changed")
+		switch err := errs[i]; {
+		case err == nil:
+			im.stored(p, acks[i].Sequence)
+		case !isWrongSequence(err):
+			if failed == nil {
+				failed = fmt.Errorf("membership: import: store line %d: %w", p.line, err)
 			}
-		case <-ctx.Done():
-			return fmt.Errorf("membership: import: waiting for the store: %w", ctx.Err())
+		case p.created:
+			taken = append(taken, i)
+		default:
+			im.conflict(p, "changed")
 		}
 	}
 	if failed != nil {
@@ -750,9 +751,9 @@ func (im *importer) claimNames(ctx context.Context) (map[string]string, error) {
 	type claim struct {
 		p    *pending
 		user User
-		f    jetstream.PubAckFuture
 	}
 	var claims []claim
+	var msgs []*nats.Msg
 	release := map[string]string{}
 	for i := range im.batch {
 		p := &im.batch[i]
@@ -767,27 +768,20 @@ func (im *importer) claimNames(ctx context.Context) (map[string]string, error) {
 		if exists {
 			release[p.key] = old.Username
 		}
-		b, err := json.Marshal(u.ID)
+		m, err := im.message(nameKey(u.Username), u.ID, new(uint64))
 		if err != nil {
-			return nil, fmt.Errorf("membership: import: encode: %w", err)
+			return nil, err
 		}
-		f, err := im.s.cfg.JetStream.PublishAsync("$KV."+im.s.cfg.Bucket+"."+nameKey(u.Username), b,
-			jetstream.WithExpectLastSequencePerSubject(0))
-		if err != nil {
-			return nil, fmt.Errorf("membership: import: publish: %w", err)
-		}
-		claims = append(claims, claim{p, u, f})
+		claims = append(claims, claim{p, u})
+		msgs = append(msgs, m)
+	}
+	_, errs, err := jskv.PublishAll(ctx, im.s.cfg.JetStream, msgs)
+	if err != nil {
+		return nil, fmt.Errorf("membership: import: waiting for the store: %w", err)
 	}
 	gone := map[string]error{}
-	for _, c := range claims {
-		var err error
-		select {
-		case <-c.f.Ok():
-			continue
-		case err = <-c.f.Err():
-		case <-ctx.Done():
-			return nil, fmt.Errorf("membership: import: waiting for the store: %w", ctx.Err())
-		}
+	for k, c := range claims {
+		err := errs[k]
 		if isWrongSequence(err) {
 			// Claimed before, given back, or another user's: as a create
 			// of the user would.
@@ -842,22 +836,21 @@ func (im *importer) drop(gone map[string]error) {
 	}
 }
 
-// publish sends p's value without waiting for its acknowledgement, with
-// a compare-and-set on rev unless it is nil.
-func (im *importer) publish(p *pending, rev *uint64) (jetstream.PubAckFuture, error) {
-	b, err := json.Marshal(p.value)
+// message is the write of v under key, with a compare-and-set on rev
+// unless it is nil, and an id of its own, with which the stream takes it
+// once however often jskv.PublishAll sends it.
+func (im *importer) message(key string, v any, rev *uint64) (*nats.Msg, error) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("membership: import: encode: %w", err)
 	}
-	var opts []jetstream.PublishOpt
+	m := nats.NewMsg("$KV." + im.s.cfg.Bucket + "." + key)
+	m.Data = b
+	m.Header.Set(jetstream.MsgIDHeader, jskv.NewMsgID())
 	if rev != nil {
-		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(*rev))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*rev, 10))
 	}
-	f, err := im.s.cfg.JetStream.PublishAsync("$KV."+im.s.cfg.Bucket+"."+p.key, b, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("membership: import: publish: %w", err)
-	}
-	return f, nil
+	return m, nil
 }
 
 // stored counts the lines of p, acknowledged at revision rev.
@@ -896,36 +889,44 @@ func (im *importer) failLines(p *pending, err error) {
 // another request since the line was read, and its lines fail.
 func (im *importer) recreate(ctx context.Context, which []int) error {
 	js := im.s.cfg.JetStream
-	futures := make([]jetstream.PubAckFuture, len(which))
-	for k, i := range which {
+	type last struct {
+		rev  uint64
+		live bool
+	}
+	var sent []*pending
+	var msgs []*nats.Msg
+	for _, i := range which {
 		p := &im.batch[i]
-		rev, live, err := jskv.LastRevision(ctx, js, im.s.kv, p.key)
+		l, err := jskv.Retry(ctx, func(ctx context.Context) (last, error) {
+			rev, live, err := jskv.LastRevision(ctx, js, im.s.kv, p.key)
+			return last{rev, live}, err
+		})
 		if err != nil {
 			return fmt.Errorf("membership: import: store line %d: %w", p.line, err)
 		}
-		if live {
+		if l.live {
 			im.conflict(p, "created")
 			continue
 		}
-		if futures[k], err = im.publish(p, &rev); err != nil {
+		m, err := im.message(p.key, p.value, &l.rev)
+		if err != nil {
 			return err
 		}
+		sent = append(sent, p)
+		msgs = append(msgs, m)
 	}
-	for k, f := range futures {
-		if f == nil {
-			continue
-		}
-		p := &im.batch[which[k]]
-		select {
-		case ack := <-f.Ok():
-			im.stored(p, ack.Sequence)
-		case err := <-f.Err():
-			if !isWrongSequence(err) {
-				return fmt.Errorf("membership: import: store line %d: %w", p.line, err)
-			}
+	acks, errs, err := jskv.PublishAll(ctx, js, msgs)
+	if err != nil {
+		return fmt.Errorf("membership: import: waiting for the store: %w", err)
+	}
+	for k, p := range sent {
+		switch err := errs[k]; {
+		case err == nil:
+			im.stored(p, acks[k].Sequence)
+		case isWrongSequence(err):
 			im.conflict(p, "created")
-		case <-ctx.Done():
-			return fmt.Errorf("membership: import: waiting for the store: %w", ctx.Err())
+		default:
+			return fmt.Errorf("membership: import: store line %d: %w", p.line, err)
 		}
 	}
 	return nil

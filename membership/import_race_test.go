@@ -417,3 +417,48 @@ func TestImportRenameFreesTheNameForLaterLines(t *testing.T) {
 		t.Fatalf("the name the swap went through is still held: %v", err)
 	}
 }
+
+// TestImportSurvivesTheLossOfTheStreamLeader: the server leading the
+// bucket's stream is cut off, as by a kill -9, between two batches of an
+// import through another node. The import waits out the election and completes. A write
+// sent while the stream had no leader got no answer, and the import
+// stopped when its batch's 30 s ran out.
+func TestImportSurvivesTheLossOfTheStreamLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	servers, cut := natstest.StartCutCluster(t, 3)
+	stores := storesOn(t, ctx, servers)
+	leader := -1
+	for i, s := range servers {
+		if s.JetStreamIsStreamLeader("$G", "KV_"+membership.DefaultBucket) {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("the bucket's stream has no leader")
+	}
+	const n = 6000
+	var in strings.Builder
+	fmt.Fprintf(&in, `{"kind":"group","id":"g","name":"G"}`+"\n")
+	for i := range n {
+		fmt.Fprintf(&in, `{"kind":"user","id":"u%d","username":"n%d","seq":%d}`+"\n", i, i, i+10)
+		fmt.Fprintf(&in, `{"kind":"member","groupId":"g","userId":"u%d"}`+"\n", i)
+	}
+	batches := 0
+	start := time.Now()
+	rep, err := stores[(leader+1)%3].Import(ctx, strings.NewReader(in.String()), func(membership.ImportReport) {
+		if batches++; batches == 1 {
+			cut(leader)
+		}
+	})
+	if err != nil {
+		t.Fatalf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if rep.Created != 2*n+1 || rep.Failed != 0 {
+		t.Fatalf("report: %+v", ImportCounts(rep))
+	}
+	t.Logf("imported in %s, the leader lost after the first batch", time.Since(start).Round(time.Millisecond))
+}

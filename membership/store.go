@@ -223,22 +223,15 @@ func (s *Store) put(ctx context.Context, key string, value any, lastRev *uint64)
 	if err != nil {
 		return 0, fmt.Errorf("membership: encode %s: %w", key, err)
 	}
-	var rev uint64
+	// Through jskv.Write: a write whose answer was lost with the stream's
+	// leader is sent again, and stored once.
+	rev, err := jskv.Write(ctx, s.cfg.JetStream, s.kv, key, b, lastRev)
 	switch {
-	case lastRev == nil:
-		rev, err = s.kv.Put(ctx, key, b)
-	case *lastRev == 0:
-		rev, err = s.kv.Create(ctx, key, b)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return 0, ErrExists
-		}
-	default:
-		rev, err = s.kv.Update(ctx, key, b, *lastRev)
-		if isWrongSequence(err) {
-			return 0, ErrConflict
-		}
-	}
-	if err != nil {
+	case isWrongSequence(err) && lastRev != nil && *lastRev == 0: // a creation
+		return 0, ErrExists
+	case isWrongSequence(err):
+		return 0, ErrConflict
+	case err != nil:
 		return 0, fmt.Errorf("membership: write %s: %w", key, err)
 	}
 	return rev, s.waitApplied(ctx, rev)
@@ -249,7 +242,7 @@ func (s *Store) put(ctx context.Context, key string, value any, lastRev *uint64)
 func (s *Store) del(ctx context.Context, key string) error {
 	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + key)
 	msg.Header.Set("KV-Operation", "DEL")
-	ack, err := s.cfg.JetStream.PublishMsg(ctx, msg)
+	ack, err := jskv.Send(ctx, s.cfg.JetStream, msg)
 	if err != nil {
 		return fmt.Errorf("membership: delete %s: %w", key, err)
 	}
@@ -283,7 +276,9 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 		}
 		s.seqMu.Unlock()
 		if !sq.known {
-			e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
+			e, err := jskv.Retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+				return jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
+			})
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				sq.value, sq.rev = 0, 0
@@ -298,13 +293,7 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 			sq.known = true
 		}
 		b, _ := json.Marshal(sq.value + n)
-		var rev uint64
-		var err error
-		if sq.rev == 0 {
-			rev, err = s.kv.Create(ctx, key, b)
-		} else {
-			rev, err = s.kv.Update(ctx, key, b, sq.rev)
-		}
+		rev, err := jskv.Write(ctx, s.cfg.JetStream, s.kv, key, b, &sq.rev) // 0: a creation
 		switch {
 		case err == nil:
 			first = sq.value + 1

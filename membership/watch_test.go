@@ -297,13 +297,19 @@ func TestUpdatesContendInACluster(t *testing.T) {
 // cluster, the bucket replicated on all three.
 func clusterStores(t *testing.T, ctx context.Context) []*membership.Store {
 	t.Helper()
+	return storesOn(t, ctx, natstest.StartCluster(t, 3))
+}
+
+// storesOn opens a store on each of servers, the bucket replicated on all.
+func storesOn(t *testing.T, ctx context.Context, servers []*server.Server) []*membership.Store {
+	t.Helper()
 	var stores []*membership.Store
-	for _, s := range natstest.StartCluster(t, 3) {
+	for _, s := range servers {
 		js, err := jetstream.New(natstest.Connect(t, s))
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: 3, Logger: zaptest.NewLogger(t)})
+		st, err := membership.Open(ctx, membership.Config{JetStream: js, Replicas: len(servers), Logger: zaptest.NewLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/presenced/presenced/internal/faultnet"
 )
 
 // Options tunes a test server. The zero value is a standalone server.
@@ -26,6 +27,9 @@ type Options struct {
 	ClusterPort int
 	// Routes are route URLs of the other cluster members.
 	Routes []string
+	// NoAdvertise keeps the server from telling the others its own route
+	// address: they reach it only by the Routes they were given.
+	NoAdvertise bool
 }
 
 // Start runs a JetStream-enabled nats-server and returns it once it is ready.
@@ -58,6 +62,7 @@ func StartWith(t testing.TB, o Options) *server.Server {
 			opts.Cluster.Port = -1
 		}
 		opts.Routes = server.RoutesFromStr(joinComma(o.Routes))
+		opts.Cluster.NoAdvertise = o.NoAdvertise
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -110,9 +115,47 @@ func StartCluster(t testing.TB, n int) []*server.Server {
 	return srvs
 }
 
-// ClusterOf is StartCluster that leaves the starts to the test: start(i)
-// starts server i (from 0), when the test wants it up.
-func ClusterOf(t testing.TB, n int) (start func(i int) *server.Server) {
+// StartCutCluster is StartCluster with every route through a proxy of
+// its own (faultnet), one per server and peer. cut(i) silences server i's
+// routes for good, both ways, and leaves its clients connected: to the
+// rest of the cluster it is as gone as a server killed with SIGKILL, with
+// no leadership handed over, while its clients see a server that answers
+// nothing JetStream must ask the cluster for.
+func StartCutCluster(t testing.TB, n int) (srvs []*server.Server, cut func(i int)) {
+	t.Helper()
+	ports := freePorts(t, n)
+	links := make([][]*faultnet.Proxy, n) // links[i][j]: i's route to j
+	for i := range links {
+		links[i] = make([]*faultnet.Proxy, n)
+		for j := range links[i] {
+			if j != i {
+				links[i][j] = faultnet.Start(t, fmt.Sprintf("127.0.0.1:%d", ports[j]), 0)
+			}
+		}
+	}
+	srvs = make([]*server.Server, n)
+	for i := range srvs {
+		var routes []string
+		for j := range links[i] {
+			if j != i {
+				routes = append(routes, "nats-route://"+links[i][j].Addr)
+			}
+		}
+		srvs[i] = StartWith(t, Options{ServerName: fmt.Sprintf("s%d", i+1), ClusterName: "natstest",
+			ClusterPort: ports[i], Routes: routes, NoAdvertise: true})
+	}
+	return srvs, func(i int) {
+		for j := range n {
+			if j != i {
+				links[i][j].Silence()
+				links[j][i].Silence()
+			}
+		}
+	}
+}
+
+// freePorts returns n loopback ports that were free a moment ago.
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
@@ -123,6 +166,14 @@ func ClusterOf(t testing.TB, n int) (start func(i int) *server.Server) {
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
 	}
+	return ports
+}
+
+// ClusterOf is StartCluster that leaves the starts to the test: start(i)
+// starts server i (from 0), when the test wants it up.
+func ClusterOf(t testing.TB, n int) (start func(i int) *server.Server) {
+	t.Helper()
+	ports := freePorts(t, n)
 	return func(i int) *server.Server {
 		t.Helper()
 		var routes []string

@@ -1,0 +1,186 @@
+package jskv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// errDuplicateConflict is nats-server's JSStreamDuplicateMessageConflictErr:
+// a message with this Nats-Msg-Id is being stored and is not yet, as when
+// a message is sent again while the first one is still being replicated.
+const errDuplicateConflict = 10158
+
+// PublishAll publishes msgs, each without waiting for the one before, and
+// waits for every acknowledgement. A message that gets no answer within
+// AttemptTimeout, or a Transient error (its stream's leader was lost, an
+// election), is sent again after a growing pause until ctx ends: a write
+// sent while a stream has no leader gets no answer at all. Every message
+// must carry a Nats-Msg-Id header, unique to it: the stream acknowledges a
+// message it stored already, within its duplicate window, instead of
+// storing it again, so a message whose acknowledgement was lost with the
+// leader is not stored twice, nor refused by its own compare-and-set.
+//
+// It returns, per message, the acknowledgement or the stream's refusal
+// (a compare-and-set that lost, say), and an error when ctx ended first.
+func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) ([]*jetstream.PubAck, []error, error) {
+	acks := make([]*jetstream.PubAck, len(msgs))
+	errs := make([]error, len(msgs))
+	todo := make([]int, len(msgs))
+	for i := range todo {
+		todo[i] = i
+	}
+	pause := 50 * time.Millisecond
+	for len(todo) > 0 {
+		futures := make([]jetstream.PubAckFuture, len(todo))
+		for k, i := range todo {
+			m := msgs[i]
+			f, err := js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Header: maps.Clone(m.Header), Data: m.Data})
+			switch {
+			case err == nil:
+				futures[k] = f
+			case !Transient(err):
+				errs[i] = err
+			}
+		}
+		expiry := time.NewTimer(AttemptTimeout)
+		expired := false
+		var again []int
+		for k, i := range todo {
+			f := futures[k]
+			if f == nil {
+				if errs[i] == nil {
+					again = append(again, i)
+				}
+				continue
+			}
+			if expired {
+				select {
+				case a := <-f.Ok():
+					acks[i] = a
+				case err := <-f.Err():
+					again = settle(errs, again, i, err)
+				default:
+					again = append(again, i)
+				}
+				continue
+			}
+			select {
+			case a := <-f.Ok():
+				acks[i] = a
+			case err := <-f.Err():
+				again = settle(errs, again, i, err)
+			case <-expiry.C:
+				expired = true
+				again = append(again, i)
+			case <-ctx.Done():
+				expiry.Stop()
+				return acks, errs, ctx.Err()
+			}
+		}
+		expiry.Stop()
+		todo = again
+		if len(todo) == 0 {
+			break
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return acks, errs, ctx.Err()
+		}
+		pause = min(2*pause, time.Second)
+	}
+	return acks, errs, nil
+}
+
+// settle records err as message i's answer, or queues i to be sent again
+// when err says the stream could not answer yet.
+func settle(errs []error, again []int, i int, err error) []int {
+	var apiErr *jetstream.APIError
+	if Transient(err) || errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateConflict {
+		return append(again, i)
+	}
+	errs[i] = err
+	return again
+}
+
+// Send publishes m through PublishAll, with a Nats-Msg-Id of its own, and
+// returns its acknowledgement or the stream's refusal. Without a deadline
+// in ctx it tries for ContendFor.
+func Send(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.PubAck, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ContendFor)
+		defer cancel()
+	}
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	m.Header.Set(jetstream.MsgIDHeader, NewMsgID())
+	acks, errs, err := PublishAll(ctx, js, []*nats.Msg{m})
+	if err != nil {
+		return nil, fmt.Errorf("jskv: waiting for the stream: %w", err)
+	}
+	return acks[0], errs[0]
+}
+
+// Write stores value under key in kv through Send, with a compare-and-set
+// on expect unless it is nil: 0 is a key that holds no value, a deletion
+// marker included, as kv.Create has it. It returns the new revision;
+// jetstream.ErrKeyExists when expect is 0 and the key holds a value; an
+// error that WrongSequence reports when the key is not at expect.
+func Write(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, value []byte, expect *uint64) (uint64, error) {
+	var want *uint64
+	if expect != nil {
+		want = new(uint64)
+		*want = *expect
+	}
+	for tries := 1; ; tries++ {
+		m := nats.NewMsg("$KV." + kv.Bucket() + "." + key)
+		m.Data = value
+		if want != nil {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*want, 10))
+		}
+		ack, err := Send(ctx, js, m)
+		if err == nil {
+			return ack.Sequence, nil
+		}
+		if expect == nil || *expect != 0 || !WrongSequence(err) {
+			return 0, err
+		}
+		// A creation: the key holds a value, or only the marker of its
+		// deletion, which a creation is written over.
+		l, lerr := Retry(ctx, func(ctx context.Context) (last, error) {
+			rev, live, err := LastRevision(ctx, js, kv, key)
+			return last{rev, live}, err
+		})
+		switch {
+		case lerr != nil:
+			return 0, lerr
+		case l.live || tries == 3:
+			return 0, jetstream.ErrKeyExists
+		}
+		*want = l.rev
+	}
+}
+
+// last is a key's last revision, and whether it holds a value.
+type last struct {
+	rev  uint64
+	live bool
+}
+
+// NewMsgID returns a random Nats-Msg-Id.
+func NewMsgID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
