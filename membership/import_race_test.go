@@ -171,6 +171,27 @@ type pausedReader struct {
 	gave, waited bool
 }
 
+// importMeanwhile imports input into st and runs meanwhile after every
+// line is read and checked and before any is stored.
+func importMeanwhile(t *testing.T, st *membership.Store, input string, meanwhile func()) membership.ImportReport {
+	t.Helper()
+	in := &pausedReader{input: []byte(input), asked: make(chan struct{}), goOn: make(chan struct{})}
+	var rep membership.ImportReport
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		rep, err = st.Import(t.Context(), in, nil)
+		done <- err
+	}()
+	<-in.asked
+	meanwhile()
+	close(in.goOn)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
 func (r *pausedReader) Read(p []byte) (int, error) {
 	if !r.gave {
 		r.gave = true
@@ -197,36 +218,16 @@ func TestImportSeqTakenMeanwhile(t *testing.T) {
 	if _, err := st.CreateGroup(ctx, membership.Group{ID: "g", Name: "G"}); err != nil {
 		t.Fatal(err)
 	}
-	in := &pausedReader{
-		input: []byte(`{"kind":"user","id":"imp","username":"imp","seq":2}
+	rep := importMeanwhile(t, st, `{"kind":"user","id":"imp","username":"imp","seq":2}
 {"kind":"member","groupId":"g","userId":"imp"}
 {"kind":"user","id":"fine","username":"fine","seq":7}
-`),
-		asked: make(chan struct{}), goOn: make(chan struct{}),
-	}
-	type result struct {
-		rep membership.ImportReport
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		rep, err := st.Import(ctx, in, nil)
-		done <- result{rep, err}
-	}()
-	<-in.asked
-	other, err := st.CreateUser(ctx, membership.User{ID: "other", Username: "other", Active: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if other.Seq != 2 {
-		t.Fatalf("the other user has seq %d, want 2", other.Seq)
-	}
-	close(in.goOn)
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	if rep := res.rep; rep.Created != 1 || rep.Failed != 2 || len(rep.Errors) != 2 || rep.Errors[0].Line != 1 || rep.Errors[1].Line != 2 {
+`, func() {
+		other, err := st.CreateUser(ctx, membership.User{ID: "other", Username: "other", Active: true})
+		if err != nil || other.Seq != 2 {
+			t.Fatalf("the other user: %+v %v, want seq 2", other, err)
+		}
+	})
+	if rep.Created != 1 || rep.Failed != 2 || len(rep.Errors) != 2 || rep.Errors[0].Line != 1 || rep.Errors[1].Line != 2 {
 		t.Fatalf("report: %+v", rep)
 	}
 	if u, ok := st.Index().UserBySeq(2); !ok || u.ID != "other" {
@@ -241,7 +242,7 @@ func TestImportSeqTakenMeanwhile(t *testing.T) {
 	if u, ok := st.Index().User("fine"); !ok || u.Seq != 7 {
 		t.Fatalf("fine: %+v", u)
 	}
-	t.Logf("%+v", res.rep.Errors)
+	t.Logf("%+v", rep.Errors)
 }
 
 // TestImportClaimsUsernames: an imported user's username is claimed as a
@@ -259,27 +260,16 @@ func TestImportClaimsUsernames(t *testing.T) {
 		}
 		return string(e.Value()), true
 	}
-	in := &pausedReader{
-		input: []byte(`{"kind":"user","id":"imp","username":"dup"}
+	createMeanwhile := func(id, username string) func() {
+		return func() {
+			if _, err := st.CreateUser(ctx, membership.User{ID: id, Username: username, Active: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rep := importMeanwhile(t, st, `{"kind":"user","id":"imp","username":"dup"}
 {"kind":"user","id":"alice","username":"alice"}
-`),
-		asked: make(chan struct{}), goOn: make(chan struct{}),
-	}
-	done := make(chan error, 1)
-	var rep membership.ImportReport
-	go func() {
-		var err error
-		rep, err = st.Import(ctx, in, nil)
-		done <- err
-	}()
-	<-in.asked
-	if _, err := st.CreateUser(ctx, membership.User{ID: "other", Username: "dup", Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	close(in.goOn)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+`, createMeanwhile("other", "dup"))
 	if rep.Created != 1 || rep.Failed != 1 || rep.Errors[0].Line != 1 || !strings.Contains(rep.Errors[0].Message, `"dup" is taken`) {
 		t.Fatalf("report: %+v", rep)
 	}
@@ -308,25 +298,9 @@ func TestImportClaimsUsernames(t *testing.T) {
 	if _, err := st.CreateGroup(ctx, membership.Group{ID: "g", Name: "G"}); err != nil {
 		t.Fatal(err)
 	}
-	in = &pausedReader{
-		input: []byte(`{"kind":"user","id":"alice","username":"race"}
+	rep = importMeanwhile(t, st, `{"kind":"user","id":"alice","username":"race"}
 {"kind":"member","groupId":"g","userId":"alice"}
-`),
-		asked: make(chan struct{}), goOn: make(chan struct{}),
-	}
-	go func() {
-		var err error
-		rep, err = st.Import(ctx, in, nil)
-		done <- err
-	}()
-	<-in.asked
-	if _, err := st.CreateUser(ctx, membership.User{ID: "racer", Username: "race", Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	close(in.goOn)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+`, createMeanwhile("racer", "race"))
 	if rep.Created != 1 || rep.Failed != 1 || rep.Errors[0].Line != 1 {
 		t.Fatalf("rename to a taken name: %+v", rep)
 	}
@@ -420,9 +394,9 @@ func TestImportRenameFreesTheNameForLaterLines(t *testing.T) {
 
 // TestImportSurvivesTheLossOfTheStreamLeader: the server leading the
 // bucket's stream is cut off, as by a kill -9, between two batches of an
-// import through another node. The import waits out the election and completes. A write
-// sent while the stream had no leader got no answer, and the import
-// stopped when its batch's 30 s ran out.
+// import through another node. The import waits out the election and
+// completes. A write sent while the stream had no leader got no answer,
+// and the import stopped when its batch's 30 s ran out.
 func TestImportSurvivesTheLossOfTheStreamLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a cluster of three servers")
