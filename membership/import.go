@@ -655,7 +655,7 @@ func (im *importer) flush(ctx context.Context) error {
 		}
 		msgs[i] = m
 	}
-	acks, errs, err := jskv.PublishAll(ctx, im.s.cfg.JetStream, msgs)
+	acks, errs, err := jskv.PublishAll(ctx, im.s.pub, msgs)
 	if err != nil {
 		return fmt.Errorf("membership: import: waiting for the store: %w", err)
 	}
@@ -775,7 +775,7 @@ func (im *importer) claimNames(ctx context.Context) (map[string]string, error) {
 		claims = append(claims, claim{p, u})
 		msgs = append(msgs, m)
 	}
-	_, errs, err := jskv.PublishAll(ctx, im.s.cfg.JetStream, msgs)
+	_, errs, err := jskv.PublishAll(ctx, im.s.pub, msgs)
 	if err != nil {
 		return nil, fmt.Errorf("membership: import: waiting for the store: %w", err)
 	}
@@ -915,7 +915,7 @@ func (im *importer) recreate(ctx context.Context, which []int) error {
 		sent = append(sent, p)
 		msgs = append(msgs, m)
 	}
-	acks, errs, err := jskv.PublishAll(ctx, js, msgs)
+	acks, errs, err := jskv.PublishAll(ctx, im.s.pub, msgs)
 	if err != nil {
 		return fmt.Errorf("membership: import: waiting for the store: %w", err)
 	}

@@ -40,6 +40,7 @@ type Config struct {
 type Store struct {
 	cfg    Config
 	kv     jetstream.KeyValue
+	pub    jetstream.JetStream // the writes' (see jskv.Publisher)
 	index  *Index
 	log    *zap.Logger
 	follow *jskv.Follower // applies the bucket to the index
@@ -92,9 +93,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership: open bucket %s: %w", cfg.Bucket, err)
 	}
+	pub, err := jskv.Publisher(cfg.JetStream)
+	if err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
 	s := &Store{
 		cfg:     cfg,
 		kv:      kv,
+		pub:     pub,
 		index:   newIndex(),
 		log:     cfg.Logger.Named("membership"),
 		subs:    map[int]func(Change){},
@@ -225,7 +231,7 @@ func (s *Store) put(ctx context.Context, key string, value any, lastRev *uint64)
 	}
 	// Through jskv.Write: a write whose answer was lost with the stream's
 	// leader is sent again, and stored once.
-	rev, err := jskv.Write(ctx, s.cfg.JetStream, s.kv, key, b, lastRev)
+	rev, err := jskv.Write(ctx, s.pub, s.kv, key, b, lastRev)
 	switch {
 	case isWrongSequence(err) && lastRev != nil && *lastRev == 0: // a creation
 		return 0, ErrExists
@@ -242,7 +248,7 @@ func (s *Store) put(ctx context.Context, key string, value any, lastRev *uint64)
 func (s *Store) del(ctx context.Context, key string) error {
 	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + key)
 	msg.Header.Set("KV-Operation", "DEL")
-	ack, err := jskv.Send(ctx, s.cfg.JetStream, msg)
+	ack, err := jskv.Send(ctx, s.pub, msg)
 	if err != nil {
 		return fmt.Errorf("membership: delete %s: %w", key, err)
 	}
@@ -293,7 +299,7 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 			sq.known = true
 		}
 		b, _ := json.Marshal(sq.value + n)
-		rev, err := jskv.Write(ctx, s.cfg.JetStream, s.kv, key, b, &sq.rev) // 0: a creation
+		rev, err := jskv.Write(ctx, s.pub, s.kv, key, b, &sq.rev) // 0: a creation
 		switch {
 		case err == nil:
 			first = sq.value + 1

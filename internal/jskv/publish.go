@@ -19,6 +19,24 @@ import (
 // a message is sent again while the first one is still being replicated.
 const errDuplicateConflict = 10158
 
+// Publisher returns a JetStream on js's connection and API prefix whose
+// asynchronous publishes stop waiting for an answer after AttemptTimeout.
+// PublishAll's messages go through it: one whose answer never comes (its
+// stream's leader was lost) must not stay among the connection's pending
+// publishes for good, as it does without that timeout, since their number
+// is bounded and PublishAll sends such a message again.
+func Publisher(js jetstream.JetStream) (jetstream.JetStream, error) {
+	o := js.Options()
+	opt := jetstream.WithPublishAsyncTimeout(AttemptTimeout)
+	switch {
+	case o.APIPrefix != "":
+		return jetstream.NewWithAPIPrefix(js.Conn(), o.APIPrefix, opt)
+	case o.Domain != "":
+		return jetstream.NewWithDomain(js.Conn(), o.Domain, opt)
+	}
+	return jetstream.New(js.Conn(), opt)
+}
+
 // PublishAll publishes msgs, each without waiting for the one before, and
 // waits for every acknowledgement. A message that gets no answer within
 // AttemptTimeout, or a Transient error (its stream's leader was lost, an
@@ -31,6 +49,7 @@ const errDuplicateConflict = 10158
 //
 // It returns, per message, the acknowledgement or the stream's refusal
 // (a compare-and-set that lost, say), and an error when ctx ended first.
+// js should come from Publisher.
 func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) ([]*jetstream.PubAck, []error, error) {
 	acks := make([]*jetstream.PubAck, len(msgs))
 	errs := make([]error, len(msgs))
@@ -47,7 +66,7 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) (
 			switch {
 			case err == nil:
 				futures[k] = f
-			case !Transient(err):
+			case !unanswered(err):
 				errs[i] = err
 			}
 		}
@@ -104,12 +123,20 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) (
 // settle records err as message i's answer, or queues i to be sent again
 // when err says the stream could not answer yet.
 func settle(errs []error, again []int, i int, err error) []int {
-	var apiErr *jetstream.APIError
-	if Transient(err) || errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateConflict {
+	if unanswered(err) {
 		return append(again, i)
 	}
 	errs[i] = err
 	return again
+}
+
+// unanswered reports whether err says a message got no answer from its
+// stream yet: sending it again may get one.
+func unanswered(err error) bool {
+	var apiErr *jetstream.APIError
+	return Transient(err) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateConflict
 }
 
 // Send publishes m through PublishAll, with a Nats-Msg-Id of its own, and
