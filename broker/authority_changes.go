@@ -81,6 +81,11 @@ func ofUser(id string) func(membership.Credential) bool {
 // recheckAccess ends the subscriptions and count watches of groups the
 // connection may no longer watch.
 func (wc *wsConn) recheckAccess() {
+	// No writer is between its check of what the connection subscribes to
+	// and its write (see flush) while the state changes and the error
+	// pushes go out: nothing of a lost group follows its error push.
+	wc.flushMu.Lock()
+	defer wc.flushMu.Unlock()
 	wc.mu.Lock()
 	subscribed := make([]string, 0, len(wc.groups))
 	for g := range wc.groups {

@@ -392,13 +392,15 @@ func (wc *wsConn) write(ctx context.Context, frame []byte) error {
 // batchFrame returns the frame of a batch, shared with every other
 // subscriber of the group, or nil for a group the client has since left.
 func (wc *wsConn) batchFrame(b presence.Batch) []byte {
-	if !b.CountsOnly {
-		wc.mu.Lock()
-		_, subscribed := wc.groups[b.Group]
-		wc.mu.Unlock()
-		if !subscribed {
-			return nil
-		}
+	// A batch queued before the connection lost the group (recheckAccess)
+	// is not written after it: the connection's own state says what it
+	// still subscribes to and counts.
+	wc.mu.Lock()
+	_, subscribed := wc.groups[b.Group]
+	counted := b.CountsOnly && (wc.countsAll || slices.Contains(wc.counts, b.Group))
+	wc.mu.Unlock()
+	if !subscribed && !counted {
+		return nil
 	}
 	if b.Reset != nil {
 		// The store was loaded again under a new epoch: a fresh snapshot,
@@ -531,16 +533,22 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		if !ok {
 			return fail(protocol.CodeForbidden, "not a member of every group asked for")
 		}
-		counts, err := wc.sub.WatchCounts(groups)
-		if err != nil {
-			return fail(protocol.CodeBadRequest, err.Error())
-		}
+		// Counted before the watch starts: flush writes the counts of
+		// groups the connection counts (see batchFrame).
 		wc.mu.Lock()
+		prev, prevAll := slices.Clone(wc.counts), wc.countsAll
 		if groups == nil {
 			wc.countsAll = true
 		}
 		wc.counts = append(wc.counts, groups...)
 		wc.mu.Unlock()
+		counts, err := wc.sub.WatchCounts(groups)
+		if err != nil {
+			wc.mu.Lock()
+			wc.counts, wc.countsAll = prev, prevAll
+			wc.mu.Unlock()
+			return fail(protocol.CodeBadRequest, err.Error())
+		}
 		out := make([]protocol.GroupCount, len(counts))
 		for i, c := range counts {
 			out[i] = protocol.GroupCount{Group: c.Group, Online: c.Online, Total: c.Total, Rev: c.Rev}
