@@ -9,12 +9,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/presenced/presenced/internal/jskv"
 )
 
@@ -844,13 +842,7 @@ func (im *importer) message(key string, v any, rev *uint64) (*nats.Msg, error) {
 	if err != nil {
 		return nil, fmt.Errorf("membership: import: encode: %w", err)
 	}
-	m := nats.NewMsg("$KV." + im.s.cfg.Bucket + "." + key)
-	m.Data = b
-	m.Header.Set(jetstream.MsgIDHeader, jskv.NewMsgID())
-	if rev != nil {
-		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*rev, 10))
-	}
-	return m, nil
+	return jskv.KeyWrite(im.s.cfg.Bucket, key, b, rev), nil
 }
 
 // stored counts the lines of p, acknowledged at revision rev.
@@ -888,27 +880,19 @@ func (im *importer) failLines(p *pending, err error) {
 // deletion is written over it. One that holds a value was created by
 // another request since the line was read, and its lines fail.
 func (im *importer) recreate(ctx context.Context, which []int) error {
-	js := im.s.cfg.JetStream
-	type last struct {
-		rev  uint64
-		live bool
-	}
 	var sent []*pending
 	var msgs []*nats.Msg
 	for _, i := range which {
 		p := &im.batch[i]
-		l, err := jskv.Retry(ctx, func(ctx context.Context) (last, error) {
-			rev, live, err := jskv.LastRevision(ctx, js, im.s.kv, p.key)
-			return last{rev, live}, err
-		})
+		rev, live, err := jskv.LastRevisionRetried(ctx, im.s.cfg.JetStream, im.s.kv, p.key)
 		if err != nil {
 			return fmt.Errorf("membership: import: store line %d: %w", p.line, err)
 		}
-		if l.live {
+		if live {
 			im.conflict(p, "created")
 			continue
 		}
-		m, err := im.message(p.key, p.value, &l.rev)
+		m, err := im.message(p.key, p.value, &rev)
 		if err != nil {
 			return err
 		}

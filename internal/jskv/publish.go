@@ -139,7 +139,8 @@ func unanswered(err error) bool {
 		errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateConflict
 }
 
-// Send publishes m through PublishAll, with a Nats-Msg-Id of its own, and
+// Send publishes m through PublishAll, with a Nats-Msg-Id of its own
+// unless it has one, and
 // returns its acknowledgement or the stream's refusal. Without a deadline
 // in ctx it tries for ContendFor.
 func Send(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.PubAck, error) {
@@ -151,7 +152,9 @@ func Send(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.
 	if m.Header == nil {
 		m.Header = nats.Header{}
 	}
-	m.Header.Set(jetstream.MsgIDHeader, NewMsgID())
+	if m.Header.Get(jetstream.MsgIDHeader) == "" {
+		m.Header.Set(jetstream.MsgIDHeader, NewMsgID())
+	}
 	acks, errs, err := PublishAll(ctx, js, []*nats.Msg{m})
 	if err != nil {
 		return nil, fmt.Errorf("jskv: waiting for the stream: %w", err)
@@ -171,12 +174,7 @@ func Write(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, k
 		*want = *expect
 	}
 	for tries := 1; ; tries++ {
-		m := nats.NewMsg("$KV." + kv.Bucket() + "." + key)
-		m.Data = value
-		if want != nil {
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*want, 10))
-		}
-		ack, err := Send(ctx, js, m)
+		ack, err := Send(ctx, js, KeyWrite(kv.Bucket(), key, value, want))
 		if err == nil {
 			return ack.Sequence, nil
 		}
@@ -185,24 +183,42 @@ func Write(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, k
 		}
 		// A creation: the key holds a value, or only the marker of its
 		// deletion, which a creation is written over.
-		l, lerr := Retry(ctx, func(ctx context.Context) (last, error) {
-			rev, live, err := LastRevision(ctx, js, kv, key)
-			return last{rev, live}, err
-		})
+		rev, live, lerr := LastRevisionRetried(ctx, js, kv, key)
 		switch {
 		case lerr != nil:
 			return 0, lerr
-		case l.live || tries == 3:
+		case live || tries == 3:
 			return 0, jetstream.ErrKeyExists
 		}
-		*want = l.rev
+		*want = rev
 	}
 }
 
-// last is a key's last revision, and whether it holds a value.
-type last struct {
-	rev  uint64
-	live bool
+// KeyWrite is the message that stores value under key in bucket, with a
+// compare-and-set on expect unless it is nil, and a Nats-Msg-Id of its own
+// (see PublishAll).
+func KeyWrite(bucket, key string, value []byte, expect *uint64) *nats.Msg {
+	m := nats.NewMsg("$KV." + bucket + "." + key)
+	m.Data = value
+	m.Header.Set(jetstream.MsgIDHeader, NewMsgID())
+	if expect != nil {
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*expect, 10))
+	}
+	return m
+}
+
+// LastRevisionRetried is LastRevision asked again while the stream does
+// not answer (see Retry), within ctx.
+func LastRevisionRetried(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string) (rev uint64, live bool, err error) {
+	type last struct {
+		rev  uint64
+		live bool
+	}
+	l, err := Retry(ctx, func(ctx context.Context) (last, error) {
+		rev, live, err := LastRevision(ctx, js, kv, key)
+		return last{rev, live}, err
+	})
+	return l.rev, l.live, err
 }
 
 // NewMsgID returns a random Nats-Msg-Id.
