@@ -269,10 +269,24 @@ func TestVisibilityOnEveryAPI(t *testing.T) {
 			if len(q.Users) != 1 || q.Users[0].Status != wantC {
 				t.Fatalf("WebSocket query of c: %+v, want %s", q.Users, wantC)
 			}
-			var st struct{ Status string }
-			rcGet(t, s, "a", tokA, "/api/v1/users.getStatus?userId=c", &st)
-			if st.Status != string(wantC) {
-				t.Fatalf("users.getStatus of c: %s, want %s", st.Status, wantC)
+			// One user's status, by id or by name: a user a may not see
+			// reads as one that does not exist, not even its id shows.
+			for _, q := range []struct{ c, missing string }{
+				{"userId=c", "userId=nobody"},
+				{"username=user-c", "username=nobody"},
+			} {
+				code, body := rcRaw(t, s, "a", tokA, "/api/v1/users.getStatus?"+q.c)
+				if vis == "all" {
+					var st struct{ Status string }
+					if err := decodeInto(body, &st); code != http.StatusOK || err != nil || st.Status != string(wantC) {
+						t.Fatalf("users.getStatus?%s: %d %s, want %s", q.c, code, body, wantC)
+					}
+					continue
+				}
+				mcode, mbody := rcRaw(t, s, "a", tokA, "/api/v1/users.getStatus?"+q.missing)
+				if code != mcode || string(body) != string(mbody) {
+					t.Fatalf("users.getStatus?%s: %d %s; of a user that does not exist: %d %s", q.c, code, body, mcode, mbody)
+				}
 			}
 			var pres struct {
 				Users []struct {
@@ -305,6 +319,19 @@ func TestVendorAPIsNeedConnect(t *testing.T) {
 // rcGet calls a Rocket.Chat endpoint as user with token.
 func rcGet(t *testing.T, s *testServer, user, token, path string, out any) int {
 	t.Helper()
+	code, raw := rcRaw(t, s, user, token, path)
+	if out != nil && code == http.StatusOK {
+		if err := decodeInto(raw, out); err != nil {
+			t.Fatalf("%s: %s: %v", path, raw, err)
+		}
+	}
+	return code
+}
+
+// rcRaw calls a Rocket.Chat endpoint as user with token and returns the
+// status and body whatever they are.
+func rcRaw(t *testing.T, s *testServer, user, token, path string) (int, []byte) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", s.URL+path, nil)
 	req.Header.Set("X-User-Id", user)
 	req.Header.Set("X-Auth-Token", token)
@@ -314,12 +341,7 @@ func rcGet(t *testing.T, s *testServer, user, token, path string, out any) int {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode == http.StatusOK {
-		if err := decodeInto(raw, out); err != nil {
-			t.Fatalf("%s: %s: %v", path, raw, err)
-		}
-	}
-	return resp.StatusCode
+	return resp.StatusCode, raw
 }
 
 func decodeInto(raw []byte, out any) error {

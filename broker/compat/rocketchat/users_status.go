@@ -40,10 +40,12 @@ func (h *Handler) getStatus(c *call) (any, *apiError) {
 		if u, e = h.userFromParams(params); e != nil {
 			return nil, e
 		}
-	}
-	if !h.cfg.Visibility.UserFilter(c.user.ID)(u.ID) {
-		// A user the caller may not see reads as offline.
-		return statusBody{ID: u.ID, ConnectionStatus: protocol.StatusOffline, Status: protocol.StatusOffline, Success: true}, nil
+		if !h.cfg.Visibility.UserFilter(c.user.ID)(u.ID) {
+			// A user the caller may not see reads as one that does not
+			// exist, as on the native API: neither its id nor its
+			// existence shows.
+			return nil, userNotFound()
+		}
 	}
 	st, text, _ := h.cfg.Presence.UserStatus(u.ID)
 	return statusBody{ID: u.ID, Message: text, ConnectionStatus: st, Status: st, Success: true}, nil
@@ -119,9 +121,14 @@ func (h *Handler) userFromParams(p map[string]string) (membership.User, *apiErro
 		return u, coded(`The required "userId" or "username" param was not provided`, "error-user-param-not-provided")
 	}
 	if !ok {
-		return u, coded(`The required "userId" or "username" param provided does not match any users`, "error-invalid-user")
+		return u, userNotFound()
 	}
 	return u, nil
+}
+
+// userNotFound is upstream's answer to a user param that names nobody.
+func userNotFound() *apiError {
+	return coded(`The required "userId" or "username" param provided does not match any users`, "error-invalid-user")
 }
 
 // readBody parses a JSON object or a URL-encoded form as upstream's router
