@@ -282,9 +282,7 @@ func (s *Store) reserveSeq(ctx context.Context, kind string, n int64) (int64, er
 		}
 		s.seqMu.Unlock()
 		if !sq.known {
-			e, err := jskv.Retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
-				return jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
-			})
+			e, err := jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, key)
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				sq.value, sq.rev = 0, 0

@@ -55,16 +55,18 @@ type StoreConfig struct {
 type Store struct {
 	cfg StoreConfig
 	kv  jetstream.KeyValue
+	// pub sends the writes: each is sent again while the bucket's stream
+	// has no leader to answer it (see jskv.PublishAll).
+	pub jetstream.JetStream
 	log *zap.Logger
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	// follow applies the bucket's entries to the view, resuming its watch
+	// when the stream's leader is lost.
+	follow *jskv.Follower
 
 	mu sync.Mutex
 	// mu guards the following fields.
 	hooks   map[string]Webhook
-	rev     uint64        // last applied revision
-	applied chan struct{} // closed and replaced after each applied entry
 	subs    map[int]func(w Webhook, deleted bool)
 	nextSub int
 
@@ -105,52 +107,45 @@ func Open(ctx context.Context, cfg StoreConfig) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webhook: open bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &Store{
-		cfg:     cfg,
-		kv:      kv,
-		log:     cfg.Logger.Named("webhook"),
-		done:    make(chan struct{}),
-		hooks:   map[string]Webhook{},
-		applied: make(chan struct{}),
-		subs:    map[int]func(Webhook, bool){},
-	}
-	wctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	w, err := jskv.WatchBucket(ctx, wctx, kv)
+	pub, err := jskv.Publisher(cfg.JetStream)
 	if err != nil {
-		cancel()
+		return nil, fmt.Errorf("webhook: %w", err)
+	}
+	s := &Store{
+		cfg:   cfg,
+		kv:    kv,
+		pub:   pub,
+		log:   cfg.Logger.Named("webhook"),
+		hooks: map[string]Webhook{},
+		subs:  map[int]func(Webhook, bool){},
+	}
+	st, err := jskv.Stream(ctx, cfg.JetStream, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: open bucket %s: %w", cfg.Bucket, err)
+	}
+	s.follow, err = jskv.Follow(ctx, kv, st, jskv.FollowConfig{Apply: s.apply, Logger: s.log, JetStream: cfg.JetStream})
+	if err != nil {
 		return nil, fmt.Errorf("webhook: watch %s: %w", cfg.Bucket, err)
 	}
-	loaded := make(chan struct{})
-	go s.watch(w, loaded)
 	select {
-	case <-loaded:
+	case <-s.follow.Loaded():
 		return s, nil
-	case <-s.done:
-		cancel()
+	case <-s.follow.Done():
 		return nil, fmt.Errorf("webhook: watch %s stopped while loading", cfg.Bucket)
 	case <-ctx.Done():
-		cancel()
-		<-s.done
+		s.follow.Stop()
 		return nil, ctx.Err()
 	}
 }
 
 // Close stops the watch. Reads keep answering from the last state.
-func (s *Store) Close() {
-	s.cancel()
-	<-s.done
-}
+func (s *Store) Close() { s.follow.Stop() }
 
 // KV returns the bucket, for health checks.
 func (s *Store) KV() jetstream.KeyValue { return s.kv }
 
 // Revision returns the last bucket revision the view applied.
-func (s *Store) Revision() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rev
-}
+func (s *Store) Revision() uint64 { return s.follow.Rev() }
 
 // checkURL normalizes raw and, unless private targets are allowed,
 // refuses a target that is or resolves to a non-public address.
@@ -237,7 +232,7 @@ func (s *Store) Create(ctx context.Context, w Webhook) (Webhook, error) {
 	if err != nil {
 		return Webhook{}, fmt.Errorf("webhook: encode: %w", err)
 	}
-	rev, err := s.kv.Create(ctx, w.ID, b)
+	rev, err := jskv.Write(ctx, s.pub, s.kv, w.ID, b, new(uint64))
 	if err != nil {
 		return Webhook{}, fmt.Errorf("webhook: create %s: %w", w.ID, err)
 	}
@@ -287,8 +282,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 		if err != nil {
 			return fmt.Errorf("webhook: encode: %w", err)
 		}
-		rev, err := s.kv.Update(ctx, id, b, e.Revision())
-		if isWrongSequence(err) {
+		expect := e.Revision()
+		rev, err := jskv.Write(ctx, s.pub, s.kv, id, b, &expect)
+		if jskv.WrongSequence(err) {
 			return ErrConflict
 		}
 		if err != nil {
@@ -305,9 +301,10 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 
 // read reads the registration a compare-and-set rests on from the leader
 // of the bucket's stream: kv.Get is a direct get, which a replica that has
-// not applied the last write may answer, with an old revision or none.
+// not applied the last write may answer, with an old revision or none. It
+// asks again while the stream has no leader.
 func (s *Store) read(ctx context.Context, id string) (jetstream.KeyValueEntry, error) {
-	return jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, id)
+	return jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, id)
 }
 
 // Delete removes the webhook id, or returns ErrNotFound.
@@ -328,8 +325,8 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + id)
 	msg.Header.Set("KV-Operation", "DEL")
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Revision(), 10))
-	ack, err := s.cfg.JetStream.PublishMsg(ctx, msg)
-	if isWrongSequence(err) {
+	ack, err := jskv.Send(ctx, s.pub, msg)
+	if jskv.WrongSequence(err) {
 		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
@@ -338,23 +335,12 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	return s.waitApplied(ctx, ack.Sequence)
 }
 
-func (s *Store) watch(w jetstream.KeyWatcher, loaded chan struct{}) {
-	defer close(s.done)
-	defer func() { _ = w.Stop() }()
-	initial := true
-	for e := range w.Updates() {
-		if e == nil {
-			if initial {
-				initial = false
-				close(loaded)
-			}
-			continue
-		}
-		s.apply(e)
-	}
-}
-
+// apply applies one entry of the bucket to the view (nil: the end of the
+// initial load).
 func (s *Store) apply(e jetstream.KeyValueEntry) {
+	if e == nil {
+		return
+	}
 	id := e.Key()
 	deleted := e.Operation() != jetstream.KeyValuePut
 	var w Webhook
@@ -379,34 +365,15 @@ func (s *Store) apply(e jetstream.KeyValueEntry) {
 			fn(clone(w), deleted)
 		}
 	}
-	s.rev = e.Revision()
-	close(s.applied)
-	s.applied = make(chan struct{})
 }
 
 // waitApplied blocks until the view has applied revision rev.
 func (s *Store) waitApplied(ctx context.Context, rev uint64) error {
-	for {
-		s.mu.Lock()
-		ch, cur := s.applied, s.rev
-		s.mu.Unlock()
-		if cur >= rev {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-s.done:
-			return fmt.Errorf("webhook: %w: watch stopped", ErrClosed)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	err := s.follow.Wait(ctx, rev)
+	if errors.Is(err, jskv.ErrStopped) {
+		return fmt.Errorf("webhook: %w: watch stopped", ErrClosed)
 	}
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return err
 }
 
 func clone(w Webhook) Webhook {

@@ -221,6 +221,15 @@ func LastRevisionRetried(ctx context.Context, js jetstream.JetStream, kv jetstre
 	return l.rev, l.live, err
 }
 
+// GetFromLeaderRetried is GetFromLeader asked again while the stream does
+// not answer (see Retry), within ctx: a read that a write rests on waits
+// out an election instead of ctx.
+func GetFromLeaderRetried(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	return Retry(ctx, func(ctx context.Context) (jetstream.KeyValueEntry, error) {
+		return GetFromLeader(ctx, js, kv, key)
+	})
+}
+
 // NewMsgID returns a random Nats-Msg-Id.
 func NewMsgID() string {
 	var b [12]byte

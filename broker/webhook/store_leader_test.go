@@ -1,0 +1,68 @@
+package webhook_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/presenced/presenced/broker/webhook"
+	"github.com/presenced/presenced/internal/natstest"
+)
+
+// TestStoreWritesOutlastTheLossOfTheStreamLeader cuts the leader of the
+// bucket's stream off from the other two servers, as a kill -9 would, and
+// then creates, updates and deletes a webhook through a store on one of
+// them. A read or write sent while the stream has no leader gets no answer
+// at all: each must be sent again until the new leader takes it. And the
+// store's watch lived on the old leader: the store must apply the writes
+// it waits for without it. Each write completes within the election's
+// time, not the request's deadline.
+func TestStoreWritesOutlastTheLossOfTheStreamLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of three servers")
+	}
+	servers, cut := natstest.StartCutCluster(t, 3)
+	stores := make([]*webhook.Store, 3)
+	for i, srv := range servers {
+		stores[i] = openStore(t, srv, webhook.StoreConfig{Replicas: 3})
+	}
+	leader := -1
+	for deadline := time.Now().Add(10 * time.Second); leader < 0 && time.Now().Before(deadline); {
+		for i, s := range servers {
+			if s.JetStreamIsStreamLeader("$G", "KV_"+webhook.DefaultBucket) {
+				leader = i
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if leader < 0 {
+		t.Fatal("the bucket's stream has no leader")
+	}
+	st := stores[(leader+1)%3]
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	w, err := st.Create(ctx, webhook.Webhook{URL: "https://a.example/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cut(leader)
+	start := time.Now()
+	step := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s, %s after the leader was cut off: %v", what, time.Since(start).Round(time.Millisecond), err)
+		}
+		t.Logf("%s after %s", what, time.Since(start).Round(time.Millisecond))
+	}
+	_, err = st.Update(ctx, w.ID, func(w *webhook.Webhook) error { w.Users = []string{"u1"}; return nil })
+	step("updated", err)
+	w2, err := st.Create(ctx, webhook.Webhook{URL: "https://b.example/hook"})
+	step("created", err)
+	step("deleted", st.Delete(ctx, w2.ID))
+	// An election takes at most nine seconds, and every write came after
+	// it: none waited for a watch that went silent with the leader.
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("the writes took %s", d.Round(time.Millisecond))
+	}
+}
