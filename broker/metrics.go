@@ -191,6 +191,7 @@ func (s *Server) registerMetrics() {
 		return n
 	})
 	sc.counter("presenced_lease_losses_total", "Times this node found its own lease gone (deemed dead) and took it back.", func(st presence.Stats) float64 { return float64(st.LeasesLost) })
+	sc.counter("presenced_orphaned_sessions_deleted_total", "Sessions this node had stored and no longer held open (their close was not written) that it deleted.", func(st presence.Stats) float64 { return float64(st.OrphansDeleted) })
 	sc.counter("presenced_nodes_expired_total", "Other nodes' leases this node deleted: their users went offline.", func(st presence.Stats) float64 { return float64(st.NodesExpired) })
 	sc.counter("presenced_unavailable_total", "Times this node became unavailable, cut off from its store.", func(st presence.Stats) float64 { return float64(st.Unavailable) })
 	sc.counter("presenced_deltas_total", "Member changes computed for groups.", func(st presence.Stats) float64 { return float64(st.DeltasOut) })

@@ -58,6 +58,10 @@ type Engine struct {
 	own      map[string]*Session
 	inst     string // this incarnation
 	leaseRev uint64
+
+	// orphans are the orphaned sessions found so far, by key; only the
+	// lease loop uses it (see orphans.go).
+	orphans map[string]orphan
 }
 
 type engineState uint8

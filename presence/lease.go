@@ -56,6 +56,9 @@ func (e *Engine) leaseLoop() {
 		if err == nil {
 			e.avail.leaseWritten(now)
 			wait = e.cfg.LeaseRefresh
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseRefresh/2)
+			e.dropOrphans(ctx)
+			cancel()
 			continue
 		}
 		e.avail.leaseFailed(now, err)

@@ -8,17 +8,18 @@ import (
 // Stats are the engine's counters and gauges, for metrics.
 type Stats struct {
 	// Counters since start.
-	EventsApplied uint64 // stream entries applied to the index
-	DeltasOut     uint64 // deltas recorded for groups
-	BatchesOut    uint64 // batches queued to subscribers
-	SlowConsumers uint64 // subscribers cut for falling behind
-	SourceKicks   uint64 // presence stream leaders this node made step down over a stalled source
-	StatusChanges uint64 // changes of a user's status or text applied
-	StatusEvents  uint64 // backend status events this node stored (Publish, PublishBatch, NATS)
-	WatchResumes  uint64 // watches of the presence bucket resumed after a stall or end
-	LeasesLost    uint64 // times this node found its own lease gone and took it back
-	NodesExpired  uint64 // other nodes' leases this node deleted (their users went offline)
-	Unavailable   uint64 // times this node became unavailable (cut off from the store)
+	EventsApplied  uint64 // stream entries applied to the index
+	DeltasOut      uint64 // deltas recorded for groups
+	BatchesOut     uint64 // batches queued to subscribers
+	SlowConsumers  uint64 // subscribers cut for falling behind
+	SourceKicks    uint64 // presence stream leaders this node made step down over a stalled source
+	StatusChanges  uint64 // changes of a user's status or text applied
+	StatusEvents   uint64 // backend status events this node stored (Publish, PublishBatch, NATS)
+	WatchResumes   uint64 // watches of the presence bucket resumed after a stall or end
+	LeasesLost     uint64 // times this node found its own lease gone and took it back
+	OrphansDeleted uint64 // sessions this node stored, no longer held open and deleted (see orphans.go)
+	NodesExpired   uint64 // other nodes' leases this node deleted (their users went offline)
+	Unavailable    uint64 // times this node became unavailable (cut off from the store)
 	// Gauges.
 	Sessions    int // sessions and sources that count, all nodes
 	OwnSessions int // open sessions on this node
@@ -43,6 +44,7 @@ func (e *Engine) Stats() Stats {
 	e.srcWatch.mu.Unlock()
 	st.StatusEvents = e.counts.statusEvents.Load()
 	st.LeasesLost = e.counts.leasesLost.Load()
+	st.OrphansDeleted = e.counts.orphans.Load()
 	st.NodesExpired = e.counts.nodesExpired.Load()
 	st.Unavailable = e.counts.unavailable.Load()
 	e.lifeMu.Lock()
@@ -78,6 +80,7 @@ func (x *index) stats() Stats {
 // engineCounts are the engine's own counters.
 type engineCounts struct {
 	statusEvents, leasesLost, nodesExpired, unavailable atomic.Uint64
+	orphans                                             atomic.Uint64 // sessions deleted by dropOrphans
 	// resumesBefore keeps the resumes of the followers a reset replaced.
 	resumesBefore atomic.Uint64
 }
