@@ -56,7 +56,7 @@ func storeUnavailable(err error) bool {
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, presence.ErrNotReady) || errors.Is(err, presence.ErrClosed) ||
-		errors.Is(err, presence.ErrResetting) || errors.Is(err, jskv.ErrStopped) ||
+		errors.Is(err, presence.ErrResetting) || errors.Is(err, presence.ErrUnavailable) || errors.Is(err, jskv.ErrStopped) ||
 		errors.Is(err, errUnavailable) ||
 		errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable
 }

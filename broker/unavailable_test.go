@@ -6,10 +6,16 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presenced/presenced/broker"
+	"github.com/presenced/presenced/protocol"
+	"github.com/presenced/presenced/protocol/client"
 )
 
 // outage makes a stream take no writes (no stream listens on its
@@ -80,4 +86,45 @@ func jsonBody(t *testing.T, v any) io.Reader {
 		t.Fatal(err)
 	}
 	return bytes.NewReader(b)
+}
+
+// TestConnectDuringAnElection: a WebSocket opened while the presence
+// store takes no writes (an election) waits for it and gets its hello once
+// the store takes the session; one that the store keeps refusing until
+// the node turns unavailable is closed with 4012 unavailable, which tells
+// its client to come back, not 1011.
+func TestConnectDuringAnElection(t *testing.T) {
+	wsURL := func(s *testServer) string { return "ws" + strings.TrimPrefix(s.URL, "http") + "/v1/ws" }
+	t.Run("ends", func(t *testing.T) {
+		s := startServer(t, "")
+		seedTeam(t, s)
+		end := outage(t, s, "KV_presenced_presence")
+		const election = 2 * time.Second
+		time.AfterFunc(election, end)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		start := time.Now()
+		c, err := client.Dial(ctx, wsURL(s), &client.Options{Token: userJWT(t, "a", time.Hour)})
+		if err != nil {
+			t.Fatalf("dial during a %s election: %v after %s", election, err, time.Since(start).Round(time.Millisecond))
+		}
+		defer c.Close()
+		if s.Engine().Status("a").Status != protocol.StatusOnline {
+			t.Fatalf("a is %s after its hello", s.Engine().Status("a").Status)
+		}
+	})
+	t.Run("outlasts", func(t *testing.T) {
+		s := startServer(t, "", func(c *broker.Config) { c.LeaseTTL, c.LeaseRefresh = time.Second, 250*time.Millisecond })
+		seedTeam(t, s)
+		end := outage(t, s, "KV_presenced_presence")
+		defer end()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := client.Dial(ctx, wsURL(s), &client.Options{Token: userJWT(t, "a", time.Hour)})
+		if code := websocket.CloseStatus(err); code != protocol.CloseUnavailable {
+			t.Fatalf("dial while the store takes no writes: %v (close code %d) after %s, want %d",
+				err, code, time.Since(start).Round(time.Millisecond), protocol.CloseUnavailable)
+		}
+	})
 }

@@ -173,6 +173,10 @@ func offeredSubprotocols(r *http.Request) []string {
 	return offered
 }
 
+// sessionOpenWait bounds the write of a new connection's session: as long
+// as protocol/client waits for a hello.
+const sessionOpenWait = 30 * time.Second
+
 // serveWS authenticates, upgrades and runs one WebSocket session.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if !s.isReady.Load() {
@@ -214,11 +218,21 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	var sess *presence.Session
 	if !observer {
 		q := r.URL.Query()
-		sess, err = s.engine.Connect(r.Context(), presence.SessionInfo{
+		// The session waits out an election of the store's leader; the
+		// bundled client waits as long for its hello.
+		ctx, cancel := context.WithTimeout(r.Context(), sessionOpenWait)
+		sess, err = s.engine.Connect(ctx, presence.SessionInfo{
 			User: p.UserID, Device: clip(q.Get("device"), 64), Client: clip(q.Get("client"), 64),
 		})
+		cancel()
 		if err != nil {
 			s.log.Warn("session not created", zap.Error(err))
+			if storeUnavailable(err) || s.unavailable() != nil {
+				// The client comes back, here or elsewhere, as after any
+				// loss of the store.
+				_ = c.Close(protocol.CloseUnavailable, protocol.CloseText(protocol.CloseUnavailable))
+				return
+			}
 			_ = c.Close(websocket.StatusInternalError, "session not created")
 			return
 		}

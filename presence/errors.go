@@ -10,4 +10,7 @@ var (
 	ErrClosed        = errors.New("presence: closed")
 	ErrSlowConsumer  = errors.New("presence: slow consumer")
 	ErrSessionClosed = errors.New("presence: session closed")
+	// ErrUnavailable: this node is cut off from the store (see
+	// Engine.Available); a write it could not store fails with it.
+	ErrUnavailable = errors.New("presence: unavailable")
 )

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/protocol"
 )
@@ -263,6 +264,9 @@ func (s *Session) effective() protocol.Status {
 	return s.status
 }
 
+// sessionWriteAttempt bounds one attempt of a session write.
+const sessionWriteAttempt = 5 * time.Second
+
 // store writes the session's current record. The caller holds the write
 // slot.
 func (s *Session) store(ctx context.Context, expires time.Time) error {
@@ -273,7 +277,23 @@ func (s *Session) store(ctx context.Context, expires time.Time) error {
 		Since: s.since, Expires: expires, Auto: s.auto,
 	}
 	s.mu.Unlock()
-	rev, err := s.e.bucket().Put(ctx, s.key, rec.appendJSON(nil))
+	value := rec.appendJSON(nil)
+	// A write the store does not answer (it is electing a leader) is sent
+	// again until it is taken, ctx ends or this node turns unavailable,
+	// which it does once the store has taken no writes for longer than an
+	// election takes. Storing a session twice is harmless: it is a plain
+	// put of the same record. An attempt waits as long as the jetstream
+	// client's default, so that a store slow under load is not sent more.
+	tries := 0
+	rev, err := jskv.RetryEach(ctx, sessionWriteAttempt, func(ctx context.Context) (uint64, error) {
+		if tries++; tries > 1 {
+			if down := s.e.Available(); down != nil {
+				// Not wrapped: its cause may read as one to try again.
+				return 0, fmt.Errorf("%w: %v", ErrUnavailable, down)
+			}
+		}
+		return s.e.bucket().Put(ctx, s.key, value)
+	})
 	if err != nil {
 		return fmt.Errorf("presence: store session: %w", err)
 	}

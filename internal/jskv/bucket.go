@@ -108,9 +108,16 @@ const AttemptTimeout = 2 * time.Second
 // Retry calls f until it succeeds, fails with an error that is not
 // Transient, or ctx ends. Each attempt waits at most AttemptTimeout.
 func Retry[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	return RetryEach(ctx, AttemptTimeout, f)
+}
+
+// RetryEach is Retry with attempts of at most attempt each: a write that
+// must not be sent again merely because a loaded store answers it late
+// waits longer than AttemptTimeout.
+func RetryEach[T any](ctx context.Context, attempt time.Duration, f func(context.Context) (T, error)) (T, error) {
 	wait := 50 * time.Millisecond
 	for {
-		actx, cancel := context.WithTimeout(ctx, AttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, attempt)
 		v, err := f(actx)
 		cancel()
 		switch {
