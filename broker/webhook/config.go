@@ -29,6 +29,7 @@ const (
 	DefaultTimeout        = 10 * time.Second
 	DefaultMaxBodyBytes   = 128 << 10
 	DefaultStatusWait     = 200 * time.Millisecond
+	DefaultOrphanSweep    = time.Minute
 )
 
 // MinFailoverAfter is the smallest Config.FailoverAfter: the delivering
@@ -106,6 +107,10 @@ type Config struct {
 	// StatusWait is how long Status collects the other nodes' answers
 	// (default 200ms).
 	StatusWait time.Duration
+	// OrphanSweep is how often the node deletes the consumers of deleted
+	// webhooks that were left behind (a deletion that met an election of
+	// the change stream's leader): default 1 minute.
+	OrphanSweep time.Duration
 	// Clock runs the batch windows and the backoffs (default
 	// presence.SystemClock).
 	Clock presence.Clock
@@ -173,6 +178,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StatusWait <= 0 {
 		c.StatusWait = DefaultStatusWait
+	}
+	if c.OrphanSweep <= 0 {
+		c.OrphanSweep = DefaultOrphanSweep
 	}
 	if c.Clock == nil {
 		c.Clock = presence.SystemClock{}

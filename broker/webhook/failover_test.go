@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/broker/webhook"
 	"github.com/presenced/presenced/internal/natstest"
@@ -360,4 +361,25 @@ func TestOrphanConsumerDeletedAtStart(t *testing.T) {
 	if hasConsumer(t, js, w.ID) {
 		t.Fatal("the consumer of the deleted webhook outlived the next start")
 	}
+}
+
+// TestLeftBehindConsumerDeletedWhileRunning: the consumer of a deleted
+// webhook is deleted by the worker that learns of the deletion, with one
+// request. When that request fails (the change stream was electing a
+// leader for longer than it waits), the consumer stays: a running node
+// deletes such consumers every OrphanSweep, not only when it starts.
+func TestLeftBehindConsumerDeletedWhileRunning(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := failoverConfig("n1")
+	cfg.OrphanSweep = 100 * time.Millisecond
+	newService(t, srv, cfg)
+	js := jsOf(t, natstest.Connect(t, srv))
+	// A consumer as a deleted webhook's worker leaves it behind.
+	const id = "wh_00112233445566778899"
+	if _, err := js.CreateConsumer(t.Context(), webhook.DefaultStream, jetstream.ConsumerConfig{
+		Durable: id, AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the left-behind consumer to be deleted", func() bool { return !hasConsumer(t, js, id) })
 }

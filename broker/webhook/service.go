@@ -99,12 +99,7 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	known := func(id string) bool { _, err := st.Get(id); return err == nil }
-	if n, err := deleteOrphans(ctx, stream, known, st.Revision()); err != nil {
-		s.log.Warn("webhook: cannot clean up consumers of deleted webhooks", zap.Error(err))
-	} else if n > 0 {
-		s.log.Info("webhook: deleted consumers of deleted webhooks", zap.Int("consumers", n))
-	}
+	s.sweepOrphans(ctx, st)
 	statusSub, err := s.cfg.Conn.Subscribe(SubjectStatus, s.onStatusRequest)
 	if err == nil {
 		fctx, cancel := ctx, context.CancelFunc(func() {})
@@ -128,7 +123,42 @@ func (s *Service) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopWatch = stopWatch
 	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.orphanLoop(st)
+	}()
 	return nil
+}
+
+// sweepOrphans deletes the consumers of deleted webhooks: those deleted
+// while no node ran, and those a worker left behind because the change
+// stream did not answer its deletion (an election).
+func (s *Service) sweepOrphans(ctx context.Context, st *Store) {
+	known := func(id string) bool { _, err := st.Get(id); return err == nil }
+	if n, err := deleteOrphans(ctx, s.stream, known, st.Revision()); err != nil {
+		s.log.Warn("webhook: cannot clean up consumers of deleted webhooks", zap.Error(err))
+	} else if n > 0 {
+		s.log.Info("webhook: deleted consumers of deleted webhooks", zap.Int("consumers", n))
+	}
+}
+
+// orphanLoop runs sweepOrphans every OrphanSweep until the Service stops.
+func (s *Service) orphanLoop(st *Store) {
+	tick := time.NewTicker(s.cfg.OrphanSweep)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(s.ctx, opTimeout)
+			s.sweepOrphans(ctx, st)
+			cancel()
+		}
+	}
 }
 
 // Store returns the registrations, or nil before Start.
