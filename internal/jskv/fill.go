@@ -90,6 +90,7 @@ func leaderGet(ctx context.Context, js jetstream.JetStream, stream, bucket strin
 			return nil, fmt.Errorf("jskv: message get: headers: %w", err)
 		}
 		e.op = operation(h)
+		e.msgID = h.Get(jetstream.MsgIDHeader)
 	}
 	return e, nil
 }
@@ -189,6 +190,7 @@ type entry struct {
 	revision    uint64
 	created     time.Time
 	op          jetstream.KeyValueOp
+	msgID       string // the Nats-Msg-Id it was written with, if any
 }
 
 func (e *entry) Bucket() string                  { return e.bucket }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -117,7 +118,37 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) (
 		}
 		pause = min(2*pause, time.Second)
 	}
+	for i, err := range errs {
+		if WrongSequence(err) {
+			if a := storedAlready(ctx, js, msgs[i]); a != nil {
+				acks[i], errs[i] = a, nil
+			}
+		}
+	}
 	return acks, errs, nil
+}
+
+// storedAlready returns the acknowledgement a key write m should have got
+// when its compare-and-set was refused although m itself was stored: the
+// key's last entry, as the stream's leader has it, carries m's
+// Nats-Msg-Id. It happens after a leader's loss: a copy of m that reached
+// the new leader while m was still in process there is refused ("wrong
+// last sequence", 10164), and the refusal may be the answer that reaches
+// the sender. Nil when m is not a key write, or not stored.
+func storedAlready(ctx context.Context, js jetstream.JetStream, m *nats.Msg) *jetstream.PubAck {
+	id := m.Header.Get(jetstream.MsgIDHeader)
+	rest, ok := strings.CutPrefix(m.Subject, "$KV.")
+	bucket, _, ok2 := strings.Cut(rest, ".")
+	if id == "" || !ok || !ok2 {
+		return nil
+	}
+	e, err := Retry(ctx, func(ctx context.Context) (*entry, error) {
+		return leaderGet(ctx, js, "KV_"+bucket, bucket, msgGetRequest{LastFor: m.Subject})
+	})
+	if err != nil || e.msgID != id {
+		return nil
+	}
+	return &jetstream.PubAck{Stream: "KV_" + bucket, Sequence: e.revision}
 }
 
 // settle records err as message i's answer, or queues i to be sent again
