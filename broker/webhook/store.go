@@ -312,27 +312,38 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
 	}
-	e, err := s.read(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
-	}
+	var seq uint64
+	err := s.turns.Contend(ctx, id, ErrConflict, func(ctx context.Context, _ bool) error {
+		e, err := s.read(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("webhook: read %s: %w", id, err)
+		}
+		// The delete marker is published by hand to learn its revision,
+		// with the read revision expected: a concurrent delete then
+		// answers not found once, when it reads again. A refusal is no
+		// proof that the webhook is gone: it was updated meanwhile, or a
+		// write of it is still in process at a new leader ("wrong last
+		// sequence", 10164, until the leader applied it).
+		msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + id)
+		msg.Header.Set("KV-Operation", "DEL")
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Revision(), 10))
+		ack, err := jskv.Send(ctx, s.pub, msg)
+		if jskv.WrongSequence(err) {
+			return ErrConflict
+		}
+		if err != nil {
+			return fmt.Errorf("webhook: delete %s: %w", id, err)
+		}
+		seq = ack.Sequence
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("webhook: read %s: %w", id, err)
+		return err
 	}
-	// The delete marker is published by hand to learn its revision, with
-	// the read revision expected so that a concurrent delete answers
-	// not found once.
-	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + id)
-	msg.Header.Set("KV-Operation", "DEL")
-	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Revision(), 10))
-	ack, err := jskv.Send(ctx, s.pub, msg)
-	if jskv.WrongSequence(err) {
-		return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("webhook: delete %s: %w", id, err)
-	}
-	return s.waitApplied(ctx, ack.Sequence)
+	return s.waitApplied(ctx, seq)
 }
 
 // apply applies one entry of the bucket to the view (nil: the end of the
