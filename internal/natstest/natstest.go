@@ -6,7 +6,9 @@ package natstest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,17 +156,26 @@ func StartCutCluster(t testing.TB, n int) (srvs []*server.Server, cut func(i int
 	}
 }
 
-// freePorts returns n loopback ports that were free a moment ago.
+// freePorts returns n loopback ports that were free a moment ago. They
+// are drawn below the kernel's range of ephemeral ports (32768 and up by
+// default): a port taken from that range and closed again may be given
+// to the next outgoing connection (a route's, a proxy's) before the
+// server that should listen on it starts.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("natstest: %v", err)
+	const lo, hi = 20000, 32768
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			t.Fatalf("natstest: no free port in [%d, %d)", lo, hi)
 		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		p := lo + rand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil || slices.Contains(ports, p) {
+			continue
+		}
 		ln.Close()
+		ports = append(ports, p)
 	}
 	return ports
 }
