@@ -252,11 +252,8 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 	var w Webhook
 	err := s.turns.Contend(ctx, id, ErrConflict, func(ctx context.Context, _ bool) error {
 		e, err := s.read(ctx, id)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
-		}
 		if err != nil {
-			return fmt.Errorf("webhook: read %s: %w", id, err)
+			return err
 		}
 		var old Webhook
 		if err := json.Unmarshal(e.Value(), &old); err != nil {
@@ -302,9 +299,17 @@ func (s *Store) Update(ctx context.Context, id string, fn func(w *Webhook) error
 // read reads the registration a compare-and-set rests on from the leader
 // of the bucket's stream: kv.Get is a direct get, which a replica that has
 // not applied the last write may answer, with an old revision or none. It
-// asks again while the stream has no leader.
+// asks again while the stream has no leader; a webhook that does not exist
+// is ErrNotFound.
 func (s *Store) read(ctx context.Context, id string) (jetstream.KeyValueEntry, error) {
-	return jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, id)
+	e, err := jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, id)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, fmt.Errorf("webhook %s: %w", id, ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("webhook: read %s: %w", id, err)
+	}
+	return e, nil
 }
 
 // Delete removes the webhook id, or returns ErrNotFound.
@@ -315,11 +320,8 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	var seq uint64
 	err := s.turns.Contend(ctx, id, ErrConflict, func(ctx context.Context, _ bool) error {
 		e, err := s.read(ctx, id)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("webhook %s: %w", id, ErrNotFound)
-		}
 		if err != nil {
-			return fmt.Errorf("webhook: read %s: %w", id, err)
+			return err
 		}
 		// The delete marker is published by hand to learn its revision,
 		// with the read revision expected: a concurrent delete then
