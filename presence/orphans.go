@@ -25,19 +25,20 @@ type orphan struct {
 
 // heldSession is a session as the index has it.
 type heldSession struct {
-	key, id string
-	rev     uint64
+	key string
+	rev uint64
 }
 
-// lastingSessions lists the sessions stored for node's incarnation inst
-// that do not linger: those node holds open, or should.
-func (x *index) lastingSessions(node, inst string) []heldSession {
+// orphanedSessions lists the sessions stored for node's incarnation inst
+// that do not linger and that open does not report open. The caller holds
+// e.ownMu (lock order: ownMu before x.mu).
+func (x *index) orphanedSessions(node, inst string, open func(id string) bool) []heldSession {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var out []heldSession
 	for s := range x.nodeSessions[node] {
-		if s.kind == kindSession && s.rec.Inst == inst && s.rec.Expires.IsZero() {
-			out = append(out, heldSession{key: s.key, id: s.rec.Session, rev: s.rev})
+		if s.kind == kindSession && s.rec.Inst == inst && s.rec.Expires.IsZero() && !open(s.rec.Session) {
+			out = append(out, heldSession{key: s.key, rev: s.rev})
 		}
 	}
 	return out
@@ -48,16 +49,7 @@ func (x *index) lastingSessions(node, inst string) []heldSession {
 // which alone owns e.orphans.
 func (e *Engine) dropOrphans(ctx context.Context) {
 	e.ownMu.Lock()
-	inst := e.inst
-	e.ownMu.Unlock()
-	stored := e.x.lastingSessions(e.cfg.NodeID, inst)
-	e.ownMu.Lock()
-	found := stored[:0]
-	for _, it := range stored {
-		if e.own[it.id] == nil {
-			found = append(found, it)
-		}
-	}
+	found := e.x.orphanedSessions(e.cfg.NodeID, e.inst, func(id string) bool { return e.own[id] != nil })
 	e.ownMu.Unlock()
 	now := e.clock.Now()
 	next := make(map[string]orphan, len(found))
@@ -71,7 +63,11 @@ func (e *Engine) dropOrphans(ctx context.Context) {
 			next[it.key] = o
 			continue
 		}
-		if _, err := e.deleteKey(ctx, it.key, it.rev); err != nil && !isWrongSeq(err) {
+		_, err := e.deleteKey(ctx, it.key, it.rev)
+		if isWrongSeq(err) {
+			continue // written again meanwhile: the next look judges it anew
+		}
+		if err != nil {
 			e.log.Warn("presence: an orphaned session was not deleted", zap.String("key", it.key), zap.Error(err))
 			next[it.key] = o
 			continue
