@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -105,7 +106,7 @@ func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
 	if testHookParseJWT != nil {
 		testHookParseJWT()
 	}
-	var claims jwt.RegisteredClaims
+	var claims strictClaims
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
 		jwt.WithExpirationRequired(),
@@ -137,6 +138,29 @@ func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
 		return verifiedJWT{}, fmt.Errorf("%w: %v", membership.ErrUnauthorized, err)
 	}
 	return verifiedJWT{subject: claims.Subject, expires: claims.ExpiresAt.Time}, nil
+}
+
+// strictClaims are the registered claims with RFC 7519's types: exp, iat
+// and nbf are JSON numbers. jwt.NumericDate also reads a number sent as a
+// string, which no conforming issuer sends.
+type strictClaims struct{ jwt.RegisteredClaims }
+
+func (c *strictClaims) UnmarshalJSON(b []byte) error {
+	var dates struct {
+		Exp, Iat, Nbf json.RawMessage
+	}
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"exp", dates.Exp}, {"iat", dates.Iat}, {"nbf", dates.Nbf}} {
+		if len(d.raw) > 0 && d.raw[0] != '-' && (d.raw[0] < '0' || d.raw[0] > '9') && string(d.raw) != "null" {
+			return fmt.Errorf("the %s claim is %s, not a number", d.name, d.raw)
+		}
+	}
+	return json.Unmarshal(b, &c.RegisteredClaims)
 }
 
 // testHookParseJWT, set by tests only, runs at every full check of a JWT.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,46 @@ func TestSecretFiles(t *testing.T) {
 	}
 	if _, err := parse("--metrics-token-file", filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("a missing file accepted")
+	}
+}
+
+// TestJWTDatesMustBeNumbers: RFC 7519 makes exp, iat and nbf JSON numbers
+// (NumericDate). A date sent as a string is a token this server was not
+// meant to read: it is refused, whatever its signature, like any other
+// malformed claim.
+func TestJWTDatesMustBeNumbers(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	now := time.Now()
+	exp, iat := now.Add(30*time.Minute).Unix(), now.Unix()
+	tests := []struct {
+		name   string
+		claims map[string]any
+		want   int
+	}{
+		{"numbers", map[string]any{"sub": "a", "exp": exp, "iat": iat}, http.StatusOK},
+		{"a fractional exp", map[string]any{"sub": "a", "exp": float64(exp) + 0.5}, http.StatusOK},
+		{"exp as a string", map[string]any{"sub": "a", "exp": strconv.FormatInt(exp, 10)}, http.StatusUnauthorized},
+		{"iat as a string", map[string]any{"sub": "a", "exp": exp, "iat": strconv.FormatInt(iat, 10)}, http.StatusUnauthorized},
+		{"nbf as a string", map[string]any{"sub": "a", "exp": exp, "nbf": strconv.FormatInt(iat, 10)}, http.StatusUnauthorized},
+		{"exp as null", map[string]any{"sub": "a", "exp": nil}, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(tt.claims)).SignedString([]byte(testJWTSecret))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := rcGet(t, s, "a", tok, "/api/v1/users.getStatus", nil); st != tt.want {
+				t.Fatalf("users.getStatus: %d, want %d", st, tt.want)
+			}
+			_, resp, err := dialWS(t, s, tok, nil)
+			switch {
+			case tt.want == http.StatusOK && err != nil:
+				t.Fatalf("WebSocket: %v", err)
+			case tt.want != http.StatusOK && (err == nil || resp == nil || resp.StatusCode != tt.want):
+				t.Fatalf("WebSocket: %v %v, want %d", resp, err, tt.want)
+			}
+		})
 	}
 }
