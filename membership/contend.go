@@ -17,9 +17,11 @@ func (s *Store) contended(ctx context.Context, key string, try func(ctx context.
 
 // catchUp waits until the index has applied key as the stream's leader
 // has it: the write a compare-and-set on the index's revision lost to.
-// It reports nothing: the next try does.
+// It reports nothing: the next try does. The read is asked again while
+// the stream elects a leader: one sent meanwhile gets no answer, and
+// waiting for it would spend the caller's whole deadline.
 func (s *Store) catchUp(ctx context.Context, key string) {
-	if e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key); err == nil {
+	if e, err := jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, key); err == nil {
 		_ = s.waitApplied(ctx, e.Revision())
 	}
 }

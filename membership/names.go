@@ -47,7 +47,7 @@ func (s *Store) claimName(ctx context.Context, username, user string) error {
 		if err != ErrExists {
 			return err
 		}
-		e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
+		e, err := jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return ErrConflict // given back meanwhile: create it again
 		}
@@ -73,7 +73,7 @@ func (s *Store) claimName(ctx context.Context, username, user string) error {
 // holds reports whether user is stored with username, as the stream's
 // leader has it; an error reads as holding it.
 func (s *Store) holds(ctx context.Context, user, username string) bool {
-	e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, userKey(user))
+	e, err := jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, userKey(user))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false
 	}
@@ -92,7 +92,7 @@ func (s *Store) holds(ctx context.Context, user, username string) bool {
 // meanwhile stays. A failure leaves a claim that turns stale.
 func (s *Store) releaseName(ctx context.Context, username, user string) {
 	key := nameKey(username)
-	e, err := jskv.GetFromLeader(ctx, s.cfg.JetStream, s.kv, key)
+	e, err := jskv.GetFromLeaderRetried(ctx, s.cfg.JetStream, s.kv, key)
 	if err != nil {
 		return
 	}
@@ -103,5 +103,5 @@ func (s *Store) releaseName(ctx context.Context, username, user string) {
 	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + key)
 	msg.Header.Set("KV-Operation", "DEL")
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(e.Revision(), 10))
-	_, _ = s.cfg.JetStream.PublishMsg(ctx, msg)
+	_, _ = jskv.Send(ctx, s.pub, msg)
 }

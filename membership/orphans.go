@@ -23,8 +23,11 @@ import (
 // compare-and-set on that revision, so that one node's deletion wins and
 // a newer put is kept.
 
-// orphanTimeout bounds the checks and the deletion of one orphan.
-const orphanTimeout = 5 * time.Second
+// orphanTimeout bounds the checks and the deletion of one orphan. They
+// are asked again while the stream elects a leader, which takes up to
+// about 10 s after a server's loss: every node that saw the orphan may be
+// waiting out the same election.
+const orphanTimeout = 30 * time.Second
 
 // orphan is a membership seen without its user or group.
 type orphan struct {
@@ -106,11 +109,11 @@ func (s *Store) dropOrphan(o orphan) error {
 	ctx, cancel := context.WithTimeout(s.bgCtx, orphanTimeout)
 	defer cancel()
 	js := s.cfg.JetStream
-	user, err := jskv.GetFromLeader(ctx, js, s.kv, userKey(o.user))
+	user, err := jskv.GetFromLeaderRetried(ctx, js, s.kv, userKey(o.user))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
-	group, gerr := jskv.GetFromLeader(ctx, js, s.kv, groupKey(o.group))
+	group, gerr := jskv.GetFromLeaderRetried(ctx, js, s.kv, groupKey(o.group))
 	if gerr != nil && !errors.Is(gerr, jetstream.ErrKeyNotFound) {
 		return gerr
 	}
@@ -120,7 +123,7 @@ func (s *Store) dropOrphan(o orphan) error {
 	msg := nats.NewMsg("$KV." + s.cfg.Bucket + "." + MemberKey(o.group, o.user))
 	msg.Header.Set("KV-Operation", "DEL")
 	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(o.rev, 10))
-	_, err = js.PublishMsg(ctx, msg)
+	_, err = jskv.Send(ctx, s.pub, msg)
 	if isWrongSequence(err) {
 		return nil // deleted by another node, or put again since
 	}
