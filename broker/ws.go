@@ -693,7 +693,11 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	prevCounts, had := wc.groups[f.Group]
 	wc.groups[f.Group] = f.CountsOnly
 	wc.mu.Unlock()
-	init, err := wc.sub.Subscribe(f.Group, presence.SubscribeOptions{CountsOnly: f.CountsOnly, FromRev: f.Rev, Epoch: f.Epoch})
+	opts := presence.SubscribeOptions{CountsOnly: f.CountsOnly, FromRev: f.Rev, Epoch: f.Epoch}
+	if f.Rev > 0 {
+		opts.Visible = wc.s.authority.UserFilter(wc.userID())
+	}
+	init, err := wc.sub.Subscribe(f.Group, opts)
 	if err == nil && testHookSubscribed != nil {
 		testHookSubscribed()
 	}

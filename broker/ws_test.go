@@ -393,3 +393,45 @@ func TestWSClosedClientReleasesItsSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestWSResumeShowsNoHiddenUser: a resume replays the group's changes
+// after the client's revision, which may name users the client may not
+// see now: one removed from the group before the client joined it, say.
+// Such a resume is answered with a fresh snapshot, which names no one
+// hidden. Before, a newcomer that resumed from an older revision (any
+// snapshot shows one) got a removed member's statuses and texts.
+func TestWSResumeShowsNoHiddenUser(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	call(t, "POST", s.URL+"/v1/users", s.Admin, map[string]any{"id": "x", "username": "user-x"}, nil)
+	call(t, "PUT", s.URL+"/v1/groups/team/members/x", s.Admin, nil, nil)
+	waitMembers(t, s, "team", 3)
+	a := mustDial(t, s, userJWT(t, "a", time.Hour))
+	snap := a.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team"})
+	x := mustDial(t, s, userJWT(t, "x", time.Hour))
+	x.reply(protocol.ClientFrame{Op: protocol.OpSetStatus, Status: protocol.StatusBusy, Text: "x's secret"})
+	a.statusIn("team", "x", protocol.StatusBusy)
+	if st := call(t, "DELETE", s.URL+"/v1/groups/team/members/x", s.Admin, nil, nil); st != http.StatusNoContent {
+		t.Fatalf("remove x: %d", st)
+	}
+	call(t, "PUT", s.URL+"/v1/groups/team/members/c", s.Admin, nil, nil)
+	waitMembers(t, s, "team", 3)
+
+	c := mustDial(t, s, userJWT(t, "c", time.Hour))
+	for _, rev := range []uint64{snap.Rev, 1} {
+		r := c.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team", Rev: rev, Epoch: snap.Epoch})
+		if r.Op != protocol.OpSnapshot || !r.Fresh {
+			t.Errorf("resume from rev %d answered %s, want a fresh snapshot", rev, r.Op)
+		}
+		for _, m := range append(r.Members, r.Changes...) {
+			if m.User == "x" {
+				t.Errorf("resume from rev %d names x, whom c may not see: %+v", rev, m)
+			}
+		}
+	}
+	// A member all along, who may no longer see x either.
+	r := a.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team", Rev: snap.Rev, Epoch: snap.Epoch})
+	if r.Op != protocol.OpSnapshot || !r.Fresh {
+		t.Errorf("a's resume answered %+v, want a fresh snapshot", r)
+	}
+}

@@ -34,6 +34,11 @@ type SubscribeOptions struct {
 	// from another node, which may be slightly ahead.
 	FromRev uint64
 	Epoch   string
+	// Visible, when set, tells whether the subscriber may see a user. A
+	// resume whose changes name a user it may not see (one removed from
+	// the group before the subscriber joined it, say) is answered with a
+	// fresh Snapshot instead: it names only the group's members now.
+	Visible func(user string) bool
 }
 
 // Initial is what a subscription starts with: a Snapshot, or Resumed when
@@ -168,6 +173,14 @@ func (s *Subscriber) Subscribe(group string, o SubscribeOptions) (Initial, error
 		ds, ok := g.hist.after(o.FromRev)
 		if !ok && o.FromRev >= x.purged {
 			ds, ok = x.changesSinceLocked(g, o.FromRev), true
+		}
+		if ok && o.Visible != nil {
+			for _, d := range ds {
+				if !o.Visible(d.User) {
+					ok = false
+					break
+				}
+			}
 		}
 		if ok {
 			return Resumed{Group: group, Rev: x.rev, Epoch: x.epoch, Online: g.online, Total: len(g.members), Changes: ds}, nil
