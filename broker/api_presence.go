@@ -31,11 +31,13 @@ func (s *Server) publishStatus(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &b); err != nil {
 		return err
 	}
-	if _, ok := s.store.Index().User(b.User); !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "user " + b.User + " not found"}
-	}
+	// The authority first: a caller that may not state this user's status
+	// learns nothing of the user, not even whether it exists.
 	if by := principalFrom(r.Context()); !s.authority.CanPublishFor(by, b.User) {
 		return &apiError{http.StatusForbidden, codeForbidden, forbiddenPublish(by)}
+	}
+	if _, ok := s.store.Index().User(b.User); !ok {
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + b.User + " not found"}
 	}
 	rev, err := s.engine.Publish(r.Context(), b.event())
 	if err != nil {
@@ -78,12 +80,12 @@ func (s *Server) publishStatusBatch(w http.ResponseWriter, r *http.Request) erro
 	idx := s.store.Index()
 	by := principalFrom(r.Context())
 	for i, e := range b.Events {
-		if _, ok := idx.User(e.User); !ok {
-			results[i].Error = map[string]string{"code": codeNotFound, "message": "user " + e.User + " not found"}
+		if !s.authority.CanPublishFor(by, e.User) { // first, as in publishStatus
+			results[i].Error = map[string]string{"code": codeForbidden, "message": forbiddenPublish(by)}
 			continue
 		}
-		if !s.authority.CanPublishFor(by, e.User) {
-			results[i].Error = map[string]string{"code": codeForbidden, "message": forbiddenPublish(by)}
+		if _, ok := idx.User(e.User); !ok {
+			results[i].Error = map[string]string{"code": codeNotFound, "message": "user " + e.User + " not found"}
 			continue
 		}
 		evs = append(evs, e.event())

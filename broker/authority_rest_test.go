@@ -1,9 +1,12 @@
 package broker_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,5 +237,35 @@ func TestPublishForOthersNeedsABackend(t *testing.T) {
 	}}, &batch)
 	if len(batch.Results) != 2 || !batch.Results[0].OK || batch.Results[1].Error["code"] != "forbidden" {
 		t.Errorf("a's batch for a and b: %+v, want a ok and b forbidden", batch.Results)
+	}
+}
+
+// TestPublishForOthersTellsNothingOfThem: a token bound to a user that
+// states another user's status is refused alike whether that user exists
+// or not. Before, an existing user was 403 and a missing one 404, so any
+// user's token told which ids exist, hidden users among them.
+func TestPublishForOthersTellsNothingOfThem(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	userTok, _ := mustIssue(t, s, map[string]any{"userId": "a", "scopes": []string{"presence:publish"}})
+	answer := func(path string, body any) string {
+		t.Helper()
+		var out any
+		st := call(t, "POST", s.URL+path, userTok, body, &out)
+		b, _ := json.Marshal(out)
+		return fmt.Sprintf("%d %s", st, b)
+	}
+	for _, path := range []string{"/v1/presence/status", "/v1/presence/status/batch"} {
+		body := func(user string) any {
+			ev := map[string]any{"user": user, "status": "busy", "source": "crm"}
+			if strings.HasSuffix(path, "batch") {
+				return map[string]any{"events": []any{ev}}
+			}
+			return ev
+		}
+		hidden, missing := answer(path, body("c")), answer(path, body("ghost"))
+		if hidden != missing {
+			t.Errorf("%s: for hidden c %s, for missing ghost %s", path, hidden, missing)
+		}
 	}
 }
