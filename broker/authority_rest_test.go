@@ -269,3 +269,37 @@ func TestPublishForOthersTellsNothingOfThem(t *testing.T) {
 		}
 	}
 }
+
+// TestTokensOfAnExpiredIssuerStopWorking: a token works only while the
+// token that issued it does, expiry included. A token with the admin
+// scope that expires issues tokens of any lifetime, and they stop with
+// it: a request is refused as expired and a WebSocket opened on one is
+// closed with 4001 when the issuer expires. Before, both went on working.
+func TestTokensOfAnExpiredIssuerStopWorking(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	expires := time.Now().Add(2 * time.Second)
+	parent, _ := mustIssue(t, s, map[string]any{"userId": "c", "scopes": []string{"admin"}, "expiresAt": expires.UTC().Format(time.RFC3339Nano)})
+	minted, _, st := issue(t, s, parent, map[string]any{"scopes": []string{"admin"}})
+	if st != http.StatusCreated {
+		t.Fatalf("issue unbound: %d", st)
+	}
+	forB, _, st := issue(t, s, parent, map[string]any{"userId": "b", "scopes": []string{"connect"}})
+	if st != http.StatusCreated {
+		t.Fatalf("issue for b: %d", st)
+	}
+	b := mustDial(t, s, forB)
+	if st := call(t, "GET", s.URL+"/v1/users", minted, nil, nil); st != http.StatusOK {
+		t.Fatalf("the minted token before its issuer expired: %d", st)
+	}
+	if code := waitClosed(t, b); code != protocol.CloseTokenExpired {
+		t.Errorf("b's WebSocket on a token of an expiring issuer closed with %d, want %d", code, protocol.CloseTokenExpired)
+	}
+	if time.Now().Before(expires) {
+		t.Errorf("b's WebSocket closed %v before its issuer expired", time.Until(expires))
+	}
+	var out struct{ Error struct{ Code string } }
+	if st := call(t, "GET", s.URL+"/v1/users", minted, nil, &out); st != http.StatusUnauthorized || out.Error.Code != "token_expired" {
+		t.Errorf("the minted token once its issuer expired: %d %q, want 401 token_expired", st, out.Error.Code)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Index is the in-memory view of the membership bucket, kept current by the
@@ -347,25 +348,29 @@ const maxIssuers = 64
 // standing says why t may not be used now, nil if it may: its user is
 // deleted or deactivated, or the token that issued it, or any further up,
 // is gone or bound to such a user. A token works only while the token that
-// issued it does.
-func (x *Index) standing(t Token) error {
+// issued it does: until is the earliest expiry of t and its issuers, zero
+// when none expires.
+func (x *Index) standing(t Token) (until time.Time, err error) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	for hops := 0; ; hops++ {
 		if t.UserID != "" {
 			if u, ok := x.users[t.UserID]; !ok || !u.v.Active {
 				if hops == 0 {
-					return fmt.Errorf("%w: user inactive or deleted", ErrUnauthorized)
+					return time.Time{}, fmt.Errorf("%w: user inactive or deleted", ErrUnauthorized)
 				}
-				return fmt.Errorf("%w: issued by a token of a user inactive or deleted", ErrUnauthorized)
+				return time.Time{}, fmt.Errorf("%w: issued by a token of a user inactive or deleted", ErrUnauthorized)
 			}
 		}
+		if t.ExpiresAt != nil && (until.IsZero() || t.ExpiresAt.Before(until)) {
+			until = *t.ExpiresAt
+		}
 		if t.IssuedBy == "" {
-			return nil
+			return until, nil
 		}
 		parent, ok := x.tokens[t.IssuedBy]
 		if !ok || hops == maxIssuers {
-			return fmt.Errorf("%w: the token that issued it is revoked", ErrUnauthorized)
+			return time.Time{}, fmt.Errorf("%w: the token that issued it is revoked", ErrUnauthorized)
 		}
 		t = parent.v
 	}

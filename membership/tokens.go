@@ -108,7 +108,9 @@ func (s *Store) RevokeToken(ctx context.Context, id string) ([]string, error) {
 // expired token, and with ErrUnauthorized for an unknown secret, a token
 // whose user is deleted or deactivated, or one whose issuer, or any token
 // further up, is gone or bound to such a user: a token works only while the
-// token that issued it does.
+// token that issued it does. So it expires with them too: the token
+// returned carries the earliest expiry along its issuers as its ExpiresAt,
+// and one whose issuer expired fails with ErrTokenExpired.
 func (s *Store) Authenticate(_ context.Context, secret string) (Token, error) {
 	if secret == "" {
 		return Token{}, ErrUnauthorized
@@ -117,11 +119,19 @@ func (s *Store) Authenticate(_ context.Context, secret string) (Token, error) {
 	if !ok {
 		return Token{}, ErrUnauthorized
 	}
-	if tok.Expired(s.cfg.Now()) {
+	now := s.cfg.Now()
+	if tok.Expired(now) {
 		return Token{}, ErrTokenExpired
 	}
-	if err := s.index.standing(tok); err != nil {
+	until, err := s.index.standing(tok)
+	if err != nil {
 		return Token{}, err
+	}
+	if !until.IsZero() {
+		tok.ExpiresAt = &until
+		if tok.Expired(now) {
+			return Token{}, ErrTokenExpired
+		}
 	}
 	return tok, nil
 }
