@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -31,6 +32,7 @@ func (s *Server) onMembershipChange(c membership.Change) {
 		switch {
 		case c.Deleted:
 			s.revoke(s.conns.ofUser(c.User.ID), "user deleted", ofUser(c.User.ID))
+			go s.forgetPresence(c.User.ID)
 		case !c.User.Active:
 			// The user's tokens, and those they issued (for other users
 			// too), stop working with the user.
@@ -53,6 +55,33 @@ func (s *Server) onMembershipChange(c membership.Change) {
 				go wc.recheckAccess()
 			}
 		}
+	}
+}
+
+// forgetTimeout bounds the deletion of a deleted user's stated status:
+// longer than an election of the presence stream.
+const forgetTimeout = 30 * time.Second
+
+// forgetPresence deletes the status backends and the user stated for a
+// user just deleted (presence.Engine.ForgetUser), so that it reads as
+// never seen and a user created with its id later starts with nothing.
+// Every node does it; one node's deletion of each record wins.
+func (s *Server) forgetPresence(user string) {
+	ctx, cancel := context.WithTimeout(context.Background(), forgetTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if _, ok := s.store.Index().User(user); ok {
+		return // created again meanwhile: what is stated now is the new user's
+	}
+	if err := s.engine.ForgetUser(ctx, user); err != nil && ctx.Err() == nil {
+		s.log.Warn("deleting a deleted user's stated status failed; another node may have done it",
+			zap.String("user", user), zap.Error(err))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
 )
 
@@ -301,5 +302,55 @@ func TestTokensOfAnExpiredIssuerStopWorking(t *testing.T) {
 	var out struct{ Error struct{ Code string } }
 	if st := call(t, "GET", s.URL+"/v1/users", minted, nil, &out); st != http.StatusUnauthorized || out.Error.Code != "token_expired" {
 		t.Errorf("the minted token once its issuer expired: %d %q, want 401 token_expired", st, out.Error.Code)
+	}
+}
+
+// TestDeletedUserLeavesNoPresence: deleting a user takes the status that
+// backends and the user stated with it. Before, a bulk read and the
+// change list still showed the deleted user busy with its text, and a new
+// user created with the same id inherited both, shown to its groups.
+func TestDeletedUserLeavesNoPresence(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	call(t, "POST", s.URL+"/v1/users", s.Admin, map[string]any{"id": "x", "username": "user-x"}, nil)
+	call(t, "PUT", s.URL+"/v1/groups/team/members/x", s.Admin, nil, nil)
+	waitMembers(t, s, "team", 3)
+	if st := call(t, "POST", s.URL+"/v1/presence/status", s.Admin,
+		map[string]any{"user": "x", "status": "busy", "text": "x's secret", "source": "crm"}, nil); st != http.StatusOK {
+		t.Fatalf("publish: %d", st)
+	}
+	if err := s.Engine().SetManual(t.Context(), "x", presence.Manual{Status: protocol.StatusAway, Text: "x's own words"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := call(t, "DELETE", s.URL+"/v1/users/x", s.Admin, nil, nil); st != http.StatusNoContent {
+		t.Fatalf("delete x: %d", st)
+	}
+	type member struct{ User, Status, Text string }
+	bulk := func() member {
+		var out struct{ Users []member }
+		call(t, "GET", s.URL+"/v1/presence/users?ids=x", s.Admin, nil, &out)
+		if len(out.Users) != 1 {
+			t.Fatalf("bulk read: %+v", out)
+		}
+		return out.Users[0]
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m := bulk()
+		if m.Status == "offline" && m.Text == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted user still reads %+v", m)
+		}
+	}
+	call(t, "POST", s.URL+"/v1/users", s.Admin, map[string]any{"id": "x", "username": "user-x2"}, nil)
+	call(t, "PUT", s.URL+"/v1/groups/team/members/x", s.Admin, nil, nil)
+	waitMembers(t, s, "team", 3)
+	var snap struct{ Members []member }
+	call(t, "GET", s.URL+"/v1/presence/groups/team", s.Admin, nil, &snap)
+	for _, m := range snap.Members {
+		if m.User == "x" {
+			t.Errorf("the new user x inherited %+v", m)
+		}
 	}
 }

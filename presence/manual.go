@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/protocol"
 )
@@ -87,4 +88,50 @@ func (e *Engine) ManualOf(user string) (Manual, bool) {
 	}
 	r := u.manual.rec
 	return Manual{Status: r.Status, Text: r.Text, Expires: r.Expires}, true
+}
+
+// ForgetUser deletes what was stated of user's status: its manual status
+// and its backend sources, each with a compare-and-set on the revision
+// this node's index has, so that a newer write stays. Its sessions are
+// left to end as connections do. Called when the user is deleted, so that
+// a user created later with the same id starts with nothing; every node
+// may call it, the first deletion of each record wins and the others lose
+// their compare-and-set, which is no error.
+func (e *Engine) ForgetUser(ctx context.Context, user string) error {
+	if err := e.running(); err != nil {
+		return err
+	}
+	type stated struct {
+		key string
+		rev uint64
+	}
+	var recs []stated
+	x := e.x
+	x.mu.Lock()
+	if u := x.users[user]; u != nil {
+		if u.manual != nil {
+			recs = append(recs, stated{manualKey(user), u.manual.rev})
+		}
+		for _, s := range u.sessions {
+			if s.kind == kindSource {
+				recs = append(recs, stated{s.key, s.rev})
+			}
+		}
+	}
+	x.mu.Unlock()
+	var last uint64
+	for _, r := range recs {
+		rev, err := e.deleteKey(ctx, r.key, r.rev)
+		switch {
+		case jskv.WrongSequence(err):
+			continue
+		case err != nil:
+			return fmt.Errorf("presence: forget %s: %w", r.key, err)
+		}
+		last = max(last, rev)
+	}
+	if last == 0 {
+		return nil
+	}
+	return e.WaitRev(ctx, last)
 }
