@@ -33,6 +33,7 @@ func (s *Server) onMembershipChange(c membership.Change) {
 		case c.Deleted:
 			s.revoke(s.conns.ofUser(c.User.ID), "user deleted", ofUser(c.User.ID))
 			go s.forgetPresence(c.User.ID)
+			s.recheckDDP(*c.User)
 		case !c.User.Active:
 			// The user's tokens, and those they issued (for other users
 			// too), stop working with the user.
@@ -48,15 +49,24 @@ func (s *Server) onMembershipChange(c membership.Change) {
 			for _, wc := range s.conns.ofUser(c.User.ID) {
 				go wc.recheckAccess()
 			}
+			s.recheckDDP(*c.User)
 		}
 	case membership.KindMember:
 		if c.Deleted {
 			for _, wc := range s.conns.ofUser(c.Member.UserID) {
 				go wc.recheckAccess()
 			}
+			if u, ok := s.store.Index().User(c.Member.UserID); ok {
+				s.recheckDDP(u)
+			}
 		}
 	}
 }
+
+// recheckDDP tells Rocket.Chat's realtime clients that may no longer see
+// u, or be seen by u, that the other reads offline now (ddp.Handler.Recheck,
+// which returns at once).
+func (s *Server) recheckDDP(u membership.User) { s.ddp.Load().Recheck(u) }
 
 // forgetTimeout bounds the deletion of a deleted user's stated status:
 // longer than an election of the presence stream.

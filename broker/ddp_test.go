@@ -269,3 +269,35 @@ func TestDDPRocketChatClient(t *testing.T) {
 	}
 	t.Logf("node --test:\n%s", out.String())
 }
+
+// TestDDPUserHiddenReadsOffline: two users watch each other over
+// Rocket.Chat's realtime API; once one is removed from the group they
+// shared, each is told the other is offline, as a user it may not see
+// reads. Before, nothing came, and each client showed the other's last
+// status for good.
+func TestDDPUserHiddenReadsOffline(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	watch := func(viewer, target string) *ddptest.Client {
+		c := ddptest.Dial(t, wsURL(s)+"/websocket", nil)
+		c.Connect()
+		c.Login(userJWT(t, viewer, time.Hour))
+		if m := c.Sub("stream-user-presence", target, map[string]any{"useCollection": false, "args": []any{}}); m.Type() != "ready" {
+			t.Fatalf("%s watching %s: %s", viewer, target, m.JSON())
+		}
+		return c
+	}
+	aSeesB, bSeesA := watch("a", "b"), watch("b", "a")
+	b := mustDial(t, s, userJWT(t, "b", time.Hour))
+	b.reply(protocol.ClientFrame{Op: protocol.OpSetStatus, Status: protocol.StatusBusy, Text: "meeting"})
+	aSeesB.WaitChanged("stream-user-presence", `[["user-b",3,"meeting"]]`)
+
+	if st := call(t, "DELETE", s.URL+"/v1/groups/team/members/a", s.Admin, nil, nil); st != http.StatusNoContent {
+		t.Fatalf("remove a: %d", st)
+	}
+	aSeesB.WaitChanged("stream-user-presence", `[["user-b",0,""]]`)
+	bSeesA.WaitChanged("stream-user-presence", `[["user-a",0,""]]`)
+	// And nothing more of the other.
+	b.reply(protocol.ClientFrame{Op: protocol.OpSetStatus, Status: protocol.StatusAway, Text: "lunch"})
+	aSeesB.Quiet(300 * time.Millisecond)
+}

@@ -37,6 +37,11 @@ type Handler struct {
 	conns   map[*conn]struct{}
 	started bool
 	closed  bool
+
+	recheckMu sync.Mutex
+	// recheckMu guards the following fields (see Recheck).
+	rechecks   map[string]membership.User // by id, waiting for recheckAll
+	rechecking bool                       // recheckAll runs
 }
 
 // New checks cfg and returns a handler; Start makes it serve.

@@ -412,3 +412,92 @@ func (c *conn) changes(batches []presence.Batch) [][]byte {
 	}
 	return msgs
 }
+
+// Recheck tells the connections that may no longer see a user, or be seen
+// by it, what such a user reads as: user lost a membership or the admin
+// role, or was deleted. A connection logged in as user is told, for each
+// user its streams watch that it may no longer see, that the user is
+// offline; a connection watching user that may no longer see it is told
+// the same of user. Without it a client would show the last status it got
+// for good, since later changes are left out (see changes). It returns at
+// once: one goroutine goes through the connections for all the users
+// rechecked meanwhile (a group's deletion rechecks each of its members).
+// A nil Handler tells no one.
+func (h *Handler) Recheck(user membership.User) {
+	if h == nil {
+		return
+	}
+	h.recheckMu.Lock()
+	defer h.recheckMu.Unlock()
+	if h.rechecks == nil {
+		h.rechecks = map[string]membership.User{}
+	}
+	h.rechecks[user.ID] = user
+	if !h.rechecking {
+		h.rechecking = true
+		go h.recheckAll()
+	}
+}
+
+func (h *Handler) recheckAll() {
+	for {
+		h.recheckMu.Lock()
+		users := h.rechecks
+		h.rechecks = nil
+		if len(users) == 0 {
+			h.rechecking = false
+			h.recheckMu.Unlock()
+			return
+		}
+		h.recheckMu.Unlock()
+		for _, c := range h.all() {
+			c.recheck(users)
+		}
+	}
+}
+
+// recheck tells c that the users it watches and may no longer see are
+// offline, among those rechecked (all it watches when c's own user is).
+func (c *conn) recheck(rechecked map[string]membership.User) {
+	viewer := c.userID()
+	if viewer == "" {
+		return
+	}
+	var users []string
+	c.mu.Lock()
+	_, all := rechecked[viewer]
+	for u := range c.watched {
+		if _, ok := rechecked[u]; ok || all {
+			users = append(users, u)
+		}
+	}
+	c.mu.Unlock()
+	if len(users) == 0 {
+		return
+	}
+	visible := c.h.cfg.Visibility.UserFilter(viewer)
+	var msgs [][]byte
+	for _, id := range users {
+		if visible(id) {
+			continue
+		}
+		u, ok := rechecked[id]
+		if !ok {
+			if u, ok = c.h.cfg.Users.User(id); !ok {
+				continue
+			}
+		}
+		msgs = append(msgs, document(msgChanged, streamUserPresence, id, presenceFields{
+			UID: id, Args: [1][3]any{{u.Username, statusCode(protocol.StatusOffline), ""}}, EventName: id,
+		}))
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	// In order with the changes the writers send (flush).
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	if c.send(msgs...) != nil {
+		c.close(protocol.CloseNormal)
+	}
+}
