@@ -33,9 +33,13 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
-	g, ok := s.store.Index().Group(r.PathValue("id"))
+	id := r.PathValue("id")
+	if err := s.watchGroup(r, id); err != nil {
+		return err
+	}
+	g, ok := s.store.Index().Group(id)
 	if !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "group " + r.PathValue("id") + " not found"}
+		return &apiError{http.StatusNotFound, codeNotFound, "group " + id + " not found"}
 	}
 	writeJSON(w, http.StatusOK, g)
 	return nil
@@ -46,8 +50,12 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	gs := s.store.Index().ListGroups(after, limit)
-	writeJSON(w, http.StatusOK, newPage(gs, limit, func(g membership.Group) string { return g.ID }))
+	viewer := viewerOf(r)
+	id := func(g membership.Group) string { return g.ID }
+	gs := filteredPage(s.store.Index().ListGroups, id, after, limit, func(g membership.Group) bool {
+		return s.authority.CanWatchGroup(viewer, g.ID)
+	})
+	writeJSON(w, http.StatusOK, newPage(gs, limit, id))
 	return nil
 }
 
@@ -87,8 +95,8 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 // the last user id of the previous page.
 func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) error {
 	gid := r.PathValue("id")
-	if _, ok := s.store.Index().Group(gid); !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "group " + gid + " not found"}
+	if err := s.watchGroup(r, gid); err != nil {
+		return err
 	}
 	after, limit, err := pageParams(r)
 	if err != nil {

@@ -161,6 +161,10 @@ func (b idleReader) Read(p []byte) (int, error) {
 // exportNDJSON streams the membership as NDJSON in the import format, and
 // ends a complete export with the Presenced-Export-Lines trailer.
 func (s *Server) exportNDJSON(w http.ResponseWriter, r *http.Request) error {
+	if !s.authority.SeesEveryone(viewerOf(r)) {
+		// The whole membership: for those who may see all of it.
+		return &apiError{http.StatusForbidden, codeForbidden, "the export is for admins and tokens bound to no user"}
+	}
 	if err := s.store.Err(); err != nil {
 		// A backup of an index behind its bucket would miss what it lags.
 		s.log.Warn("export refused", zap.Error(err))

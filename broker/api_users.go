@@ -2,6 +2,7 @@ package broker
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/presenced/presenced/membership"
 )
@@ -58,10 +59,18 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// The membership reads follow the rules of every API (see
+// membership.Authority): a token bound to a user reads the users it may
+// see and the groups it may watch; the others read as missing ones do.
+
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
-	u, ok := s.store.Index().User(r.PathValue("id"))
+	id := r.PathValue("id")
+	if err := s.seeUser(r, id); err != nil {
+		return err
+	}
+	u, ok := s.store.Index().User(id)
 	if !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "user " + r.PathValue("id") + " not found"}
+		return &apiError{http.StatusNotFound, codeNotFound, "user " + id + " not found"}
 	}
 	writeJSON(w, http.StatusOK, u)
 	return nil
@@ -72,8 +81,10 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	users := s.store.Index().ListUsers(after, limit)
-	writeJSON(w, http.StatusOK, newPage(users, limit, func(u membership.User) string { return u.ID }))
+	visible := s.authority.UserFilter(viewerOf(r))
+	id := func(u membership.User) string { return u.ID }
+	users := filteredPage(s.store.Index().ListUsers, id, after, limit, func(u membership.User) bool { return visible(u.ID) })
+	writeJSON(w, http.StatusOK, newPage(users, limit, id))
 	return nil
 }
 
@@ -131,10 +142,12 @@ func (s *Server) setUserRole(add bool) handler {
 
 func (s *Server) listUserGroups(w http.ResponseWriter, r *http.Request) error {
 	uid := r.PathValue("id")
-	if _, ok := s.store.Index().User(uid); !ok {
-		return &apiError{http.StatusNotFound, codeNotFound, "user " + uid + " not found"}
+	if err := s.seeUser(r, uid); err != nil {
+		return err
 	}
+	viewer := viewerOf(r)
 	ms := s.store.Index().GroupsOf(uid)
+	ms = slices.DeleteFunc(ms, func(m membership.Member) bool { return !s.authority.CanWatchGroup(viewer, m.GroupID) })
 	writeJSON(w, http.StatusOK, listResponse[membership.Member]{Items: ms})
 	return nil
 }

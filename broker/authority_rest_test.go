@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/broker"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
 )
@@ -352,5 +353,85 @@ func TestDeletedUserLeavesNoPresence(t *testing.T) {
 		if m.User == "x" {
 			t.Errorf("the new user x inherited %+v", m)
 		}
+	}
+}
+
+// TestMembershipReadsUnderTheRules: a token bound to a user reads the
+// native membership API under the rules every other API follows, the
+// CometChat members endpoint among them: the users it may see (others
+// are not found, as missing ones are, and left out of lists), the groups
+// it may watch, and no export of the whole membership. A token bound to
+// no user reads everything. Before, a user's membership:read token read
+// every group's members, every user and the export.
+func TestMembershipReadsUnderTheRules(t *testing.T) {
+	s := startServer(t, "", func(c *broker.Config) { c.Limits.RESTRate = -1 })
+	seedTeam(t, s)
+	seedOther(t, s)
+	call(t, "PUT", s.URL+"/v1/groups/other/members/b", s.Admin, nil, nil) // b: team and other
+	waitMembers(t, s, "other", 2)
+	user, _ := mustIssue(t, s, map[string]any{"userId": "a", "scopes": []string{"membership:read"}})
+	service, _ := mustIssue(t, s, map[string]any{"scopes": []string{"membership:read"}})
+	answer := func(token, path string) string {
+		t.Helper()
+		var out any
+		st := call(t, "GET", s.URL+path, token, nil, &out)
+		b, _ := json.Marshal(out)
+		return fmt.Sprintf("%d %s", st, b)
+	}
+	for _, tt := range []struct{ path, id string }{
+		{"/v1/users/%s", "c"},
+		{"/v1/users/%s/groups", "c"},
+		{"/v1/groups/%s", "other"},
+		{"/v1/groups/%s/members", "other"},
+	} {
+		hidden := answer(user, fmt.Sprintf(tt.path, tt.id))
+		missing := strings.ReplaceAll(answer(user, fmt.Sprintf(tt.path, "ghost")), "ghost", tt.id)
+		if !strings.HasPrefix(hidden, "404 ") || hidden != missing {
+			t.Errorf("a's token, %s: %s; for a missing one: %s", fmt.Sprintf(tt.path, tt.id), hidden, missing)
+		}
+	}
+	ids := func(token, path string) string {
+		t.Helper()
+		var got []string
+		for cursor := ""; ; {
+			var page struct {
+				Items []struct {
+					ID      string
+					GroupID string
+				}
+				NextCursor string
+			}
+			if st := call(t, "GET", s.URL+path+"?limit=2&cursor="+cursor, token, nil, &page); st != http.StatusOK {
+				t.Fatalf("%s: %d", path, st)
+			}
+			for _, it := range page.Items {
+				got = append(got, it.ID+it.GroupID)
+			}
+			if cursor = page.NextCursor; cursor == "" {
+				return strings.Join(got, ",")
+			}
+		}
+	}
+	for _, tt := range []struct{ token, path, want string }{
+		{user, "/v1/users", "a,b"},
+		{user, "/v1/groups", "team"},
+		{user, "/v1/users/b/groups", "team"},
+		{service, "/v1/users", "a,b,c"},
+		{service, "/v1/groups", "other,team"},
+		{service, "/v1/users/b/groups", "other,team"},
+	} {
+		if got := ids(tt.token, tt.path); got != tt.want {
+			who := "a's token"
+			if tt.token == service {
+				who = "a service token"
+			}
+			t.Errorf("%s, %s: %s, want %s", who, tt.path, got, tt.want)
+		}
+	}
+	if st := call(t, "GET", s.URL+"/v1/export", user, nil, nil); st != http.StatusForbidden {
+		t.Errorf("a's token, the export: %d, want 403", st)
+	}
+	if st := call(t, "GET", s.URL+"/v1/export", service, nil, nil); st != http.StatusOK {
+		t.Errorf("a service token, the export: %d, want 200", st)
 	}
 }

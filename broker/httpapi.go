@@ -183,6 +183,27 @@ type listResponse[T any] struct {
 	NextCursor string `json:"nextCursor,omitempty"`
 }
 
+// filteredPage reads list (a page of up to limit items after a cursor, in
+// cursor order) from after until limit items pass keep or the list ends,
+// and returns those that pass: a page of the items the caller may see.
+func filteredPage[T any](list func(after string, limit int) []T, id func(T) string, after string, limit int, keep func(T) bool) []T {
+	var out []T
+	for {
+		page := list(after, limit)
+		for _, it := range page {
+			if keep(it) {
+				if out = append(out, it); len(out) == limit {
+					return out
+				}
+			}
+		}
+		if len(page) < limit {
+			return out
+		}
+		after = id(page[len(page)-1])
+	}
+}
+
 func newPage[T any](items []T, limit int, id func(T) string) listResponse[T] {
 	if items == nil {
 		items = []T{}
