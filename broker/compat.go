@@ -57,7 +57,7 @@ func (s *Server) compatHandlers() (rc, cc, bx http.Handler, err error) {
 		Logger: s.log.Named("cometchat")}); err != nil {
 		return nil, nil, nil, err
 	}
-	if bx, err = bitrix24.New(bitrix24.Config{Directory: ix, Auth: auth, Logger: s.log.Named("bitrix24")}); err != nil {
+	if bx, err = bitrix24.New(bitrix24.Config{Directory: ix, Auth: auth, Visibility: s.authority, Logger: s.log.Named("bitrix24")}); err != nil {
 		return nil, nil, nil, err
 	}
 	return s.available(rc, rocketchat.WriteUnavailable), s.available(cc, cometchat.WriteUnavailable),

@@ -92,7 +92,7 @@ func TestVendorClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bx, err := bitrix24.New(bitrix24.Config{Directory: env.Index, Auth: env.Auth, Logger: logger})
+	bx, err := bitrix24.New(bitrix24.Config{Directory: env.Index, Auth: env.Auth, Visibility: env.Everyone, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,6 @@ import (
 	"github.com/presenced/presenced/membership"
 )
 
-// roleAdmin is the global role that sees every group.
-const roleAdmin = "admin"
-
 // Bitrix24 group roles (SONET_ROLES_*) of the three member roles.
 const (
 	roleOwner     = "A"
@@ -32,15 +29,15 @@ type groupUser struct {
 }
 
 // groupUsers is sonet_group.user.get: the active members of group ID in
-// membership order. A private group is visible to its members and admins
-// only; to anyone else it does not exist.
+// membership order. A group is visible to those who may watch it, its
+// members and admins, whatever its type; to anyone else it does not exist.
 func (h *Handler) groupUsers(c *call) (any, *apiError) {
 	id := intval(c.params["ID"])
 	if id <= 0 {
 		return nil, methodError("Wrong socialnetwork group ID")
 	}
 	g, ok := h.cfg.Directory.GroupBySeq(id)
-	if !ok || !h.visible(g, c.caller) {
+	if !ok || !h.cfg.Visibility.CanWatchGroup(c.caller.ID, g.ID) {
 		return nil, methodError("Socialnetwork group not found")
 	}
 	out := []groupUser{}
@@ -50,12 +47,4 @@ func (h *Handler) groupUsers(c *call) (any, *apiError) {
 		}
 	}
 	return out, nil
-}
-
-func (h *Handler) visible(g membership.Group, u membership.User) bool {
-	if g.Type != membership.GroupPrivate || u.HasRole(roleAdmin) {
-		return true
-	}
-	_, member := h.cfg.Directory.Member(g.ID, u.ID)
-	return member
 }

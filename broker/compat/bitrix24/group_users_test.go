@@ -68,6 +68,7 @@ func newWorld(t *testing.T) *world {
 	keys := map[string]string{
 		"owner":    token("owner", membership.ScopeConnect),
 		"outsider": token("outsider", membership.ScopeConnect),
+		"member":   token("member", membership.ScopeConnect),
 		"admin":    token("admin", membership.ScopeConnect),
 		"reader":   token("outsider", membership.ScopeMembershipRead),
 		"narrow":   token("owner", membership.ScopePresenceRead),
@@ -76,7 +77,7 @@ func newWorld(t *testing.T) *world {
 		"expiring": env.Token(t, membership.TokenSpec{Name: "e", UserID: "owner", Scopes: []string{membership.ScopeConnect},
 			ExpiresAt: new(compattest.Now.Add(time.Hour))}),
 	}
-	return &world{env: env, url: serve(t, bitrix24.Config{Directory: env.Index, Auth: env.Auth,
+	return &world{env: env, url: serve(t, bitrix24.Config{Directory: env.Index, Auth: env.Auth, Visibility: env.Everyone,
 		Logger: zaptest.NewLogger(t), Now: func() time.Time { return compattest.Now }}), keys: keys}
 }
 
@@ -214,7 +215,10 @@ func TestRequests(t *testing.T) {
 		{"unknown_group", req{path: hook + method + "?ID=9999"}, 400, nil, ""},
 		{"private_group_hidden", req{path: hook + method + "?ID=70"}, 400, nil, ""},
 		{"private_group_admin", req{path: fmt.Sprintf("%d/{admin}/%s?ID=70", adminSeq, method)}, 200, []string{"1271:A"}, ""},
-		{"public_group_outsider", req{path: fmt.Sprintf("%d/{outsider}/%s?ID=71", outsider, method)}, 200, []string{"779:A"}, ""},
+		// A public group follows the rule of every API: its members and
+		// admins see it; to others it does not exist.
+		{"public_group_outsider", req{path: fmt.Sprintf("%d/{outsider}/%s?ID=71", outsider, method)}, 400, nil, ""},
+		{"public_group_member", req{path: fmt.Sprintf("%d/{member}/%s?ID=71", memberSeq, method)}, 200, []string{"779:A"}, ""},
 
 		// System errors.
 		{"no_auth", req{path: method + "?ID=69"}, 401, nil, "NO_AUTH_FOUND"},
@@ -276,7 +280,7 @@ func TestTokenExpiry(t *testing.T) {
 
 func TestBackendDown(t *testing.T) {
 	w := newWorld(t)
-	w.url = serve(t, bitrix24.Config{Directory: w.env.Index, Auth: compattest.FailingAuth{Err: compattest.ErrDown}})
+	w.url = serve(t, bitrix24.Config{Directory: w.env.Index, Auth: compattest.FailingAuth{Err: compattest.ErrDown}, Visibility: w.env.Everyone})
 	for _, r := range []req{{path: hook + method + "?ID=69"}, {path: method + "?ID=69&auth=x"}} {
 		res := w.do(t, r)
 		if res.Status != 500 {
@@ -288,7 +292,10 @@ func TestBackendDown(t *testing.T) {
 
 func TestNewConfig(t *testing.T) {
 	env := compattest.New(t)
-	for _, cfg := range []bitrix24.Config{{Auth: env.Auth}, {Directory: env.Index}} {
+	for _, cfg := range []bitrix24.Config{
+		{Auth: env.Auth, Visibility: env.Everyone}, {Directory: env.Index, Visibility: env.Everyone},
+		{Directory: env.Index, Auth: env.Auth},
+	} {
 		if _, err := bitrix24.New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)
 		}

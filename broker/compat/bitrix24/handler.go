@@ -26,6 +26,9 @@ type Config struct {
 	Directory Directory
 	// Auth checks webhook secrets and OAuth access tokens.
 	Auth Authenticator
+	// Visibility decides which groups a caller may see
+	// (*membership.Authority), as on every API.
+	Visibility Visibility
 	// Logger receives server-side failures (default: no logging).
 	Logger *zap.Logger
 	// Now returns the current time, for the time object (default time.Now).
@@ -45,6 +48,8 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("%w: Directory is required", ErrConfig)
 	case cfg.Auth == nil:
 		return nil, fmt.Errorf("%w: Auth is required", ErrConfig)
+	case cfg.Visibility == nil:
+		return nil, fmt.Errorf("%w: Visibility is required", ErrConfig)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

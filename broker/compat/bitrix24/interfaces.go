@@ -30,4 +30,15 @@ type Authenticator interface {
 	AuthenticateToken(ctx context.Context, token string) (membership.Token, error)
 }
 
-var _ Directory = (*membership.Index)(nil)
+// Visibility is the authority rule for groups (*membership.Authority).
+type Visibility interface {
+	// CanWatchGroup reports whether viewer (a user id) may see group: its
+	// members and admins. A group it may not is answered like one that
+	// does not exist.
+	CanWatchGroup(viewer, group string) bool
+}
+
+var (
+	_ Directory  = (*membership.Index)(nil)
+	_ Visibility = (*membership.Authority)(nil)
+)
