@@ -125,6 +125,11 @@ func (wc *wsConn) recheckAccess() {
 	// pushes go out: nothing of a lost group follows its error push.
 	wc.flushMu.Lock()
 	defer wc.flushMu.Unlock()
+	wc.recheckAccessLocked()
+}
+
+// recheckAccessLocked is recheckAccess with flushMu held.
+func (wc *wsConn) recheckAccessLocked() {
 	wc.mu.Lock()
 	subscribed := make([]string, 0, len(wc.groups))
 	for g := range wc.groups {

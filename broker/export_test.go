@@ -46,6 +46,10 @@ func (s *Server) DropWebSockets() {
 // removes it.
 func SetSubscribedHook(f func()) { testHookSubscribed = f }
 
+// SetMayWatchHook sets a function run when a subscribe's first check of
+// the authority passed.
+func SetMayWatchHook(f func()) { testHookMayWatch = f }
+
 // SetStatsHook runs f whenever a scrape reads the engine's Stats.
 func SetStatsHook(f func()) { testHookStats = f }
 

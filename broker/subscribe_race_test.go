@@ -47,3 +47,60 @@ func TestFirstDeltaAfterSubscribeArrives(t *testing.T) {
 		t.Fatalf("b's change at rev %d is not after the snapshot's %d", m.Rev, snap.Rev)
 	}
 }
+
+// TestSubscribeRacingARemoval: a member is removed from the group between
+// the subscribe's check of the authority and the subscription's
+// registration. The removal's recheck of the connection found nothing to
+// revoke yet, and the subscription went on: the snapshot, then every
+// delta of a group the user no longer belongs to. The subscribe must
+// answer forbidden instead.
+func TestSubscribeRacingARemoval(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	a := mustDial(t, s, userJWT(t, "a", time.Hour))
+	broker.SetMayWatchHook(func() {
+		broker.SetMayWatchHook(nil)
+		if st := call(t, "DELETE", s.URL+"/v1/groups/team/members/a", s.Admin, nil, nil); st != http.StatusNoContent {
+			t.Errorf("remove a: %d", st)
+		}
+		time.Sleep(100 * time.Millisecond) // the removal's recheck of a's connection runs
+	})
+	defer broker.SetMayWatchHook(nil)
+	r := a.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team"})
+	if r.Op != protocol.OpError || r.Code != protocol.CodeForbidden {
+		t.Fatalf("subscribe while a was removed: %+v", r)
+	}
+	mustDial(t, s, userJWT(t, "b", time.Hour))
+	select {
+	case f := <-a.frames:
+		t.Fatalf("a, removed, received %+v", f)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// TestWatchCountsRacingARemoval: as TestSubscribeRacingARemoval, for a
+// counts watch: the removal's recheck found no watch to end yet, and the
+// removed member went on getting the group's counts. Once the watch is
+// answered, the member must lose it: no count of the group follows.
+func TestWatchCountsRacingARemoval(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	a := mustDial(t, s, userJWT(t, "a", time.Hour))
+	broker.SetMayWatchHook(func() {
+		broker.SetMayWatchHook(nil)
+		if st := call(t, "DELETE", s.URL+"/v1/groups/team/members/a", s.Admin, nil, nil); st != http.StatusNoContent {
+			t.Errorf("remove a: %d", st)
+		}
+		time.Sleep(100 * time.Millisecond) // the removal's recheck of a's connection runs
+	})
+	defer broker.SetMayWatchHook(nil)
+	if r := a.reply(protocol.ClientFrame{Op: protocol.OpWatchCounts, Groups: []string{"team"}}); r.Op != protocol.OpCounts {
+		t.Fatalf("watch_counts: %+v", r)
+	}
+	mustDial(t, s, userJWT(t, "b", time.Hour))
+	select {
+	case f := <-a.frames:
+		t.Fatalf("a, removed, received %+v", f)
+	case <-time.After(300 * time.Millisecond):
+	}
+}

@@ -547,6 +547,14 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		if !ok {
 			return fail(protocol.CodeForbidden, "not a member of every group asked for")
 		}
+		if testHookMayWatch != nil {
+			testHookMayWatch()
+		}
+		// No writer runs from here until the reply is written and the
+		// authority asked again (see below): the reply precedes every
+		// push of these counts.
+		wc.flushMu.Lock()
+		defer wc.flushMu.Unlock()
 		// Counted before the watch starts: flush writes the counts of
 		// groups the connection counts (see batchFrame).
 		wc.mu.Lock()
@@ -567,9 +575,14 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		for i, c := range counts {
 			out[i] = protocol.GroupCount{Group: c.Group, Online: c.Online, Total: c.Total, Rev: c.Rev}
 		}
-		wc.wmu.Lock() // the reply must precede pushes of these counts
-		defer wc.wmu.Unlock()
-		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, out))
+		if err := wc.write(ctx, protocol.AppendCounts(nil, f.ID, out)); err != nil {
+			return err
+		}
+		// Asked again now that the watch is recorded, before any push: a
+		// removal applied since visibleGroups found no watch to end, and
+		// one applied from now on finds it.
+		wc.recheckAccessLocked()
+		return nil
 	case protocol.OpUnwatchCounts:
 		wc.sub.UnwatchCounts()
 		wc.mu.Lock()
@@ -675,6 +688,9 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	if !wc.mayWatch(f.Group) {
 		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeForbidden, "not a member of this group"))
 	}
+	if testHookMayWatch != nil {
+		testHookMayWatch()
+	}
 	wc.mu.Lock()
 	_, already := wc.groups[f.Group]
 	full := !already && len(wc.groups) >= wc.s.cfg.Limits.MaxSubscriptions
@@ -682,8 +698,11 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	if full {
 		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeTooManySubscriptions, "subscription limit reached"))
 	}
-	// Hold the write lock from registration until the initial frame is
-	// written, so no delta of the group can overtake it.
+	// Hold the writers off (flushMu) and the write lock from registration
+	// until the initial frame is written: no delta of the group can
+	// overtake it, nor follow a refusal of it (see below).
+	wc.flushMu.Lock()
+	defer wc.flushMu.Unlock()
 	wc.wmu.Lock()
 	defer wc.wmu.Unlock()
 	// The group is recorded before it is registered: the writer drops
@@ -715,6 +734,16 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 		}
 		return wc.writeLocked(ctx, protocol.AppendError(nil, f.ID, code, "subscription failed: "+err.Error()))
 	}
+	// Asked again now that the subscription is recorded and registered: a
+	// removal applied since the first check found nothing to revoke
+	// (recheckAccess), and one applied from now on finds it.
+	if !wc.mayWatch(f.Group) {
+		wc.sub.Unsubscribe(f.Group)
+		wc.mu.Lock()
+		delete(wc.groups, f.Group)
+		wc.mu.Unlock()
+		return wc.writeLocked(ctx, protocol.AppendError(nil, f.ID, protocol.CodeForbidden, "not a member of this group"))
+	}
 	wc.s.metrics.subscriptions.Inc()
 	if snap, ok := init.(presence.Snapshot); ok && f.CountsOnly {
 		return wc.writeLocked(ctx, protocol.AppendCounts(nil, f.ID, []protocol.GroupCount{
@@ -732,6 +761,10 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 // testHookSubscribed, set by tests only, runs right after a subscription
 // is registered with the engine, before its first frame is written.
 var testHookSubscribed func()
+
+// testHookMayWatch, set by tests only, runs when a subscribe's first check
+// of the authority passed.
+var testHookMayWatch func()
 
 // appendInitial appends a subscription's first frame to dst: a snapshot,
 // or the changes a resuming client missed.
