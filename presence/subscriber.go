@@ -176,7 +176,10 @@ func (s *Subscriber) Subscribe(group string, o SubscribeOptions) (Initial, error
 		}
 		if ok && o.Visible != nil {
 			for _, d := range ds {
-				if !o.Visible(d.User) {
+				// A member now shares the group with the subscriber: only
+				// those who left it may be hidden (and Visible costs a look
+				// at their groups).
+				if _, member := g.members[d.User]; !member && !o.Visible(d.User) {
 					ok = false
 					break
 				}
