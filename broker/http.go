@@ -30,7 +30,7 @@ func (s *Server) startHTTP() error {
 			zap.Int("maxConnections", limit), zap.Int("lowered", c), zap.Int("openFilesLimit", openFilesLimit()))
 		limit = c
 	}
-	s.limit = newLimitListener(ln, limit, s.log)
+	s.limit = newLimitListener(ln, limit, s.log, mux)
 	s.ln, ln = s.limit, s.limit
 	s.httpSrv = &http.Server{
 		Handler:           mux,

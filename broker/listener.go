@@ -3,11 +3,13 @@ package broker
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -93,10 +95,11 @@ type limitListener struct {
 	refused atomic.Uint64
 	busy    chan struct{} // a slot per refusal being answered
 	log     *zap.Logger
+	serve   http.Handler // answers /readyz and /metrics over the limit
 }
 
-func newLimitListener(ln net.Listener, max int, log *zap.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: int64(max), busy: make(chan struct{}, refusers), log: log}
+func newLimitListener(ln net.Listener, max int, log *zap.Logger, serve http.Handler) *limitListener {
+	return &limitListener{Listener: ln, max: int64(max), busy: make(chan struct{}, refusers), log: log, serve: serve}
 }
 
 // Accept returns the next connection within the limit; those over it are
@@ -117,45 +120,95 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		l.busy <- struct{}{}
 		go func() {
 			defer func() { <-l.busy }()
-			refuse(c)
+			l.refuse(c)
 		}()
 	}
 }
 
 // refuse answers a connection over the limit and closes it: /healthz gets
-// 200 (the node is alive, only full), anything else 503 with Retry-After.
-// It reads the request's head first and lingers after its answer, as
-// net/http does: a connection closed with bytes unread is reset, and the
-// reset can reach the client before the answer does.
-func refuse(c net.Conn) {
+// 200 (the node is alive, only full), /readyz and /metrics their answer
+// from l.serve (a probe or a scrape must see the node as it is, most of all
+// when it is full), anything else 503 with Retry-After. It reads the
+// request's head first and lingers after its answer, as net/http does: a
+// connection closed with bytes unread is reset, and the reset can reach
+// the client before the answer does.
+func (l *limitListener) refuse(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
-	br := bufio.NewReaderSize(c, 1024)
-	line, _ := br.ReadString('\n')
-	for range 100 { // the header lines, up to the blank one
-		h, err := br.ReadSlice('\n')
-		if err != nil || len(bytes.TrimSpace(h)) == 0 {
-			break
-		}
+	req, err := http.ReadRequest(bufio.NewReaderSize(io.LimitReader(c, refuseHeadLimit), 1024))
+	var answer []byte
+	switch {
+	case err == nil && req.Method == http.MethodGet && req.URL.Path == "/healthz":
+		answer = plainAnswer(http.StatusOK, nil, `{"status":"ok","connections":"at the limit"}`+"\n")
+	case err == nil && req.Method == http.MethodGet && (req.URL.Path == "/readyz" || req.URL.Path == "/metrics") && l.serve != nil:
+		answer = l.served(c, req)
+	default:
+		answer = plainAnswer(http.StatusServiceUnavailable, http.Header{"Retry-After": {"1"}},
+			`{"error":{"code":"unavailable","message":"too many open connections, retry"}}`+"\n")
 	}
-	var answer string
-	if strings.HasPrefix(line, "GET /healthz ") {
-		const body = `{"status":"ok","connections":"at the limit"}` + "\n"
-		answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-			strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	} else {
-		const body = `{"error":{"code":"unavailable","message":"too many open connections, retry"}}` + "\n"
-		answer = "HTTP/1.1 503 Service Unavailable\r\n" +
-			"Content-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
-			strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	}
-	if _, err := io.WriteString(c, answer); err != nil {
+	if _, err := c.Write(answer); err != nil {
 		return
 	}
 	if tc, ok := c.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
 		_ = c.SetReadDeadline(time.Now().Add(refuseTimeout / 4))
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}
+}
+
+// refuseHeadLimit bounds what a refused connection may send before its
+// answer.
+const refuseHeadLimit = 64 << 10
+
+// served answers req with l.serve, the node's own handler.
+func (l *limitListener) served(c net.Conn, req *http.Request) []byte {
+	ctx, cancel := context.WithTimeout(context.Background(), refuseTimeout)
+	defer cancel()
+	req = req.WithContext(ctx)
+	req.RemoteAddr = c.RemoteAddr().String()
+	w := &bufferedResponse{header: http.Header{}}
+	l.serve.ServeHTTP(w, req)
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return plainAnswer(w.code, w.header, w.body.String())
+}
+
+// plainAnswer is an HTTP/1.1 response that closes its connection.
+func plainAnswer(code int, h http.Header, body string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	if h == nil {
+		h = http.Header{}
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Connection", "close")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	b.WriteString(body)
+	return b.Bytes()
+}
+
+// bufferedResponse is an http.ResponseWriter that keeps the answer.
+type bufferedResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (w *bufferedResponse) Header() http.Header { return w.header }
+
+func (w *bufferedResponse) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+
+func (w *bufferedResponse) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(p)
 }
 
 // countedConn gives its slot back when closed, once.

@@ -357,6 +357,14 @@ func TestIdleConnectionsDoNotLockEveryoneOut(t *testing.T) {
 	if code, err := get("/healthz", false); err != nil || code != http.StatusOK {
 		t.Fatalf("/healthz with every descriptor taken: %d %v, want 200", code, err)
 	}
+	// The probe and the scrape see the node as it is: ready, and its
+	// metrics. Before, both got the 503 of the API.
+	if code, err := get("/readyz", false); err != nil || code != http.StatusOK {
+		t.Fatalf("/readyz with every descriptor taken: %d %v, want 200", code, err)
+	}
+	if code, err := get("/metrics", false); err != nil || code != http.StatusOK {
+		t.Fatalf("/metrics with every descriptor taken: %d %v, want 200", code, err)
+	}
 	for _, c := range idle {
 		c.Close()
 	}
