@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,10 +34,20 @@ func (s *Server) importNDJSON(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	limit := s.cfg.Limits.MaxImportBytes
 	body := idleReader{r: &limitReader{r: r.Body, n: limit, limit: limit}, rc: rc}
+	// A node that begins to shut down stops the import where it is, a
+	// read of the body included, and says which lines it applied: the
+	// shutdown does not wait for the rest of a long file.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	stop := context.AfterFunc(s.draining, func() {
+		cancel(errShuttingDown)
+		_ = rc.SetReadDeadline(time.Now())
+	})
+	defer stop()
 	if r.URL.Query().Get("progress") != "1" {
-		rep, err := s.store.Import(r.Context(), body, nil)
+		rep, err := s.store.Import(ctx, body, nil)
 		if err != nil {
-			err = s.importStopped(r, err)
+			err = s.importStopped(ctx, r, err)
 			if !drainOverLimit(r, rc, err) {
 				w.Header().Set("Connection", "close")
 			}
@@ -69,9 +80,9 @@ func (s *Server) importNDJSON(w http.ResponseWriter, r *http.Request) error {
 			send(map[string]any{"progress": map[string]int{"lines": rep.Lines, "failed": rep.Failed}})
 		}
 	}
-	rep, err := s.store.Import(r.Context(), body, progress)
+	rep, err := s.store.Import(ctx, body, progress)
 	if err != nil {
-		err = s.importStopped(r, err)
+		err = s.importStopped(ctx, r, err)
 		var ae *apiError
 		if !started || !errors.As(err, &ae) {
 			return err
@@ -84,16 +95,25 @@ func (s *Server) importNDJSON(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// errShuttingDown ends the imports in flight when the node shuts down.
+var errShuttingDown = errors.New("the node is shutting down")
+
 // importStopped turns the error of an import into the API's: it says which
-// lines were applied and why the import stopped.
-func (s *Server) importStopped(r *http.Request, err error) error {
+// lines were applied and why the import stopped. ctx is the import's.
+func (s *Server) importStopped(ctx context.Context, r *http.Request, err error) error {
 	var stop *membership.ImportStopError
 	if !errors.As(err, &stop) {
+		if context.Cause(ctx) == errShuttingDown {
+			return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the node is shutting down; import again"}
+		}
 		return err
 	}
 	where := stop.Lines() + ": "
 	var mbe *http.MaxBytesError
 	switch {
+	case context.Cause(ctx) == errShuttingDown: // the client may still be there to be told
+		return &apiError{http.StatusServiceUnavailable, codeUnavailable,
+			where + "the node is shutting down; import the same file again (to another node, or once this one is back) to complete it"}
 	case errors.As(err, &mbe):
 		return &apiError{http.StatusRequestEntityTooLarge, codeTooLarge,
 			fmt.Sprintf("%sthe body is larger than the import limit of %d bytes (--max-import-bytes)", where, mbe.Limit)}

@@ -72,6 +72,7 @@ func (s *Server) startHTTP() error {
 // shutdownHTTP stops accepting, closes WebSockets with "going away" and
 // waits for requests in flight.
 func (s *Server) shutdownHTTP(ctx context.Context) error {
+	s.drain() // an import in flight stops and says so (importNDJSON)
 	s.closeWebSockets()
 	err := s.httpSrv.Shutdown(ctx)
 	if err != nil {

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -332,5 +333,57 @@ func TestExportEndpoint(t *testing.T) {
 	}
 	if a := postImport(t, s, string(body), false); a.report == nil || a.report.Unchanged != 3000 {
 		t.Fatalf("the export imported again: %+v %+v", a.report, a.err)
+	}
+}
+
+// TestImportStopsWhenTheNodeShutsDown: a node told to stop while an import
+// streams into it (its client holding back the rest of the file) ends the
+// import at once with the error line that says which lines were applied,
+// and shuts down without waiting for it. Before, the shutdown waited for
+// the import until three quarters of its time were gone, then dropped the
+// connection: the client learnt nothing, and the node's own shutdown steps
+// had no time left.
+func TestImportStopsWhenTheNodeShutsDown(t *testing.T) {
+	s := startServer(t, "")
+	lines := importLines(4000)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequest("POST", s.URL+"/v1/import?progress=1", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Admin)
+	go func() { _, _ = io.WriteString(pw, ndjson(lines[:2048])) }() // and then nothing more
+	watchdog := time.AfterFunc(30*time.Second, func() { pw.CloseWithError(errors.New("no answer in 30 s")) })
+	defer watchdog.Stop()
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	first, err := br.ReadBytes('\n')
+	if err != nil || !strings.HasPrefix(string(first), `{"progress":`) {
+		t.Fatalf("first line %q: %v", first, err)
+	}
+	const timeout = 20 * time.Second
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	resp.Body = io.NopCloser(io.MultiReader(strings.NewReader(string(first)), br))
+	a := readImportAnswer(t, resp, true)
+	if a.err == nil || a.err.Error.Code != "unavailable" || !strings.Contains(a.err.Error.Message, "lines 1–2048 applied") ||
+		!strings.Contains(a.err.Error.Message, "shutting down") {
+		t.Fatalf("import into a node shutting down: %+v %+v", a.report, a.err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if took := time.Since(start); took > timeout/4 {
+		t.Fatalf("the shutdown took %v with an import in flight", took)
 	}
 }

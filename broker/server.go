@@ -67,6 +67,11 @@ type Server struct {
 	firstToken string
 
 	stopOnce sync.Once
+
+	// draining ends when the node begins to shut down: work that could
+	// outlast the shutdown (an import) stops at once and says so.
+	draining context.Context
+	drain    context.CancelFunc
 }
 
 // New checks cfg and returns a server that Start runs.
@@ -82,6 +87,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: node name %q: use 1 to 64 of A-Z a-z 0-9 _ -", ErrConfig, cfg.NodeName)
 	}
 	m := newMetrics()
+	draining, drain := context.WithCancel(context.Background())
 	return &Server{
 		cfg:      cfg,
 		log:      cfg.Logger.With(zap.String("node", cfg.NodeName)),
@@ -90,6 +96,8 @@ func New(cfg Config) (*Server, error) {
 		metrics:  m,
 		limits:   newRateLimits(cfg.Limits, m.rateLimited.WithLabelValues("rest")),
 		conns:    &wsConns{},
+		draining: draining,
+		drain:    drain,
 	}, nil
 }
 
