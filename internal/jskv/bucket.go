@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,10 +30,43 @@ func CreateBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 }
 
 // CreateStream is CreateBucket for a plain stream.
+//
+// A stream with a byte limit reserves that much of JetStream's storage,
+// and nats-server counts the reservation of an existing stream once more
+// against a create of it with the same configuration: on a disk whose
+// free space no longer holds twice the limit, the create every restart
+// sends is refused with "insufficient storage resources". A stream that
+// exists with the configuration asked for is then bound as it is.
 func CreateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	return createOrUpdate(ctx, jetstream.ErrStreamNameAlreadyInUse,
-		func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, cfg) },
+		func(ctx context.Context) (jetstream.Stream, error) {
+			st, err := js.CreateStream(ctx, cfg)
+			if isAPIError(err, errInsufficientStorage) {
+				if have, lerr := js.Stream(ctx, cfg.Name); lerr == nil && sameStream(have.CachedInfo().Config, cfg) {
+					return have, nil
+				}
+			}
+			return st, err
+		},
 		func(ctx context.Context) (jetstream.Stream, error) { return js.UpdateStream(ctx, cfg) })
+}
+
+// errInsufficientStorage is nats-server's JSStorageResourcesExceededErr.
+const errInsufficientStorage = 10047
+
+func isAPIError(err error, code jetstream.ErrorCode) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == code
+}
+
+// sameStream reports whether a stream configured as have is the one want
+// asks for, in the fields this project sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention &&
+		have.Discard == want.Discard && have.Storage == want.Storage &&
+		max(have.Replicas, 1) == max(want.Replicas, 1) && have.MaxAge == want.MaxAge &&
+		have.MaxBytes == want.MaxBytes && have.MaxMsgs == want.MaxMsgs &&
+		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) && have.Description == want.Description
 }
 
 // createOrUpdate creates, or updates when create says exists, until one

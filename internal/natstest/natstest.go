@@ -32,6 +32,9 @@ type Options struct {
 	// NoAdvertise keeps the server from telling the others its own route
 	// address: they reach it only by the Routes they were given.
 	NoAdvertise bool
+	// MaxStore bounds JetStream's file storage, in bytes (default: what
+	// nats-server derives from the disk's free space).
+	MaxStore int64
 }
 
 // Start runs a JetStream-enabled nats-server and returns it once it is ready.
@@ -55,6 +58,9 @@ func StartWith(t testing.TB, o Options) *server.Server {
 		StoreDir:   dir,
 		NoLog:      true,
 		NoSigs:     true,
+	}
+	if o.MaxStore > 0 {
+		opts.JetStreamMaxStore = o.MaxStore
 	}
 	if o.ClusterName != "" {
 		opts.Cluster.Name = o.ClusterName
