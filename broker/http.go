@@ -21,7 +21,7 @@ func (s *Server) startHTTP() error {
 		return err
 	}
 	limit := s.cfg.Limits.MaxConnections
-	if c := connectionCap(); c > 0 && limit > c {
+	if c := connectionCap(s.natsConns); c > 0 && limit > c {
 		log := s.log.Warn // a limit asked for
 		if limit == defaultMaxConnections() {
 			log = s.log.Debug

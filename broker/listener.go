@@ -50,13 +50,14 @@ const fdSlack = 32
 
 // connectionCap is the most connections the open files limit leaves room
 // for once the descriptors the process holds now (the store, NATS, the
-// listener), the refusals in flight (refusers) and fdSlack are kept aside;
-// 0 when the limit is unknown. A connection limit set above it would let
+// listener), the refusals in flight (refusers), the embedded NATS client
+// port's bound (natsConns, 0 when closed) and fdSlack are kept aside; 0
+// when the limit is unknown. A connection limit set above it would let
 // connections take the descriptors the store needs: nats-server then fails
 // to open a file, and a stream whose write failed refuses every later write
 // until the process restarts. /dev/fd lists the process's descriptors on
 // Linux (as /proc/self/fd), the BSDs and macOS.
-func connectionCap() int {
+func connectionCap(natsConns int) int {
 	nofile := openFilesLimit()
 	if nofile == 0 {
 		return 0
@@ -65,7 +66,7 @@ func connectionCap() int {
 	if fds, err := os.ReadDir("/dev/fd"); err == nil {
 		held = len(fds)
 	}
-	return max(nofile-held-refusers-fdSlack, 16)
+	return max(nofile-held-refusers-natsConns-fdSlack, 16)
 }
 
 // openFilesLimit is the process's soft limit of open files; 0 if unknown or

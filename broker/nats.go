@@ -74,6 +74,26 @@ func publisherPermissions() *server.Permissions {
 	}
 }
 
+// natsOwnConns is room on the embedded server's client port for the node's
+// own in-process connections, which count against its bound too.
+const natsOwnConns = 16
+
+// natsMaxConns bounds the connections of the embedded server's client port:
+// with publishers (--nats-listen) a sixteenth of the open files limit, at
+// least 64 and at most 1,024 (publishers are backend services, a few
+// connections each); without, the node's own connections only (the port a
+// cluster keeps open on loopback, where nobody else can sign in).
+func natsMaxConns(publishers bool) int {
+	if !publishers {
+		return natsOwnConns
+	}
+	n := 1024
+	if nofile := openFilesLimit(); nofile > 0 {
+		n = min(max(nofile/16, 64), 1024)
+	}
+	return n + natsOwnConns
+}
+
 // startNATS starts the embedded nats-server with JetStream, or returns nil
 // when an external NATS is configured.
 func (s *Server) startNATS() (*server.Server, error) {
@@ -113,6 +133,13 @@ func (s *Server) startNATS() (*server.Server, error) {
 		opts.Host, opts.Port = "127.0.0.1", -1
 	} else {
 		opts.DontListen = true
+	}
+	if !opts.DontListen {
+		// Every connection on the client port takes a descriptor before
+		// it signs in: bounded, so that a flood of them leaves the store
+		// its files (see listener.go).
+		opts.MaxConn = natsMaxConns(s.cfg.NATSListen != "")
+		s.natsConns = opts.MaxConn
 	}
 	if s.cfg.ClusterName != "" {
 		if err := s.natsCluster(opts); err != nil {

@@ -36,6 +36,7 @@ type Server struct {
 	metrics   *metrics
 
 	ns        *server.Server // nil with an external NATS
+	natsConns int            // the bound of ns's client port, 0 when closed
 	nsAuth    string         // seed of the broker's own user nkey of ns, made at each start
 	nc        *nats.Conn
 	js        jetstream.JetStream

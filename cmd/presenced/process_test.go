@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // The tests of this file run presenced as real processes: the test binary
@@ -458,3 +460,65 @@ func TestConnectionsLeaveDescriptorsForTheStore(t *testing.T) {
 
 // fdSlackWanted is the room the node must keep for its store's files.
 const fdSlackWanted = 16
+
+// TestNATSClientsLeaveDescriptorsForTheStore floods the embedded NATS
+// client port (--nats-listen) of a node limited to 256 open files with
+// signed-in publishers, more than its descriptors: the port must refuse
+// those over its own bound, and the node must keep its descriptors, go on
+// answering and take writes. Before, the port took every descriptor:
+// nats-server failed to open its files ("too many open files"), /healthz
+// went unanswered, and the store refused writes until a restart.
+func TestNATSClientsLeaveDescriptorsForTheStore(t *testing.T) {
+	const nofile = 256
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	p := startLimited(t, nofile, nodeArgs(t.TempDir(), "--nats-listen", natsAddr,
+		"--nats-publisher-password", "publisher-password-0123")...)
+	base := p.baseURL()
+	var conns []*nats.Conn
+	defer func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}()
+	refused := 0
+	for range nofile + 50 {
+		nc, err := nats.Connect("nats://"+natsAddr, nats.UserInfo("publisher", "publisher-password-0123"),
+			nats.NoReconnect(), nats.Timeout(2*time.Second))
+		if err != nil {
+			refused++
+			continue
+		}
+		conns = append(conns, nc)
+	}
+	t.Logf("%d publishers connected, %d refused", len(conns), refused)
+	quick := &http.Client{Timeout: 5 * time.Second}
+	resp, err := quick.Get(base + "/healthz")
+	if err != nil {
+		t.Fatalf("/healthz with the NATS port flooded: %v", err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest("POST", base+"/v1/users", strings.NewReader(`{"id":"during","username":"during"}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err = quick.Do(req)
+	if err != nil {
+		t.Fatalf("a write with the NATS port flooded: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("a write with the NATS port flooded: %d\nstderr:\n%s", resp.StatusCode, p.stderr.String())
+	}
+	if strings.Contains(p.stderr.String(), "too many open files") {
+		t.Fatalf("the node ran out of descriptors:\n%s", p.stderr.String())
+	}
+}
+
+// freeTCPPort returns a loopback port that was free a moment ago.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
