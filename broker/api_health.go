@@ -4,8 +4,17 @@ import "net/http"
 
 // healthz is liveness: 200 unless the node cannot recover by itself (its
 // presence engine has been unavailable for presence.FaultAfter while NATS
-// is connected), so that an orchestrator restarts it then.
+// is connected, or its membership bucket is gone from the store), so that
+// an orchestrator restarts it then.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.store != nil {
+		// The membership bucket is gone from the store: only a new start
+		// makes it again and follows it.
+		if err := s.store.Lost(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "faulted", "error": err.Error()})
+			return
+		}
+	}
 	if s.engine != nil {
 		if err := s.engine.Faulted(); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "faulted", "error": err.Error()})

@@ -40,6 +40,11 @@ func (s *Server) unavailable() error {
 	if s.engine == nil {
 		return ErrNotReady
 	}
+	if s.store != nil {
+		if err := s.store.Lost(); err != nil {
+			return err // serving a membership the store lost would answer wrong
+		}
+	}
 	return s.engine.Available()
 }
 

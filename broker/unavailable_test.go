@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/broker"
+	"github.com/presenced/presenced/internal/natstest"
+	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/protocol"
 	"github.com/presenced/presenced/protocol/client"
 )
@@ -127,4 +129,43 @@ func TestConnectDuringAnElection(t *testing.T) {
 				err, code, time.Since(start).Round(time.Millisecond), protocol.CloseUnavailable)
 		}
 	})
+}
+
+// TestMembershipBucketLostIsAFault: the membership bucket's stream is gone
+// from the store (a NATS that came back with an empty store, a stream
+// deleted). The node must stop answering from the membership it still
+// holds: the API answers 503, and /healthz reports the node faulted so
+// that it is started again, which makes the bucket anew. Before, it went
+// on serving users and groups the store no longer had, and /healthz
+// stayed ok for good.
+func TestMembershipBucketLostIsAFault(t *testing.T) {
+	ns := natstest.Start(t)
+	s := startServer(t, "", func(c *broker.Config) { c.NATSURL = ns.ClientURL() })
+	seedTeam(t, s)
+	js, err := jetstream.New(natstest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), "KV_"+membership.DefaultBucket); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		resp, err := http.Get(s.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("/healthz still ok 30 s after the membership bucket was lost")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("faulted %s after the bucket was lost", time.Since(start).Round(time.Millisecond))
+	if st := call(t, "GET", s.URL+"/v1/groups/team/members", s.Admin, nil, nil); st != http.StatusServiceUnavailable {
+		t.Fatalf("the members of a group the store lost: %d, want 503", st)
+	}
 }

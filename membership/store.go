@@ -32,6 +32,9 @@ type Config struct {
 	// WatchCheck is how often the watch of the bucket is checked for a
 	// stall (default 1s; see jskv.Follower).
 	WatchCheck time.Duration
+	// GoneAfter is how long the bucket's stream must be missing before
+	// Lost reports it (default 10s; see jskv.FollowConfig).
+	GoneAfter time.Duration
 }
 
 // Store owns the membership bucket: every write goes through it and returns
@@ -114,7 +117,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("membership: open bucket %s: %w", cfg.Bucket, err)
 	}
 	s.follow, err = jskv.Follow(ctx, kv, st, jskv.FollowConfig{
-		Apply: s.apply, History: true, Check: cfg.WatchCheck, Logger: s.log, JetStream: cfg.JetStream,
+		Apply: s.apply, History: true, Check: cfg.WatchCheck, GoneAfter: cfg.GoneAfter, Logger: s.log, JetStream: cfg.JetStream,
 		OnResume: func(string) { s.resumes.Add(1) },
 	})
 	if err != nil {
@@ -152,8 +155,22 @@ func (s *Store) Close() {
 // watch stalled and is being resumed), nil while all is well: readiness
 // checks report it.
 func (s *Store) Err() error {
+	if err := s.Lost(); err != nil {
+		return err
+	}
 	if s.follow.Lagging() {
 		return fmt.Errorf("membership: the index is behind the bucket at revision %d; resuming its watch", s.follow.Rev())
+	}
+	return nil
+}
+
+// Lost reports a bucket whose stream no longer exists (deleted, or gone
+// with the store of a NATS that came back empty): the index holds records
+// the store does not, and this store cannot follow what takes their place.
+// Nil while the stream is there. It stays so until the node starts again.
+func (s *Store) Lost() error {
+	if s.follow.Gone() {
+		return fmt.Errorf("membership: the bucket %s no longer exists in the store: its records are lost there (restore them from an export); restart the node", s.cfg.Bucket)
 	}
 	return nil
 }

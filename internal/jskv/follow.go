@@ -44,6 +44,10 @@ type FollowConfig struct {
 	OnResume func(reason string)
 	// Logger (default zap.NewNop()).
 	Logger *zap.Logger
+	// GoneAfter is how long the stream must answer "not found" to the
+	// follower's checks before Gone reports it (default 10s): a stream
+	// deleted, or a NATS whose store was wiped, is not coming back.
+	GoneAfter time.Duration
 	// JetStream, when set, is what the follower reads the entries a
 	// stalled or ended watch missed with, from the stream's leader, before
 	// every attempt to resume the watch (see fill.go): a watch resumed on
@@ -67,6 +71,7 @@ type Follower struct {
 	resumes atomic.Uint64
 	fills   atomic.Uint64 // entries read from the leader for stalled watches
 	lagging atomic.Bool   // a stalled or ended watch is being resumed
+	gone    atomic.Bool   // the stream answered "not found" for GoneAfter
 	loaded  chan struct{}
 	kick    chan struct{}
 	quit    chan struct{}
@@ -96,6 +101,9 @@ func Follow(ctx context.Context, kv jetstream.KeyValue, stream jetstream.Stream,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.GoneAfter <= 0 {
+		cfg.GoneAfter = 10 * time.Second
 	}
 	f := &Follower{
 		kv: kv, stream: stream, cfg: cfg, log: cfg.Logger,
@@ -128,6 +136,12 @@ func (f *Follower) Rev() uint64 { return f.applied.Load() }
 // Lagging reports whether the watch stalled or ended and its replacement
 // has not delivered anything yet: the index may be behind the bucket.
 func (f *Follower) Lagging() bool { return f.lagging.Load() }
+
+// Gone reports a stream that has answered "not found" to every check for
+// FollowConfig.GoneAfter: deleted, or lost with the store of a NATS that
+// came back empty. It stays so: what the follower applied is no longer
+// the stream's, and only a new start can follow what takes its place.
+func (f *Follower) Gone() bool { return f.gone.Load() }
 
 // Resumes counts the watches resumed because one stalled or ended.
 func (f *Follower) Resumes() uint64 { return f.resumes.Load() }
@@ -420,6 +434,7 @@ func (f *Follower) checker(resume chan<- stall) {
 	var prevApplied uint64
 	var counted time.Time    // the check that last counted as behind
 	var resumedFor time.Time // the leader change the watch was last resumed for
+	var missing time.Time    // since when the stream answers "not found"
 	behind := 0
 	for {
 		select {
@@ -431,9 +446,20 @@ func (f *Follower) checker(resume chan<- stall) {
 		ctx, cancel := context.WithTimeout(f.life, f.cfg.Check)
 		info, err := f.stream.Info(ctx)
 		cancel()
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			if missing.IsZero() {
+				missing = time.Now()
+			}
+			if time.Since(missing) >= f.cfg.GoneAfter && f.gone.CompareAndSwap(false, true) {
+				f.log.Error("jskv: the bucket's stream no longer exists: what this node holds of it is gone from the store",
+					zap.String("bucket", f.kv.Bucket()), zap.Duration("missing for", time.Since(missing).Round(time.Second)))
+			}
+			continue
+		}
 		if err != nil {
 			continue // the stream does not answer: nothing to compare with
 		}
+		missing = time.Time{}
 		var leader string
 		var leaderSince time.Time
 		if c := info.Cluster; c != nil {
