@@ -254,30 +254,8 @@ func TestImportStoreFails(t *testing.T) {
 	}
 
 	lines := importLines(6000)
-	pr, pw := io.Pipe()
-	req, err := http.NewRequest("POST", s.URL+"/v1/import?progress=1", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.Admin)
-	// Not http.DefaultClient: it reads the whole body before sending it.
-	go func() {
-		_, _ = io.WriteString(pw, ndjson(lines[:2048]))
-		// Hold the rest back until the first batch is stored.
-	}()
-	// A server that stops reading must fail the test, not hang it.
-	watchdog := time.AfterFunc(30*time.Second, func() { pw.CloseWithError(errors.New("no answer in 30 s")) })
-	defer watchdog.Stop()
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	first, err := br.ReadBytes('\n')
-	if err != nil || !strings.HasPrefix(string(first), `{"progress":`) {
-		t.Fatalf("first line %q: %v", first, err)
-	}
+	// The rest is held back until the first batch is stored.
+	resp, pw := startStreamedImport(t, s, ndjson(lines[:2048]))
 	st, err := js.Stream(t.Context(), "KV_"+membership.DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -291,7 +269,6 @@ func TestImportStoreFails(t *testing.T) {
 		_, _ = io.WriteString(pw, ndjson(lines[2048:]))
 		pw.Close()
 	}()
-	resp.Body = io.NopCloser(io.MultiReader(strings.NewReader(string(first)), br))
 	a := readImportAnswer(t, resp, true)
 	if a.err == nil || a.err.Error.Code != "unavailable" {
 		t.Fatalf("import into a store that refuses writes: %+v %+v", a.report, a.err)
@@ -345,27 +322,8 @@ func TestExportEndpoint(t *testing.T) {
 // had no time left.
 func TestImportStopsWhenTheNodeShutsDown(t *testing.T) {
 	s := startServer(t, "")
-	lines := importLines(4000)
-	pr, pw := io.Pipe()
+	resp, pw := startStreamedImport(t, s, ndjson(importLines(4000)[:2048])) // and then nothing more
 	defer pw.Close()
-	req, err := http.NewRequest("POST", s.URL+"/v1/import?progress=1", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.Admin)
-	go func() { _, _ = io.WriteString(pw, ndjson(lines[:2048])) }() // and then nothing more
-	watchdog := time.AfterFunc(30*time.Second, func() { pw.CloseWithError(errors.New("no answer in 30 s")) })
-	defer watchdog.Stop()
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	first, err := br.ReadBytes('\n')
-	if err != nil || !strings.HasPrefix(string(first), `{"progress":`) {
-		t.Fatalf("first line %q: %v", first, err)
-	}
 	const timeout = 20 * time.Second
 	start := time.Now()
 	done := make(chan error, 1)
@@ -374,7 +332,6 @@ func TestImportStopsWhenTheNodeShutsDown(t *testing.T) {
 		defer cancel()
 		done <- s.Shutdown(ctx)
 	}()
-	resp.Body = io.NopCloser(io.MultiReader(strings.NewReader(string(first)), br))
 	a := readImportAnswer(t, resp, true)
 	if a.err == nil || a.err.Error.Code != "unavailable" || !strings.Contains(a.err.Error.Message, "lines 1–2048 applied") ||
 		!strings.Contains(a.err.Error.Message, "shutting down") {
@@ -386,4 +343,35 @@ func TestImportStopsWhenTheNodeShutsDown(t *testing.T) {
 	if took := time.Since(start); took > timeout/4 {
 		t.Fatalf("the shutdown took %v with an import in flight", took)
 	}
+}
+
+// startStreamedImport posts an import with ?progress=1 whose body is a pipe
+// fed head, and returns the answer once its first progress line came (the
+// line left in the body) with the pipe, for the rest.
+func startStreamedImport(t *testing.T, s *testServer, head string) (*http.Response, *io.PipeWriter) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest("POST", s.URL+"/v1/import?progress=1", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Admin)
+	go func() { _, _ = io.WriteString(pw, head) }()
+	// A server that stops reading must fail the test, not hang it.
+	watchdog := time.AfterFunc(30*time.Second, func() { pw.CloseWithError(errors.New("no answer in 30 s")) })
+	t.Cleanup(func() { watchdog.Stop() })
+	// Not http.DefaultClient: it reads the whole body before sending it.
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := resp.Body
+	t.Cleanup(func() { body.Close() })
+	br := bufio.NewReader(body)
+	first, err := br.ReadBytes('\n')
+	if err != nil || !strings.HasPrefix(string(first), `{"progress":`) {
+		t.Fatalf("first line %q: %v", first, err)
+	}
+	resp.Body = io.NopCloser(io.MultiReader(strings.NewReader(string(first)), br))
+	return resp, pw
 }
