@@ -405,15 +405,7 @@ func TestImportSurvivesTheLossOfTheStreamLeader(t *testing.T) {
 	defer cancel()
 	servers, cut := natstest.StartCutCluster(t, 3)
 	stores := storesOn(t, ctx, servers)
-	leader := -1
-	for i, s := range servers {
-		if s.JetStreamIsStreamLeader("$G", "KV_"+membership.DefaultBucket) {
-			leader = i
-		}
-	}
-	if leader < 0 {
-		t.Fatal("the bucket's stream has no leader")
-	}
+	leader := natstest.StreamLeader(t, servers, "KV_"+membership.DefaultBucket)
 	const n = 6000
 	var in strings.Builder
 	fmt.Fprintf(&in, `{"kind":"group","id":"g","name":"G"}`+"\n")

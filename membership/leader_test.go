@@ -26,15 +26,7 @@ func TestAcknowledgedUserFoundDuringAnElection(t *testing.T) {
 	servers, cut := natstest.StartCutCluster(t, 3)
 	stores := storesOn(t, ctx, servers)
 	stream := "KV_" + membership.DefaultBucket
-	leader := -1
-	for i, s := range servers {
-		if s.JetStreamIsStreamLeader("$G", stream) {
-			leader = i
-		}
-	}
-	if leader < 0 {
-		t.Fatal("the bucket's stream has no leader")
-	}
+	leader := natstest.StreamLeader(t, servers, stream)
 	writer, reader := stores[(leader+1)%3], stores[(leader+2)%3]
 
 	// The reader's index stops applying after the group: its watch waits
@@ -63,16 +55,13 @@ func TestAcknowledgedUserFoundDuringAnElection(t *testing.T) {
 
 	cut(leader)
 	start := time.Now()
+	elected := natstest.NewLeader(ctx, servers, stream, leader)
 	go func() { // the gate opens once a new leader is elected
 		defer open()
-		for ctx.Err() == nil {
-			for i, s := range servers {
-				if i != leader && s.JetStreamIsStreamLeader("$G", stream) {
-					t.Logf("new leader after %s", time.Since(start).Round(time.Millisecond))
-					return
-				}
-			}
-			time.Sleep(10 * time.Millisecond)
+		select {
+		case at := <-elected:
+			t.Logf("new leader after %s", at.Sub(start).Round(time.Millisecond))
+		case <-ctx.Done():
 		}
 	}()
 	uctx, ucancel := context.WithTimeout(ctx, 30*time.Second)

@@ -5,6 +5,7 @@
 package natstest
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -202,4 +203,37 @@ func ClusterOf(t testing.TB, n int) (start func(i int) *server.Server) {
 		return StartWith(t, Options{ServerName: fmt.Sprintf("s%d", i+1), ClusterName: "natstest",
 			ClusterPort: ports[i], Routes: routes})
 	}
+}
+
+// StreamLeader waits up to 10 s for one of srvs to lead stream (of the
+// global account) and returns its index; the test fails if none does.
+func StreamLeader(t testing.TB, srvs []*server.Server, stream string) int {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for i, s := range srvs {
+			if s.JetStreamIsStreamLeader("$G", stream) {
+				return i
+			}
+		}
+	}
+	t.Fatalf("natstest: stream %s has no leader", stream)
+	return -1
+}
+
+// NewLeader watches srvs until one other than old leads stream, and then
+// sends the time it saw it; it gives up when ctx ends.
+func NewLeader(ctx context.Context, srvs []*server.Server, stream string, old int) <-chan time.Time {
+	elected := make(chan time.Time, 1)
+	go func() {
+		for ctx.Err() == nil {
+			for i, s := range srvs {
+				if i != old && s.JetStreamIsStreamLeader("$G", stream) {
+					elected <- time.Now()
+					return
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	return elected
 }
