@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -12,20 +11,10 @@ import (
 	"time"
 
 	"github.com/presenced/presenced/broker"
+	"github.com/presenced/presenced/internal/natstest"
 	"github.com/presenced/presenced/protocol"
 	"go.uber.org/zap/zaptest"
 )
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 type clusterNode struct {
 	*testServer
@@ -83,9 +72,9 @@ func startCluster(t testing.TB, mods ...func(*broker.Config)) []*clusterNode {
 
 func tryStartCluster(t testing.TB, mods []func(*broker.Config)) ([]*clusterNode, error) {
 	nodes := make([]*clusterNode, 3)
-	for i := range nodes {
+	for i, port := range natstest.FreePorts(t, len(nodes)) {
 		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(),
-			clusterAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), mods: mods}
+			clusterAddr: fmt.Sprintf("127.0.0.1:%d", port), mods: mods}
 	}
 	for i, n := range nodes {
 		for j, o := range nodes {
@@ -284,7 +273,7 @@ func TestCluster(t *testing.T) {
 			return fmt.Sprintf("online=%d total=%d members=%v", snap.Online, snap.Total, snap.Members)
 		}
 		want := members(a)
-		d := &clusterNode{name: "n4", dir: t.TempDir(), clusterAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		d := &clusterNode{name: "n4", dir: t.TempDir(), clusterAddr: fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t)),
 			routes: []string{"nats-route://" + a.clusterAddr, "nats-route://" + b.clusterAddr, "nats-route://" + c.clusterAddr}}
 		if err := startNode(t, d); err != nil {
 			t.Fatal(err)

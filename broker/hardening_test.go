@@ -22,6 +22,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/presenced/presenced/broker"
+	"github.com/presenced/presenced/internal/natstest"
 	"github.com/presenced/presenced/protocol"
 )
 
@@ -135,7 +136,7 @@ func TestPprofOnlyOnLoopback(t *testing.T) {
 			t.Errorf("--pprof-addr %s accepted: %v", addr, err)
 		}
 	}
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	s := startServer(t, "", func(c *broker.Config) { c.PprofAddr = "127.0.0.1:" + strconv.Itoa(port) })
 	_ = s
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,9 +1,7 @@
 package broker_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -232,70 +230,6 @@ func TestWebhookSurvivesSIGKILL(t *testing.T) {
 
 func allowPrivateWebhooks(c *broker.Config) { c.WebhookAllowPrivate = true }
 
-// startWebhookCluster starts the three nodes of clusterConfig with
-// webhooks allowed on loopback, all at once, trying new ports if one was
-// taken meanwhile.
-func startWebhookCluster(t *testing.T) []*clusterNode {
-	t.Helper()
-	var lastErr error
-	for range 3 {
-		nodes := make([]*clusterNode, 3)
-		for i := range nodes {
-			nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(),
-				clusterAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		}
-		for i, n := range nodes {
-			for j, o := range nodes {
-				if i != j {
-					n.routes = append(n.routes, "nats-route://"+o.clusterAddr)
-				}
-			}
-		}
-		var wg sync.WaitGroup
-		errs := make([]error, len(nodes))
-		for i, n := range nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = startWebhookNode(t, n)
-			}()
-		}
-		wg.Wait()
-		if lastErr = errors.Join(errs...); lastErr == nil {
-			return nodes
-		}
-		for _, n := range nodes {
-			if n.testServer != nil {
-				n.Kill()
-			}
-		}
-		t.Logf("cluster start failed, trying new ports: %v", lastErr)
-	}
-	t.Fatal(lastErr)
-	return nil
-}
-
-func startWebhookNode(t *testing.T, n *clusterNode) error {
-	cfg := clusterConfig(t, n)
-	allowPrivateWebhooks(&cfg)
-	s, err := broker.New(cfg)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	if err := s.Start(ctx); err != nil {
-		return fmt.Errorf("%s: %w", n.name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
-	n.testServer = &testServer{Server: s, URL: broker.BaseURL(s.Addr()), Admin: testAdminToken}
-	return nil
-}
-
 // TestWebhookClusterFailover kills the node of a three-node cluster that
 // delivers to a failing endpoint: another node takes the webhook over, and
 // once the endpoint recovers every change arrives, in order.
@@ -304,7 +238,7 @@ func TestWebhookClusterFailover(t *testing.T) {
 		t.Skip("starts a three-node cluster")
 	}
 	const changes = 30
-	nodes := startWebhookCluster(t)
+	nodes := startCluster(t, allowPrivateWebhooks)
 	h := newHookReceiver(t)
 	id, revs := webhookFixture(t, nodes[0].URL, h, changes)
 	var said string

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/presenced/presenced/internal/natstest"
 )
 
 // The tests of this file run presenced as real processes: the test binary
@@ -470,7 +471,7 @@ const fdSlackWanted = 16
 // went unanswered, and the store refused writes until a restart.
 func TestNATSClientsLeaveDescriptorsForTheStore(t *testing.T) {
 	const nofile = 256
-	natsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePort(t))
 	p := startLimited(t, nofile, nodeArgs(t.TempDir(), "--nats-listen", natsAddr,
 		"--nats-publisher-password", "publisher-password-0123")...)
 	base := p.baseURL()
@@ -510,15 +511,4 @@ func TestNATSClientsLeaveDescriptorsForTheStore(t *testing.T) {
 	if strings.Contains(p.stderr.String(), "too many open files") {
 		t.Fatalf("the node ran out of descriptors:\n%s", p.stderr.String())
 	}
-}
-
-// freeTCPPort returns a loopback port that was free a moment ago.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -7,9 +7,6 @@ package natstest
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
-	"slices"
 	"testing"
 	"time"
 
@@ -132,7 +129,7 @@ func StartCluster(t testing.TB, n int) []*server.Server {
 // nothing JetStream must ask the cluster for.
 func StartCutCluster(t testing.TB, n int) (srvs []*server.Server, cut func(i int)) {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := FreePorts(t, n)
 	links := make([][]*faultnet.Proxy, n) // links[i][j]: i's route to j
 	for i := range links {
 		links[i] = make([]*faultnet.Proxy, n)
@@ -163,35 +160,11 @@ func StartCutCluster(t testing.TB, n int) (srvs []*server.Server, cut func(i int
 	}
 }
 
-// freePorts returns n loopback ports that were free a moment ago. They
-// are drawn below the kernel's range of ephemeral ports (32768 and up by
-// default): a port taken from that range and closed again may be given
-// to the next outgoing connection (a route's, a proxy's) before the
-// server that should listen on it starts.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	const lo, hi = 20000, 32768
-	ports := make([]int, 0, n)
-	for tries := 0; len(ports) < n; tries++ {
-		if tries == 1000 {
-			t.Fatalf("natstest: no free port in [%d, %d)", lo, hi)
-		}
-		p := lo + rand.IntN(hi-lo)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil || slices.Contains(ports, p) {
-			continue
-		}
-		ln.Close()
-		ports = append(ports, p)
-	}
-	return ports
-}
-
 // ClusterOf is StartCluster that leaves the starts to the test: start(i)
 // starts server i (from 0), when the test wants it up.
 func ClusterOf(t testing.TB, n int) (start func(i int) *server.Server) {
 	t.Helper()
-	ports := freePorts(t, n)
+	ports := FreePorts(t, n)
 	return func(i int) *server.Server {
 		t.Helper()
 		var routes []string
