@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -51,7 +52,8 @@ type FollowConfig struct {
 	// JetStream, when set, is what the follower reads the entries a
 	// stalled or ended watch missed with, from the stream's leader, before
 	// every attempt to resume the watch (see fill.go): a watch resumed on
-	// a lagging replica would stall again.
+	// a lagging replica would stall again. Its connection also hears the
+	// stream's leader-elected advisories (see electedChecks).
 	JetStream jetstream.JetStream
 }
 
@@ -74,6 +76,7 @@ type Follower struct {
 	gone    atomic.Bool   // the stream answered "not found" for GoneAfter
 	loaded  chan struct{}
 	kick    chan struct{}
+	elected chan struct{} // the stream elected a leader
 	quit    chan struct{}
 	done    chan struct{}
 	life    context.Context
@@ -81,9 +84,17 @@ type Follower struct {
 	once    sync.Once
 
 	mu sync.Mutex
-	// mu guards the following field: closed and replaced after every
-	// applied entry, for Wait.
+	// mu guards the following fields. progress is closed and replaced
+	// after every applied entry, for Wait; checking cancels the checker's
+	// question to the stream, while one is asked.
 	progress chan struct{}
+	checking context.CancelFunc
+}
+
+func (f *Follower) setChecking(cancel context.CancelFunc) {
+	f.mu.Lock()
+	f.checking = cancel
+	f.mu.Unlock()
 }
 
 // ErrStopped is returned by Wait once the Follower is stopped.
@@ -107,10 +118,11 @@ func Follow(ctx context.Context, kv jetstream.KeyValue, stream jetstream.Stream,
 	}
 	f := &Follower{
 		kv: kv, stream: stream, cfg: cfg, log: cfg.Logger,
-		loaded: make(chan struct{}), kick: make(chan struct{}, 1),
+		loaded: make(chan struct{}), kick: make(chan struct{}, 1), elected: make(chan struct{}, 1),
 		quit: make(chan struct{}), done: make(chan struct{}), progress: make(chan struct{}),
 	}
 	f.life, f.cancel = context.WithCancel(context.Background())
+	f.listenElections()
 	var opts []jetstream.WatchOpt
 	if cfg.History {
 		opts = append(opts, jetstream.IncludeHistory())
@@ -196,14 +208,16 @@ func (f *Follower) Stop() {
 // watch itself, says it must be.
 func (f *Follower) run(w jetstream.KeyWatcher) {
 	defer close(f.done)
-	defer f.cancel()
 	resume := make(chan stall, 1)
 	checkerDone := make(chan struct{})
 	go func() {
 		defer close(checkerDone)
 		f.checker(resume)
 	}()
-	defer func() { <-checkerDone }()
+	defer func() {
+		f.cancel() // ends a check waiting for the stream's answer
+		<-checkerDone
+	}()
 	updates := w.Updates()
 	// fresh is the stream's last sequence seen when the current watch was
 	// resumed, until the watch delivers its first item.
@@ -404,6 +418,58 @@ func (f *Follower) resume(w jetstream.KeyWatcher, reason string) jetstream.KeyWa
 	}
 }
 
+// electedChecks bounds the checks that follow a leader-elected advisory,
+// QuietStall apart (10s of them). The consumer of a watch lives on one
+// server; when that server was the leader and died, the watch goes silent
+// while the new leader stores on. The check at the advisory may find
+// nothing new stored yet; a later one finds what the new leader stored
+// and the watch did not deliver, and resumes it within moments of the
+// election instead of a Check later. The checks end once the watch
+// delivers an entry stored under the new leader: it lives.
+const electedChecks = 40
+
+// listenElections subscribes to the stream's leader-elected advisories
+// when the follower has a JetStream context. Without the subscription
+// (a connection not allowed to hear advisories) the periodic checks still
+// find a stalled watch, a Check later.
+func (f *Follower) listenElections() {
+	if f.cfg.JetStream == nil || f.stream == nil {
+		return
+	}
+	nc := f.cfg.JetStream.Conn()
+	if nc == nil {
+		return
+	}
+	info := f.stream.CachedInfo()
+	if info == nil {
+		return
+	}
+	name := info.Config.Name
+	sub, err := nc.Subscribe(advisoryLeaderElected+name, func(*nats.Msg) {
+		select {
+		case f.elected <- struct{}{}:
+		default:
+		}
+		// A check asked during the election waits for an answer that
+		// only the new leader gives, up to a Check: ask it again now.
+		f.mu.Lock()
+		if f.checking != nil {
+			f.checking()
+		}
+		f.mu.Unlock()
+	})
+	if err != nil {
+		f.log.Warn("jskv: the stream's leader elections go unheard; a stalled watch is found by the periodic checks",
+			zap.String("stream", name), zap.Error(err))
+		return
+	}
+	context.AfterFunc(f.life, func() { _ = sub.Unsubscribe() })
+}
+
+// advisoryLeaderElected + <stream> is where nats-server announces a
+// stream's new leader, in the stream's account.
+const advisoryLeaderElected = "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."
+
 func (f *Follower) loadedYet() bool {
 	select {
 	case <-f.loaded:
@@ -436,15 +502,30 @@ func (f *Follower) checker(resume chan<- stall) {
 	var resumedFor time.Time // the leader change the watch was last resumed for
 	var missing time.Time    // since when the stream answers "not found"
 	behind := 0
+	// After a leader-elected advisory, up to electedChecks checks run
+	// QuietStall apart, until the watch is seen to deliver what the new
+	// leader stores, or is resumed.
+	burst, fast := 0, time.NewTimer(time.Hour)
+	fast.Stop()
+	defer fast.Stop()
 	for {
+		if burst > 0 {
+			fast.Reset(QuietStall)
+		}
 		select {
 		case <-f.quit:
 			return
 		case <-t.C:
 		case <-f.kick:
+		case <-f.elected:
+			burst = electedChecks
+		case <-fast.C:
+			burst--
 		}
 		ctx, cancel := context.WithTimeout(f.life, f.cfg.Check)
+		f.setChecking(cancel)
 		info, err := f.stream.Info(ctx)
+		f.setChecking(nil)
 		cancel()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if missing.IsZero() {
@@ -471,6 +552,9 @@ func (f *Follower) checker(resume chan<- stall) {
 				leaderSince = *c.LeaderSince
 			}
 		}
+		if leaderSince.IsZero() || f.stored.Load() >= leaderSince.UnixNano() {
+			burst = 0 // no leader to change, or the watch delivers what it stores
+		}
 		last, applied := info.State.LastSeq, f.applied.Load()
 		why := fmt.Sprintf("stalled at revision %d while the stream is at %d", applied, last)
 		switch {
@@ -486,7 +570,7 @@ func (f *Follower) checker(resume chan<- stall) {
 			// being resumed again at every check.
 			why = fmt.Sprintf("nothing stored since %s leads the stream was applied (at revision %d while the stream is at %d)",
 				leader, applied, last)
-			resumedFor = leaderSince
+			resumedFor, burst = leaderSince, 0
 			behind = 2
 		case applied == prevApplied && !info.TimeStamp.IsZero() &&
 			info.TimeStamp.Sub(info.State.LastTime) >= min(QuietStall, f.cfg.Check/2):
