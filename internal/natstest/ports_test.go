@@ -22,8 +22,14 @@ func TestFreePortsLieOutsideTheEphemeralRange(t *testing.T) {
 		t.Skip("no ephemeral port range to read:", err)
 	}
 	f := strings.Fields(string(raw))
-	lo, _ := strconv.Atoi(f[0])
-	hi, _ := strconv.Atoi(f[1])
+	if len(f) != 2 {
+		t.Fatalf("ip_local_port_range: %q", raw)
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("ip_local_port_range: %q", raw)
+	}
 	for _, p := range natstest.FreePorts(t, 20) {
 		if p >= lo && p <= hi {
 			t.Fatalf("port %d is in the ephemeral range %d-%d", p, lo, hi)
