@@ -313,9 +313,7 @@ func TestTokensOfAnExpiredIssuerStopWorking(t *testing.T) {
 func TestDeletedUserLeavesNoPresence(t *testing.T) {
 	s := startServer(t, "")
 	seedTeam(t, s)
-	call(t, "POST", s.URL+"/v1/users", s.Admin, map[string]any{"id": "x", "username": "user-x"}, nil)
-	call(t, "PUT", s.URL+"/v1/groups/team/members/x", s.Admin, nil, nil)
-	waitMembers(t, s, "team", 3)
+	addTeamMember(t, s, "x", 3)
 	if st := call(t, "POST", s.URL+"/v1/presence/status", s.Admin,
 		map[string]any{"user": "x", "status": "busy", "text": "x's secret", "source": "crm"}, nil); st != http.StatusOK {
 		t.Fatalf("publish: %d", st)

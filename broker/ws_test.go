@@ -167,6 +167,15 @@ func seedTeam(t testing.TB, s *testServer) {
 	waitMembers(t, s, "team", 2)
 }
 
+// addTeamMember creates user id, makes it a member of team and waits until
+// the presence index has the team's want members.
+func addTeamMember(t testing.TB, s *testServer, id string, want int) {
+	t.Helper()
+	call(t, "POST", s.URL+"/v1/users", s.Admin, map[string]any{"id": id, "username": "user-" + id}, nil)
+	call(t, "PUT", s.URL+"/v1/groups/team/members/"+id, s.Admin, nil, nil)
+	waitMembers(t, s, "team", want)
+}
+
 // waitMembers waits until the presence engine has the group's members:
 // membership reaches the presence stream by JetStream sourcing, a few
 // milliseconds after the membership write is acknowledged.
@@ -281,9 +290,7 @@ func TestWSAuthentication(t *testing.T) {
 func TestWSResumeDeliversExactlyTheMissedDeltas(t *testing.T) {
 	s := startServer(t, "")
 	seedTeam(t, s)
-	call(t, "POST", s.URL+"/v1/users", s.Admin, map[string]any{"id": "d", "username": "user-d"}, nil)
-	call(t, "PUT", s.URL+"/v1/groups/team/members/d", s.Admin, nil, nil)
-	waitMembers(t, s, "team", 3)
+	addTeamMember(t, s, "d", 3)
 	a := mustDial(t, s, userJWT(t, "a", time.Hour))
 	snap := a.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team"})
 	b := mustDial(t, s, userJWT(t, "b", time.Hour))
@@ -403,9 +410,7 @@ func TestWSClosedClientReleasesItsSocket(t *testing.T) {
 func TestWSResumeShowsNoHiddenUser(t *testing.T) {
 	s := startServer(t, "")
 	seedTeam(t, s)
-	call(t, "POST", s.URL+"/v1/users", s.Admin, map[string]any{"id": "x", "username": "user-x"}, nil)
-	call(t, "PUT", s.URL+"/v1/groups/team/members/x", s.Admin, nil, nil)
-	waitMembers(t, s, "team", 3)
+	addTeamMember(t, s, "x", 3)
 	a := mustDial(t, s, userJWT(t, "a", time.Hour))
 	snap := a.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team"})
 	x := mustDial(t, s, userJWT(t, "x", time.Hour))
