@@ -153,8 +153,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // webhookFixture makes users, registers a webhook for h and publishes n
 // status changes through base's API, each to a user of its own. It returns
 // the webhook id and the revs of the changes. A user's change replaced
-// before the feed's publisher read it is not published (the presence
-// bucket keeps one value per key): with four users taking turns, the
+// before the feed's publisher read it was not published (the presence
+// bucket kept one value per key; it keeps 8 now): with four users taking turns, the
 // leader's watch lagging four writes behind under load dropped changes
 // 13, 14 and 26 of 30 from the feed, and the test waited for all 30 in
 // vain.

@@ -19,6 +19,25 @@ func streamName(bucket string) string { return "KV_" + bucket }
 // subjectOf is the stream subject of a key.
 func subjectOf(bucket, key string) string { return "$KV." + bucket + "." + key }
 
+// keptValues is how many values of each key the presence bucket keeps.
+//
+// A watch reads what the stream holds when its consumer gets there: a
+// value replaced before that is gone, and a node whose watch fell behind
+// (a server that serves its consumer late under load, a connection that
+// dropped and came back, a stalled watch resumed or filled from the
+// stream's leader) never applies it. Every status is a pure function of
+// the latest values, but a user's rev, changed and last seen are tracked
+// entry by entry: a node that skipped a value passed through other states
+// than the others and dated the user's changes otherwise. With the values
+// before the last kept, a watch that fell behind skips nothing unless one
+// key was written keptValues times meanwhile: more than twice a second for
+// the few seconds the follower lets a watch stall. A node that starts late
+// still loads only the last value of each key. The older values cost the
+// stream at most keptValues-1 records per key written again (a lease, a
+// source published again), those of a deleted key until its marker is
+// purged.
+const keptValues = 8
+
 // ensureBucket creates or updates the presence bucket with the membership
 // bucket's member keys sourced into it. It is idempotent: every node calls
 // it at start. A bucket of the other storage type (memory before, file now,
@@ -29,7 +48,7 @@ func (e *Engine) ensureBucket(ctx context.Context) (jetstream.KeyValue, error) {
 	cfg := jetstream.KeyValueConfig{
 		Bucket:      pb,
 		Description: "presenced presence: sessions, sources, manual statuses, node leases; members sourced from " + mb,
-		History:     1,
+		History:     keptValues,
 		Storage:     e.cfg.Storage,
 		Replicas:    e.cfg.Replicas,
 		// With subject transforms given, the source is used as is: only

@@ -59,7 +59,10 @@
 // (Batch.Reset); see epoch.go. The bucket is followed by a jskv.Follower,
 // which resumes a watch that stalls or ends (its consumer lives on one
 // server, which may die). Times that every node must agree on (since, last change, last
-// seen) are the server times of KV entries, never a node's clock.
+// seen) are the server times of KV entries, never a node's clock. Last
+// change and last seen are tracked entry by entry, so the bucket keeps the
+// values before the last of each key (see keptValues): a node whose watch
+// fell behind still applies the values replaced meanwhile.
 //
 // # Leases, grace and expiry
 //
@@ -100,17 +103,18 @@
 //     caused it: the live node with the smallest id among the current
 //     leases. Core NATS, at most once: changes made while a leader that died
 //     abruptly still holds its lease are not published, nor is a change
-//     replaced in the bucket before the leader's watch read it (quick
-//     changes of one user reach the feed as their latest).
+//     whose value the bucket no longer held when the leader's watch read it
+//     (see keptValues: quick changes of one user, faster than a watch that
+//     fell behind, may reach the feed as their latest).
 //
 // # Subscriptions
 //
 // What a subscriber is promised is the latest state of every member, in
 // revision order: deltas of a group are coalesced for Coalesce (default
 // 25ms, last change per user wins) into one Batch per group that every
-// subscriber shares, and a value replaced in the bucket before a node's
-// watch read it is not seen at all (the bucket keeps one value per key), so
-// intermediate states may be merged, never the latest. Receivers must treat
+// subscriber shares, and a value the bucket no longer held when a node's
+// watch read it (see keptValues) is not seen at all, so intermediate states
+// may be merged, never the latest. Receivers must treat
 // a Batch's Changes as read-only. A subscriber's queue
 // is bounded; when it overflows the subscriber is cut (ErrSlowConsumer).
 // Subscribe returns a snapshot or, given a revision of the same epoch, the

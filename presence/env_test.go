@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,8 +56,10 @@ func ctxT(t testing.TB) context.Context {
 
 // config is an engine config on its own connection, as another process
 // would have.
-func (v *env) config(node string) Config {
-	nc := natstest.Connect(v.t, v.srv)
+func (v *env) config(node string) Config { return v.configOn(node, natstest.Connect(v.t, v.srv)) }
+
+// configOn is an engine config on the connection nc.
+func (v *env) configOn(node string, nc *nats.Conn) Config {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		v.t.Fatal(err)
@@ -80,6 +84,72 @@ func (v *env) start(cfg Config) *Engine {
 }
 
 func (v *env) engine(node string) *Engine { return v.start(v.config(node)) }
+
+// link is a node's connection to the server that a test drops and keeps
+// down for a while, as a network blip does: the client redials through
+// it, and its dials wait while the link is down.
+type link struct {
+	v  *env
+	nc *nats.Conn
+
+	mu sync.Mutex
+	// mu guards the following field.
+	up chan struct{} // closed while the link is up
+}
+
+// linked is config(node) on a connection through a link.
+func (v *env) linked(node string) (Config, *link) {
+	v.t.Helper()
+	l := &link{v: v, up: make(chan struct{})}
+	close(l.up)
+	// A dial waiting for the link must not outlive the test.
+	v.t.Cleanup(l.restore)
+	nc, err := nats.Connect(v.srv.ClientURL(), nats.Name("natstest"), nats.SetCustomDialer(l),
+		nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	v.t.Cleanup(nc.Close)
+	l.nc = nc
+	return v.configOn(node, nc), l
+}
+
+// Dial is the client's dial: it waits while the link is down.
+func (l *link) Dial(network, address string) (net.Conn, error) {
+	l.mu.Lock()
+	up := l.up
+	l.mu.Unlock()
+	<-up
+	return net.Dial(network, address)
+}
+
+// drop closes the connection on the server's side (its subscriptions,
+// a watch's among them, lose interest at once) and keeps it down until
+// restore.
+func (l *link) drop() {
+	l.v.t.Helper()
+	l.mu.Lock()
+	l.up = make(chan struct{})
+	l.mu.Unlock()
+	id, err := l.nc.GetClientID()
+	if err != nil {
+		l.v.t.Fatal(err)
+	}
+	if err := l.v.srv.DisconnectClientByID(id); err != nil {
+		l.v.t.Fatal(err)
+	}
+}
+
+// restore lets the client connect again.
+func (l *link) restore() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.up:
+	default:
+		close(l.up)
+	}
+}
 
 func (v *env) addMember(g, u string) uint64 {
 	v.t.Helper()
