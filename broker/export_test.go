@@ -56,3 +56,6 @@ func SetStatsHook(f func()) { testHookStats = f }
 // SetParseJWTHook runs f at every full check of a JWT's signature and
 // claims (not at a use of a cached verdict); nil removes it.
 func SetParseJWTHook(f func()) { testHookParseJWT = f }
+
+// WebSockets is the number of WebSocket sessions the node holds.
+func (s *Server) WebSockets() int { return s.conns.len() }

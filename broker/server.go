@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/presenced/presenced/broker/compat/ddp"
 	"github.com/presenced/presenced/broker/history"
+	"github.com/presenced/presenced/broker/internal/netpoll"
 	"github.com/presenced/presenced/broker/webhook"
 	"github.com/presenced/presenced/internal/jskv"
 	"github.com/presenced/presenced/membership"
@@ -47,6 +48,7 @@ type Server struct {
 	conns     *wsConns
 	writers   *writerPool
 	ops       *opPool
+	poller    *netpoll.Poller             // idle WebSockets' readiness; nil: a reader goroutine each
 	ddp       atomic.Pointer[ddp.Handler] // Rocket.Chat's realtime API, once started
 	snaps     snapCache
 	frameBufs bufPool // frames written once and dropped (snapshots)
@@ -174,6 +176,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.writers = newWriterPool()
 	s.ops = newOpPool()
+	if p, err := netpoll.New(); err == nil {
+		s.poller = p
+	} else if !errors.Is(err, netpoll.ErrUnsupported) {
+		s.log.Warn("idle WebSockets are read with a goroutine each", zap.Error(err))
+	}
 	rt, err := ddp.New(ddp.Config{
 		Auth: s.auth.authenticate, Presence: s.engine, Users: s.store.Index(), Visibility: s.authority,
 		Available: s.unavailable, AllowedOrigins: s.cfg.AllowedOrigins,
@@ -418,6 +425,9 @@ func (s *Server) stopRest(ctx context.Context, at func(step string)) {
 	at("stopping the WebSocket op workers")
 	if s.ops != nil {
 		s.ops.stop()
+	}
+	if s.poller != nil {
+		_ = s.poller.Close()
 	}
 	at("stopping the WebSocket writers")
 	if s.writers != nil {

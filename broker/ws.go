@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/presenced/presenced/broker/internal/netpoll"
 	"github.com/presenced/presenced/broker/internal/wsaccept"
 	"github.com/presenced/presenced/membership"
 	"github.com/presenced/presenced/presence"
@@ -300,6 +301,12 @@ type wsConn struct {
 	flushMu  sync.Mutex   // held by the writer draining this connection
 	lastRead atomic.Int64 // unix nanoseconds of the last frame read
 
+	// An idle connection is read without a goroutine of its own when the
+	// server has a poller (see poll): watch tells when it has something
+	// to read, and reading is one of the read states below.
+	watch   *netpoll.Watch
+	reading atomic.Int32
+
 	// wmu serialises frames so that a subscription's snapshot reaches the
 	// client before any delta of that group. It is held while writing one
 	// frame, never while waiting for the queue.
@@ -324,10 +331,6 @@ func (wc *wsConn) run() {
 	// life, the children map and Done channel of the first op (or WaitRev)
 	// that derived a deadline from it: about 400 bytes per idle connection.
 	ctx := context.Background()
-	// coder/websocket does not close the socket when a read fails: without
-	// this, a client that went away keeps its file descriptor until the
-	// garbage collector finds the connection.
-	defer func() { _ = wc.c.CloseNow() }()
 	if wc.sess != nil {
 		// The session is stored; it must be visible here before the
 		// client's first op, so that its first snapshot counts the user.
@@ -337,8 +340,133 @@ func (wc *wsConn) run() {
 		}
 		cancel()
 	}
-	wc.readLoop(ctx)
+	if wc.poll() {
+		return // the reader goroutine goes; the poller calls for a reader
+	}
+	wc.readToEnd()
+}
+
+// readToEnd reads the connection on the calling goroutine until it ends.
+func (wc *wsConn) readToEnd() {
+	// coder/websocket does not close the socket when a read fails: without
+	// this, a client that went away keeps its file descriptor until the
+	// garbage collector finds the connection.
+	defer func() { _ = wc.c.CloseNow() }()
+	wc.readLoop(context.Background())
 	wc.s.ops.do(wc.done, wc.cleanup)
+}
+
+// The read states of a polled connection. A connection is first (and for
+// good, when it falls back to a reader goroutine) readOwned.
+const (
+	readOwned int32 = iota // a goroutine reads it, or is about to
+	readIdle               // nothing reads it: the watch is armed
+	readEnded              // it is over and cleaned up
+)
+
+// poll hands the connection, once its reader has nothing left to do, to
+// the server's poller: until the client sends something, no goroutine
+// (and no goroutine stack, 4 KiB with the library's read path) waits on
+// it. It reports false when the connection must keep a reader goroutine:
+// no poller, TLS, or bytes read ahead at the handshake.
+func (wc *wsConn) poll() bool {
+	if wc.s.poller == nil || !wc.sock.Pollable() {
+		return false
+	}
+	w, err := wc.s.poller.Watch(wc.sock.RawConn(), wc.readable)
+	if err != nil {
+		return false
+	}
+	wc.watch = w
+	wc.idle()
+	return true
+}
+
+// readable runs on the poller's goroutine when an idle connection has
+// something to read: a round of reads starts on a worker.
+func (wc *wsConn) readable() {
+	if wc.reading.CompareAndSwap(readIdle, readOwned) {
+		wc.s.ops.spawn(wc.round)
+	}
+}
+
+// round reads what the client has sent: every whole message there is, and
+// then the connection is idle again. A message still arriving is waited
+// for on a goroutine of its own, not a worker's.
+func (wc *wsConn) round() {
+	kind, budget, arrived := wc.sock.Peek()
+	switch {
+	case kind == wsaccept.Nothing:
+		wc.idle()
+	case kind == wsaccept.Ended:
+		wc.end() // as a reader would after its read failed
+	case kind == wsaccept.Unknown:
+		// A header cut short, a long fragmented message: a reader
+		// goroutine of its own reads the connection to its end, as
+		// without a poller.
+		wc.watch.Stop()
+		go wc.readToEnd()
+	case !arrived:
+		go wc.readMessages(budget)
+	default:
+		wc.readMessages(budget)
+	}
+}
+
+// readMessages reads and answers messages until budget bytes, which end at
+// a message boundary, are read; then the connection is idle again.
+func (wc *wsConn) readMessages(budget int64) {
+	ctx := context.Background()
+	wc.sock.SetBudget(budget)
+	for {
+		typ, data, err := wc.c.Read(ctx)
+		if errors.Is(err, wsaccept.ErrWouldBlock) {
+			break
+		}
+		if err != nil {
+			wc.readFailed(err)
+			wc.end()
+			return
+		}
+		if !wc.op(ctx, typ, data) {
+			wc.end()
+			return
+		}
+	}
+	wc.idle()
+}
+
+// idle arms the watch of a connection its round is done with.
+func (wc *wsConn) idle() {
+	// Others read without a budget (the library's close handshake).
+	wc.sock.SetBudget(-1)
+	wc.reading.Store(readIdle)
+	if err := wc.watch.Arm(); err != nil && wc.reading.CompareAndSwap(readIdle, readEnded) {
+		wc.finish() // closed before it could be armed again
+	}
+}
+
+// end closes and cleans up a connection its round found over.
+func (wc *wsConn) end() {
+	wc.sock.SetBudget(-1)
+	wc.reading.Store(readEnded)
+	wc.finish()
+}
+
+// closed runs once the server has closed the connection: an idle one is
+// cleaned up here, since no round will come to find it closed.
+func (wc *wsConn) closed() {
+	if wc.reading.CompareAndSwap(readIdle, readEnded) {
+		wc.finish()
+	}
+}
+
+func (wc *wsConn) finish() {
+	if wc.watch != nil {
+		wc.watch.Stop()
+	}
+	_ = wc.c.CloseNow()
+	wc.cleanup()
 }
 
 func unixOrZero(t time.Time) int64 {
@@ -378,7 +506,10 @@ func (wc *wsConn) close(code int) bool {
 	wc.closing = true
 	wc.mu.Unlock()
 	wc.s.metrics.wsCloses.WithLabelValues(strconv.Itoa(code), "server").Inc()
-	go func() { _ = wc.c.Close(websocket.StatusCode(code), protocol.CloseText(code)) }()
+	go func() {
+		_ = wc.c.Close(websocket.StatusCode(code), protocol.CloseText(code))
+		wc.closed()
+	}()
 	return true
 }
 
@@ -441,12 +572,7 @@ func (wc *wsConn) readLoop(ctx context.Context) {
 		// library's AfterFunc registration and a Done channel.
 		typ, data, err := wc.c.Read(context.Background())
 		if err != nil {
-			if code := websocket.CloseStatus(err); code != -1 {
-				wc.s.metrics.wsCloses.WithLabelValues(strconv.Itoa(int(code)), "client").Inc()
-			}
-			if websocket.CloseStatus(err) == -1 && errors.Is(err, websocket.ErrMessageTooBig) {
-				wc.close(protocol.CloseFrameTooBig)
-			}
+			wc.readFailed(err)
 			return
 		}
 		more := false
@@ -454,6 +580,17 @@ func (wc *wsConn) readLoop(ctx context.Context) {
 		if !more {
 			return
 		}
+	}
+}
+
+// readFailed counts the client's close, or closes a connection whose
+// client sent too much.
+func (wc *wsConn) readFailed(err error) {
+	if code := websocket.CloseStatus(err); code != -1 {
+		wc.s.metrics.wsCloses.WithLabelValues(strconv.Itoa(int(code)), "client").Inc()
+	}
+	if websocket.CloseStatus(err) == -1 && errors.Is(err, websocket.ErrMessageTooBig) {
+		wc.close(protocol.CloseFrameTooBig)
 	}
 }
 

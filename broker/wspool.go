@@ -169,7 +169,9 @@ func newOpPool() *opPool {
 				select {
 				case j := <-p.jobs:
 					j.f()
-					j.done <- struct{}{}
+					if j.done != nil {
+						j.done <- struct{}{}
+					}
 				case <-p.quit:
 					return
 				}
@@ -191,6 +193,16 @@ func (p *opPool) do(done chan struct{}, f func()) {
 		}()
 	}
 	<-done
+}
+
+// spawn runs f on a worker, or in a goroutine of its own when every
+// worker is busy, and returns at once.
+func (p *opPool) spawn(f func()) {
+	select {
+	case p.jobs <- opJob{f: f}:
+	default:
+		go f()
+	}
 }
 
 func (p *opPool) stop() {

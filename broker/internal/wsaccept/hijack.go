@@ -89,5 +89,20 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		_ = h.Write(bw)
 		_, _ = bw.WriteString("\r\n")
 	}
+	if w.Socket != nil {
+		// coder/websocket reads through the returned connection once the
+		// buffered bytes are read: through the Socket, for its budget.
+		w.Socket.r, w.Socket.prefixed = c, n > 0
+		return readsThrough{c, w.Socket}, bufio.NewReadWriter(br, bw), nil
+	}
 	return c, bufio.NewReadWriter(br, bw), nil
 }
+
+// readsThrough is the hijacked connection with its reads going through a
+// Socket.
+type readsThrough struct {
+	net.Conn
+	s *Socket
+}
+
+func (c readsThrough) Read(p []byte) (int, error) { return c.s.Read(p) }

@@ -2,8 +2,11 @@ package wsaccept
 
 import (
 	"context"
+	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -11,7 +14,10 @@ import (
 
 // Socket is the connection under a WebSocket accepted through
 // SmallBuffers. It bounds each write with a deadline on the socket, and it
-// sends each frame in one write.
+// sends each frame in one write. Reads go through it too (read.go): a
+// budget lets the library read the whole messages that have arrived and
+// stop at the next, so that no goroutine has to wait on an idle
+// connection.
 //
 // coder/websocket writes a frame's header into its buffered writer, then
 // the payload, and flushes the buffer when the frame is complete. A
@@ -37,6 +43,13 @@ type Socket struct {
 	err  error    // the first failed write
 
 	upgrade bool // a 101 held back for the first frame (SmallBuffers.HoldUpgrade)
+
+	// The read side (read.go), set by Hijack before the connection is
+	// read and fixed after.
+	r        io.Reader       // what the buffered reader reads through Read
+	rc       syscall.RawConn // the TCP connection's descriptor, or nil
+	prefixed bool            // bytes read ahead of the reader at the handshake
+	budget   atomic.Int64    // 1 + the bytes a read may take; 0: no budget
 }
 
 // WriteThrough is implemented by a connection wrapper whose writes go
@@ -64,6 +77,11 @@ func (s *Socket) attach(c net.Conn) {
 			break
 		}
 		s.w = u.WriteThrough()
+	}
+	if sc, ok := s.w.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.rc = rc
+		}
 	}
 }
 
