@@ -398,6 +398,7 @@ func (s *Server) kill() {
 		}
 		for _, wc := range s.conns.all() {
 			_ = wc.c.CloseNow()
+			wc.closed() // an idle one has no reader to find it closed
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // nothing queued is delivered, nothing more is written

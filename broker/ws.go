@@ -206,7 +206,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	patterns, anyOrigin := wsaccept.OriginPatterns(s.cfg.AllowedOrigins)
 	sock := new(wsaccept.Socket)
 	// The 101 leaves with the hello (the server speaks first here).
-	c, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Socket: sock, HoldUpgrade: true}, r, &websocket.AcceptOptions{
+	c, err := websocket.Accept(wsaccept.SmallBuffers{ResponseWriter: w, Socket: sock, HoldUpgrade: true, Polled: s.poller != nil}, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{protocol.Subprotocol},
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,
@@ -304,8 +304,9 @@ type wsConn struct {
 	// An idle connection is read without a goroutine of its own when the
 	// server has a poller (see poll): watch tells when it has something
 	// to read, and reading is one of the read states below.
-	watch   *netpoll.Watch
-	reading atomic.Int32
+	watch     *netpoll.Watch
+	reading   atomic.Int32
+	closeDone atomic.Bool // the server's close of the connection returned
 
 	// wmu serialises frames so that a subscription's snapshot reaches the
 	// client before any delta of that group. It is held while writing one
@@ -394,16 +395,29 @@ func (wc *wsConn) readable() {
 // then the connection is idle again. A message still arriving is waited
 // for on a goroutine of its own, not a worker's.
 func (wc *wsConn) round() {
+	if wc.isClosing() {
+		wc.leaveToClose()
+		return
+	}
 	kind, budget, arrived := wc.sock.Peek()
 	switch {
 	case kind == wsaccept.Nothing:
 		wc.idle()
 	case kind == wsaccept.Ended:
 		wc.end() // as a reader would after its read failed
+	case kind == wsaccept.Partial:
+		// A header cut short (the rest of its TCP segment is on its
+		// way), the first fragments of a message: wait for more.
+		go func() {
+			if err := wc.sock.WaitMore(); err != nil {
+				wc.end() // the socket was closed
+				return
+			}
+			wc.round()
+		}()
 	case kind == wsaccept.Unknown:
-		// A header cut short, a long fragmented message: a reader
-		// goroutine of its own reads the connection to its end, as
-		// without a poller.
+		// A fragmented message longer than a peek: a reader goroutine of
+		// its own reads the connection to its end, as without a poller.
 		wc.watch.Stop()
 		go wc.readToEnd()
 	case !arrived:
@@ -419,6 +433,10 @@ func (wc *wsConn) readMessages(budget int64) {
 	ctx := context.Background()
 	wc.sock.SetBudget(budget)
 	for {
+		if wc.isClosing() {
+			wc.leaveToClose()
+			return
+		}
 		typ, data, err := wc.c.Read(ctx)
 		if errors.Is(err, wsaccept.ErrWouldBlock) {
 			break
@@ -441,12 +459,30 @@ func (wc *wsConn) idle() {
 	// Others read without a budget (the library's close handshake).
 	wc.sock.SetBudget(-1)
 	wc.reading.Store(readIdle)
-	if err := wc.watch.Arm(); err != nil && wc.reading.CompareAndSwap(readIdle, readEnded) {
+	err := wc.watch.Arm()
+	switch {
+	case err == nil:
+	case errors.Is(err, netpoll.ErrClosed) && wc.reading.CompareAndSwap(readIdle, readOwned):
+		// The poller is gone (a node stopping, a poller that failed): a
+		// reader goroutine takes the connection over.
+		go wc.readToEnd()
+	case wc.reading.CompareAndSwap(readIdle, readEnded):
 		wc.finish() // closed before it could be armed again
 	}
 }
 
-// end closes and cleans up a connection its round found over.
+// leaveToClose stops reading a connection the server is closing: the
+// library's close handshake reads what the client sends now, and the
+// closer cleans up once it is done (closed).
+func (wc *wsConn) leaveToClose() {
+	wc.sock.SetBudget(-1)
+	wc.reading.Store(readIdle)
+	if wc.closeDone.Load() && wc.reading.CompareAndSwap(readIdle, readEnded) {
+		wc.finish()
+	}
+}
+
+// end cleans up a connection its round found over.
 func (wc *wsConn) end() {
 	wc.sock.SetBudget(-1)
 	wc.reading.Store(readEnded)
@@ -456,17 +492,30 @@ func (wc *wsConn) end() {
 // closed runs once the server has closed the connection: an idle one is
 // cleaned up here, since no round will come to find it closed.
 func (wc *wsConn) closed() {
+	wc.closeDone.Store(true)
 	if wc.reading.CompareAndSwap(readIdle, readEnded) {
 		wc.finish()
 	}
 }
 
+// finish ends the session, then drops the socket, unless the server is
+// closing it: its close frame (a protocol error, a rate limit) must leave
+// first, and the closer closes the socket after it.
 func (wc *wsConn) finish() {
 	if wc.watch != nil {
 		wc.watch.Stop()
 	}
-	_ = wc.c.CloseNow()
 	wc.cleanup()
+	if !wc.isClosing() {
+		_ = wc.c.CloseNow()
+	}
+}
+
+// isClosing reports whether the server has begun to close the connection.
+func (wc *wsConn) isClosing() bool {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	return wc.closing
 }
 
 func unixOrZero(t time.Time) int64 {

@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/presenced/presenced/broker"
 	"github.com/presenced/presenced/protocol"
 )
@@ -189,7 +191,7 @@ func (r *rawWS) wantPong(id uint64) {
 // reads whatever way its client's bytes arrive: several frames at once, a
 // frame cut in its payload, a long one, a fragmented message with a
 // control frame between its fragments, a ping, a frame cut in its header,
-// and a close.
+// a fragment on its own, and a close.
 func TestPolledConnectionReadsWhatArrives(t *testing.T) {
 	s := startServer(t, "")
 	seedTeam(t, s)
@@ -247,14 +249,19 @@ func TestPolledConnectionReadsWhatArrives(t *testing.T) {
 	}
 
 	// A header cut after its first byte, or the first fragment of a
-	// message on its own: the end of the message cannot be told, and a
-	// reader goroutine takes the connection over.
+	// message on its own: the end of the message cannot be told yet, and
+	// the connection waits for the rest, then is idle again. (A header
+	// cut by the end of a TCP segment is no rarity: the connection used
+	// to fall back to a reader goroutine for good.)
 	f = pingOp(9)
 	r.write(f[:1], f[1:])
 	r.wantPong(9)
 	msg = []byte(`{"op":"ping","id":10}`)
 	r.write(clientFrame(0x01, msg[:6]), clientFrame(0x80, msg[6:]))
 	r.wantPong(10)
+	if n := waitIdle(t); n > 0 {
+		t.Fatalf("after a cut header and a fragment, the connection keeps %d goroutines", n)
+	}
 
 	// The client closes: the server answers and lets the session go.
 	closing := make([]byte, 2)
@@ -299,5 +306,61 @@ func TestIdleConnectionClosedByTheServer(t *testing.T) {
 	dialRaw(t, s, "c")
 	waitWebSockets(t, s, 2)
 	s.DropWebSockets()
+	waitWebSockets(t, s, 0)
+}
+
+// closedWith waits for c's connection to close and returns the close code
+// its client got (-1 for none: a connection cut without a close frame).
+func closedWith(t *testing.T, c *wsClient) int {
+	t.Helper()
+	select {
+	case err := <-c.closed:
+		return int(websocket.CloseStatus(err))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection was not closed")
+	}
+	return 0
+}
+
+// TestServerCloseCodeReachesTheClient: when an op ends the connection with
+// a close code of the protocol, the client gets that code. The round that
+// read the op dropped the socket at once, before the close frame left (the
+// client saw 1006); a reader goroutine had given the close time to leave
+// while it cleaned up the session.
+func TestServerCloseCodeReachesTheClient(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	for i := range 10 {
+		c := mustDial(t, s, userJWT(t, "a", time.Hour))
+		_ = c.c.Write(context.Background(), websocket.MessageBinary, []byte("binary"))
+		if code := closedWith(t, c); code != protocol.CloseProtocolError {
+			t.Fatalf("connection %d: a binary frame closed it with %d, want %d", i, code, protocol.CloseProtocolError)
+		}
+	}
+	c := mustDial(t, s, userJWT(t, "b", time.Hour))
+	for range 200 {
+		f, _ := protocol.EncodeClientFrame(protocol.ClientFrame{Op: protocol.OpPing})
+		if c.c.Write(context.Background(), websocket.MessageText, f) != nil {
+			break
+		}
+	}
+	if code := closedWith(t, c); code != protocol.CloseRateLimited {
+		t.Fatalf("a flood of ops closed the connection with %d, want %d", code, protocol.CloseRateLimited)
+	}
+}
+
+// TestKilledNodeLetsIdleConnectionsGo: a node killed at once drops its
+// sockets, and an idle connection, which no reader finds closed, is let go
+// all the same: its session and subscriber are ended and the node holds
+// no WebSocket after.
+func TestKilledNodeLetsIdleConnectionsGo(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	for i := range 5 {
+		c := mustDial(t, s, userJWT(t, []string{"a", "b"}[i%2], time.Hour))
+		c.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: "team"})
+	}
+	waitIdle(t)
+	s.Kill()
 	waitWebSockets(t, s, 0)
 }

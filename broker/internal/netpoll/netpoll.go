@@ -101,6 +101,24 @@ func (p *Poller) fire(id uint64) {
 	}
 }
 
+// failed closes a poller whose goroutine stopped by itself (the epoll
+// instance failed): every watch left is called back once, to find that it
+// cannot be armed again (ErrClosed), and new watches are refused.
+func (p *Poller) failed() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	left := p.watches
+	p.watches = map[uint64]*Watch{}
+	p.mu.Unlock()
+	for _, w := range left {
+		w.ready()
+	}
+}
+
 type op int
 
 const (

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -15,9 +16,10 @@ import (
 // epoll_wait, holding the only processor of a GOMAXPROCS=1 server until
 // the runtime takes it back.
 type impl struct {
-	epfd int
-	file *os.File // epfd, as the runtime poller sees it
-	done chan struct{}
+	epfd      int
+	file      *os.File // epfd, as the runtime poller sees it
+	closeOnce sync.Once
+	done      chan struct{}
 }
 
 // New starts a poller and its goroutine.
@@ -46,21 +48,18 @@ func New() (*Poller, error) {
 // after it returns. Watches left are dropped (their sockets stay open).
 func (p *Poller) Close() error {
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		<-p.done
-		return nil
-	}
 	p.closed = true
 	p.watches = map[uint64]*Watch{}
 	p.mu.Unlock()
-	err := p.file.Close() // ends the loop's wait
+	var err error
+	p.closeOnce.Do(func() { err = p.file.Close() }) // ends the loop's wait
 	<-p.done
 	return err
 }
 
 func (p *Poller) loop(rc syscall.RawConn) {
 	defer close(p.done)
+	defer p.failed()
 	events := make([]unix.EpollEvent, 128)
 	// Read calls back once the epoll descriptor is readable and again
 	// after each wait, until Close closes it.

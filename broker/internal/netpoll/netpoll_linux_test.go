@@ -1,6 +1,7 @@
 package netpoll
 
 import (
+	"errors"
 	"net"
 	"syscall"
 	"testing"
@@ -135,5 +136,32 @@ func TestCloseStopsCallbacks(t *testing.T) {
 	wantNoCall(t, calls, "after Close")
 	if _, err := p.Watch(rawOf(t, server), func() {}); err != ErrClosed {
 		t.Fatalf("Watch after Close: %v", err)
+	}
+}
+
+// TestFailedPollerCallsEveryWatchBack: a poller whose goroutine stopped by
+// itself (here: its epoll descriptor closed under it) calls every watch
+// back once; their sockets cannot be armed again (ErrClosed, so that their
+// owners read them another way) and new watches are refused. Before, its
+// watches waited for callbacks that never came.
+func TestFailedPollerCallsEveryWatchBack(t *testing.T) {
+	p, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, server := pair(t)
+	calls := make(chan struct{}, 10)
+	w, err := p.Watch(rawOf(t, server), func() { calls <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.closeOnce.Do(func() { p.file.Close() })
+	wantCall(t, calls, "when the poller failed")
+	if err := w.Arm(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Arm after a failure: %v", err)
+	}
+	if _, err := p.Watch(rawOf(t, server), func() {}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Watch after a failure: %v", err)
 	}
 }

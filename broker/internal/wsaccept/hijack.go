@@ -25,11 +25,22 @@ const BufSize = 512
 // buffer, and it leaves with the connection's first frame, in one write
 // and one TCP segment. Only for a protocol whose server speaks first: a
 // client sends nothing before it has the 101.
+//
+// With Polled set (and a Socket), the connection is read in rounds within a
+// budget (Socket.SetBudget, Socket.Peek), and the library's buffered reader
+// gets the smallest buffer bufio has: the Socket buffers a round's bytes in
+// a pooled buffer instead, for the round only. Reads without a budget (a
+// close handshake, a connection that fell back to a reader goroutine) take
+// a read from the connection per few header bytes.
 type SmallBuffers struct {
 	http.ResponseWriter
 	Socket      *Socket
 	HoldUpgrade bool
+	Polled      bool
 }
+
+// polledReadSize is bufio's smallest buffer.
+const polledReadSize = 16
 
 // WriteHeader implements http.ResponseWriter.
 func (w SmallBuffers) WriteHeader(code int) {
@@ -68,6 +79,9 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	size := BufSize
 	var r io.Reader = c
 	n := brw.Reader.Buffered()
+	if w.Polled && w.Socket != nil && w.Socket.rc != nil && n == 0 {
+		size = polledReadSize // Socket.Pollable
+	}
 	if n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		size = max(size, n)

@@ -18,3 +18,20 @@ func peek(rc syscall.RawConn, b []byte) (n int, err error) {
 	}
 	return n, err
 }
+
+// waitMore waits until more than seen bytes have arrived on rc's socket,
+// or the peer closed its side, or the socket failed or was closed.
+func waitMore(rc syscall.RawConn, b []byte, seen int) error {
+	return rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+				return false
+			}
+			return err != nil || n == 0 || n > seen
+		}
+	})
+}

@@ -10,3 +10,5 @@ import (
 // peek is not needed where the server has no poller (see the netpoll
 // package): connections are read with a goroutine each.
 func peek(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
+
+func waitMore(syscall.RawConn, []byte, int) error { return errors.ErrUnsupported }

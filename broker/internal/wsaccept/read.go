@@ -15,21 +15,53 @@ var ErrWouldBlock = errors.New("wsaccept: read budget spent")
 
 // Read is what the WebSocket's buffered reader reads from. Within a budget
 // (SetBudget) it reads no further than the budget and then fails with
-// ErrWouldBlock; without one it reads as the connection does.
+// ErrWouldBlock; without one it reads as the connection does. Within a
+// budget, small reads (the library's buffered reader of a polled
+// connection has a tiny buffer, see SmallBuffers.Polled) are served from a
+// pooled buffer that holds what one read from the connection returned, and
+// goes back to the pool once served: a connection keeps no read buffer
+// between rounds. Reads are serialized by the library's read lock.
 func (s *Socket) Read(p []byte) (int, error) {
-	left := s.budget.Load() - 1
-	if left < 0 {
-		return s.r.Read(p)
+	if s.round != nil {
+		return s.fromRound(p), nil
 	}
-	if left == 0 {
+	left := s.budget.Load() - 1
+	switch {
+	case left < 0:
+		return s.r.Read(p)
+	case left == 0:
 		return 0, ErrWouldBlock
 	}
 	if int64(len(p)) > left {
 		p = p[:left]
 	}
-	n, err := s.r.Read(p)
+	if len(p) >= roundSize || int64(len(p)) == left {
+		n, err := s.r.Read(p)
+		s.budget.Add(-int64(n))
+		return n, err
+	}
+	b := roundBufs.Get().(*[]byte)
+	// A TCP connection's read returns bytes or an error, not both.
+	n, err := s.r.Read((*b)[:min(left, roundSize)])
 	s.budget.Add(-int64(n))
-	return n, err
+	if n == 0 {
+		roundBufs.Put(b)
+		return 0, err
+	}
+	s.round, s.roundAt, s.roundEnd = b, 0, n
+	return s.fromRound(p), nil
+}
+
+// fromRound serves p from the round's buffer and gives the buffer back once
+// it is all served.
+func (s *Socket) fromRound(p []byte) int {
+	n := copy(p, (*s.round)[s.roundAt:s.roundEnd])
+	s.roundAt += n
+	if s.roundAt == s.roundEnd {
+		roundBufs.Put(s.round)
+		s.round = nil
+	}
+	return n
 }
 
 // SetBudget lets the next reads take n more bytes from the connection, or
@@ -56,19 +88,24 @@ const (
 	Nothing Readable = iota
 	// Messages: whole messages, up to the budget Peek returns.
 	Messages
-	// Unknown: where the first message ends cannot be told from its
-	// first bytes (a header cut short, a fragmented message longer than a
-	// peek): read it without a budget.
+	// Partial: where the first message ends cannot be told yet (a header
+	// cut short, the first fragments of a message): wait for more
+	// (WaitMore) and peek again.
+	Partial
+	// Unknown: where the first message ends cannot be told from a peek's
+	// worth of bytes (a long fragmented message): read it without a
+	// budget.
 	Unknown
 	// Ended: the client closed its side (without a close frame) or the
 	// connection failed or was closed.
 	Ended
 )
 
-// peekSize is how much of what has arrived Peek looks at: ops are small.
-const peekSize = 4096
+// roundSize is how much of what has arrived Peek looks at, and the most a
+// round's read takes at once: ops are small.
+const roundSize = 4096
 
-var peekBufs = sync.Pool{New: func() any { b := make([]byte, peekSize); return &b }}
+var roundBufs = sync.Pool{New: func() any { b := make([]byte, roundSize); return &b }}
 
 // Peek looks, without reading, at what the kernel holds for the
 // connection (Pollable only, and only while nothing reads it) and returns
@@ -76,9 +113,10 @@ var peekBufs = sync.Pool{New: func() any { b := make([]byte, peekSize); return &
 // is false when the message that ends there is still arriving: reading it
 // will wait for the rest.
 func (s *Socket) Peek() (kind Readable, budget int64, arrived bool) {
-	bp := peekBufs.Get().(*[]byte)
-	defer peekBufs.Put(bp)
+	bp := roundBufs.Get().(*[]byte)
+	defer roundBufs.Put(bp)
 	n, err := peek(s.rc, *bp)
+	s.peeked = n
 	switch {
 	case errors.Is(err, syscall.EAGAIN):
 		return Nothing, 0, true
@@ -86,10 +124,22 @@ func (s *Socket) Peek() (kind Readable, budget int64, arrived bool) {
 		return Ended, -1, false
 	}
 	end := MessagesEnd((*bp)[:n])
-	if end == 0 {
+	switch {
+	case end == 0 && n < roundSize:
+		return Partial, -1, false
+	case end == 0:
 		return Unknown, -1, false
 	}
 	return Messages, end, end <= int64(n)
+}
+
+// WaitMore waits until more has arrived than the last Peek saw, or the
+// connection has ended, failed or been closed; it reads nothing. It waits
+// as any network read does, in the runtime's poller.
+func (s *Socket) WaitMore() error {
+	bp := roundBufs.Get().(*[]byte)
+	defer roundBufs.Put(bp)
+	return waitMore(s.rc, *bp, s.peeked)
 }
 
 // MessagesEnd parses the WebSocket frames at the start of b, the first

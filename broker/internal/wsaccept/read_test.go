@@ -1,8 +1,12 @@
 package wsaccept
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"io"
+	"net"
 	"testing"
 )
 
@@ -61,5 +65,56 @@ func TestMessagesEnd(t *testing.T) {
 		if got := MessagesEnd(c.b); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// countingReader counts the reads of the connection under a Socket.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+// TestReadWithinBudget: within a budget, a reader with a tiny buffer gets
+// every byte up to the budget from one read of the connection, then
+// ErrWouldBlock, and the round's buffer is given back; the bytes past the
+// budget stay for the next round.
+func TestReadWithinBudget(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	first, second := cat(frame(0x81, 20), frame(0x89, 4)), frame(0x81, 300)
+	go func() { _, _ = a.Write(cat(first, second)) }()
+	conn := &countingReader{r: b}
+	s := &Socket{r: conn}
+	br := bufio.NewReaderSize(s, polledReadSize)
+	s.SetBudget(int64(len(first)))
+	var got []byte
+	for {
+		c, err := br.ReadByte()
+		if err != nil {
+			if !errors.Is(err, ErrWouldBlock) {
+				t.Fatal(err)
+			}
+			break
+		}
+		got = append(got, c)
+	}
+	if !bytes.Equal(got, first) || conn.reads != 1 || s.round != nil {
+		t.Fatalf("read %d bytes in %d reads (round buffer kept: %v), want the %d of the budget in 1",
+			len(got), conn.reads, s.round != nil, len(first))
+	}
+	// The next round: a payload read straight into a large buffer.
+	s.SetBudget(int64(len(second)))
+	rest := make([]byte, len(second))
+	if _, err := io.ReadFull(br, rest); err != nil || !bytes.Equal(rest, second) {
+		t.Fatalf("second round: %v", err)
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("past the second budget: %v", err)
 	}
 }

@@ -50,6 +50,11 @@ type Socket struct {
 	rc       syscall.RawConn // the TCP connection's descriptor, or nil
 	prefixed bool            // bytes read ahead of the reader at the handshake
 	budget   atomic.Int64    // 1 + the bytes a read may take; 0: no budget
+	// A round's bytes read and not yet served (Read), under the library's
+	// read lock.
+	round             *[]byte
+	roundAt, roundEnd int
+	peeked            int // the bytes the last Peek saw, for WaitMore
 }
 
 // WriteThrough is implemented by a connection wrapper whose writes go
