@@ -246,7 +246,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		sess:       sess,
 		limiter:    rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
 		subLimiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), s.cfg.Limits.MaxSubscriptions),
-		done:       make(chan struct{}, 1),
 		groups:     map[string]bool{},
 	}
 	wc.lastRead.Store(time.Now().UnixNano())
@@ -284,9 +283,12 @@ func clip(s string, n int) string {
 	return s
 }
 
-// wsConn is one WebSocket session. One goroutine reads, the op pool answers
-// ops; batches are written by the server's writer pool when the subscriber
-// signals them, and the server's pinger checks idle connections.
+// wsConn is one WebSocket session. A worker reads it and answers its ops
+// when the server's poller says it has something to read (see poll);
+// where it cannot be polled, a goroutine of its own reads it and the op
+// pool answers its ops. Batches are written by the server's writer pool
+// when the subscriber signals them, and the server's pinger checks idle
+// connections.
 type wsConn struct {
 	s          *Server
 	c          *websocket.Conn
@@ -295,7 +297,7 @@ type wsConn struct {
 	sub        *presence.Subscriber
 	limiter    *rate.Limiter // ops other than subscribe
 	subLimiter *rate.Limiter // subscribes: a burst of up to MaxSubscriptions
-	done       chan struct{} // the reader's wait for its ops (see opPool)
+	done       chan struct{} // a reader goroutine's wait for its ops (see opPool), made by readToEnd
 
 	queued   atomic.Bool  // waiting for a writer
 	flushMu  sync.Mutex   // held by the writer draining this connection
@@ -353,6 +355,9 @@ func (wc *wsConn) readToEnd() {
 	// this, a client that went away keeps its file descriptor until the
 	// garbage collector finds the connection.
 	defer func() { _ = wc.c.CloseNow() }()
+	// Only a connection read by a goroutine of its own needs it; a polled
+	// one runs its ops on the worker that reads it.
+	wc.done = make(chan struct{}, 1)
 	wc.readLoop(context.Background())
 	wc.s.ops.do(wc.done, wc.cleanup)
 }
