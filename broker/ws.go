@@ -411,18 +411,23 @@ func (wc *wsConn) round() {
 	case kind == wsaccept.Ended:
 		wc.end() // as a reader would after its read failed
 	case kind == wsaccept.Partial:
-		// A header cut short (the rest of its TCP segment is on its
-		// way), the first fragments of a message: wait for more.
+		// A header cut short: the rest of its TCP segment is on its way.
 		go func() {
-			if err := wc.sock.WaitMore(); err != nil {
+			switch err := wc.sock.WaitMore(); {
+			case errors.Is(err, wsaccept.ErrPeerClosed):
+				// Read what there is, as a reader would, to the end.
+				wc.watch.Stop()
+				wc.readToEnd()
+			case err != nil:
 				wc.end() // the socket was closed
-				return
+			default:
+				wc.round()
 			}
-			wc.round()
 		}()
 	case kind == wsaccept.Unknown:
-		// A fragmented message longer than a peek: a reader goroutine of
-		// its own reads the connection to its end, as without a poller.
+		// A fragmented message, a header the library refuses: a reader
+		// goroutine of its own reads the connection to its end, as
+		// without a poller.
 		wc.watch.Stop()
 		go wc.readToEnd()
 	case !arrived:

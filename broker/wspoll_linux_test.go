@@ -248,20 +248,22 @@ func TestPolledConnectionReadsWhatArrives(t *testing.T) {
 		t.Fatalf("the connection keeps %d goroutines", n)
 	}
 
-	// A header cut after its first byte, or the first fragment of a
-	// message on its own: the end of the message cannot be told yet, and
-	// the connection waits for the rest, then is idle again. (A header
-	// cut by the end of a TCP segment is no rarity: the connection used
-	// to fall back to a reader goroutine for good.)
+	// A header cut after its first byte: the connection waits for the
+	// rest, then is idle again. (A header cut by the end of a TCP segment
+	// is no rarity: the connection used to fall back to a reader
+	// goroutine for good.)
 	f = pingOp(9)
 	r.write(f[:1], f[1:])
 	r.wantPong(9)
+	if n := waitIdle(t); n > 0 {
+		t.Fatalf("after a cut header, the connection keeps %d goroutines", n)
+	}
+	// The first fragment of a message on its own: a reader goroutine
+	// takes the connection over, since control frames may come between
+	// the fragments.
 	msg = []byte(`{"op":"ping","id":10}`)
 	r.write(clientFrame(0x01, msg[:6]), clientFrame(0x80, msg[6:]))
 	r.wantPong(10)
-	if n := waitIdle(t); n > 0 {
-		t.Fatalf("after a cut header and a fragment, the connection keeps %d goroutines", n)
-	}
 
 	// The client closes: the server answers and lets the session go.
 	closing := make([]byte, 2)
@@ -363,4 +365,105 @@ func TestKilledNodeLetsIdleConnectionsGo(t *testing.T) {
 	waitIdle(t)
 	s.Kill()
 	waitWebSockets(t, s, 0)
+}
+
+// answerPings reads frames until match returns true, answering the
+// server's pings as a client must; it fails on a close unless match takes
+// it.
+func (r *rawWS) answerPings(match func(op byte, f protocol.ServerFrame) bool) {
+	r.t.Helper()
+	for {
+		op, f := r.frame()
+		if match(op, f) {
+			return
+		}
+		switch op {
+		case 0x9:
+			r.write(clientFrame(0x8A, []byte(f.Message)))
+		case 0x8:
+			r.t.Fatalf("closed: %q", f.Message)
+		}
+	}
+}
+
+// TestPolledConnectionHostileFrames: frames a poller cannot read ahead of
+// the library are still answered as a reader goroutine would: a header
+// cut short and then the client's FIN (released at once, not after the
+// idle timeout), a close frame in the middle of a fragmented message
+// (echoed at once), a header with a length no frame can have (refused at
+// once), and a fragmented message sent slowly while the server pings (the
+// pongs read, the connection kept).
+func TestPolledConnectionHostileFrames(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	base := s.WebSockets()
+
+	cut := dialRaw(t, s, "a")
+	waitWebSockets(t, s, base+1)
+	cut.write([]byte{0x81, 0xfe, 0x00})
+	time.Sleep(50 * time.Millisecond)
+	if err := cut.conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	waitWebSocketsWithin(t, s, base, 2*time.Second)
+
+	mid := dialRaw(t, s, "a")
+	closing := make([]byte, 2)
+	binary.BigEndian.PutUint16(closing, 1000)
+	mid.write(clientFrame(0x01, []byte(`{"op"`)))
+	mid.write(clientFrame(0x88, closing))
+	_ = mid.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if op, _ := mid.frame(); op != 0x8 {
+		t.Fatalf("a close in the middle of a message answered with %#x, want a close", op)
+	}
+
+	huge := dialRaw(t, s, "a")
+	huge.write([]byte{0x81, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4})
+	_ = huge.conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for {
+		if _, _, err := readFrame(huge.br); err != nil {
+			break // closed, or the deadline: the count below tells
+		}
+	}
+	waitWebSocketsWithin(t, s, base, 2*time.Second)
+
+	quick := startServer(t, "", func(c *broker.Config) { c.Limits.IdleTimeout = 900 * time.Millisecond })
+	seedTeam(t, quick)
+	slow := dialRaw(t, quick, "a")
+	msg := []byte(`{"op":"ping","id":11}`)
+	slow.write(clientFrame(0x01, msg[:6]))
+	// Three idle timeouts, answering the server's pings meanwhile.
+	deadline := time.Now().Add(2700 * time.Millisecond)
+	_ = slow.conn.SetReadDeadline(deadline)
+	pinged := false
+	for time.Now().Before(deadline.Add(-100 * time.Millisecond)) {
+		op, payload, err := readFrame(slow.br)
+		if err != nil {
+			break
+		}
+		switch op {
+		case 0x9:
+			pinged = true
+			slow.write(clientFrame(0x8A, payload))
+		case 0x8:
+			t.Fatalf("closed while its message was arriving, with %d", binary.BigEndian.Uint16(payload))
+		}
+	}
+	if !pinged {
+		t.Fatal("the server sent no ping: the test proves nothing")
+	}
+	_ = slow.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	slow.write(clientFrame(0x80, msg[6:]))
+	slow.answerPings(func(op byte, f protocol.ServerFrame) bool { return op == 0x1 && f.Op == protocol.OpPong && f.ID == 11 })
+}
+
+func waitWebSocketsWithin(t *testing.T, s *testServer, want int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for s.WebSockets() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node holds %d WebSocket sessions after %v, want %d", s.WebSockets(), d, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

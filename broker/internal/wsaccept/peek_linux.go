@@ -1,6 +1,10 @@
 package wsaccept
 
-import "syscall"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // peek copies what has arrived on rc's socket into b without reading it:
 // EAGAIN when nothing has, 0 bytes when the peer closed its side.
@@ -20,9 +24,12 @@ func peek(rc syscall.RawConn, b []byte) (n int, err error) {
 }
 
 // waitMore waits until more than seen bytes have arrived on rc's socket,
-// or the peer closed its side, or the socket failed or was closed.
+// or the peer closed its side (ErrPeerClosed: a FIN behind unread bytes
+// shows in no peek, only in poll's POLLRDHUP), or the socket failed or was
+// closed.
 func waitMore(rc syscall.RawConn, b []byte, seen int) error {
-	return rc.Read(func(fd uintptr) bool {
+	var hup bool
+	err := rc.Read(func(fd uintptr) bool {
 		for {
 			n, _, err := syscall.Recvfrom(int(fd), b, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			switch {
@@ -30,8 +37,19 @@ func waitMore(rc syscall.RawConn, b []byte, seen int) error {
 				continue
 			case err == syscall.EAGAIN:
 				return false
+			case err != nil || n == 0 || n > seen:
+				return true
 			}
-			return err != nil || n == 0 || n > seen
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+			if _, err := unix.Poll(fds, 0); err == nil && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0 {
+				hup = true
+				return true
+			}
+			return false
 		}
 	})
+	if err == nil && hup {
+		return ErrPeerClosed
+	}
+	return err
 }

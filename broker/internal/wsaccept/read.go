@@ -88,13 +88,13 @@ const (
 	Nothing Readable = iota
 	// Messages: whole messages, up to the budget Peek returns.
 	Messages
-	// Partial: where the first message ends cannot be told yet (a header
-	// cut short, the first fragments of a message): wait for more
-	// (WaitMore) and peek again.
+	// Partial: the first frame's header is cut short (the rest of its
+	// TCP segment is on its way): wait for more (WaitMore) and peek again.
 	Partial
-	// Unknown: where the first message ends cannot be told from a peek's
-	// worth of bytes (a long fragmented message): read it without a
-	// budget.
+	// Unknown: the first message's end cannot be told from its header: a
+	// fragmented message (control frames may come between its fragments,
+	// and only the library reads them there), or a header the library
+	// refuses. Read it without a budget.
 	Unknown
 	// Ended: the client closed its side (without a close frame) or the
 	// connection failed or was closed.
@@ -125,7 +125,7 @@ func (s *Socket) Peek() (kind Readable, budget int64, arrived bool) {
 	}
 	end := MessagesEnd((*bp)[:n])
 	switch {
-	case end == 0 && n < roundSize:
+	case end == 0 && n < headerLen((*bp)[:n]):
 		return Partial, -1, false
 	case end == 0:
 		return Unknown, -1, false
@@ -133,9 +133,33 @@ func (s *Socket) Peek() (kind Readable, budget int64, arrived bool) {
 	return Messages, end, end <= int64(n)
 }
 
+// headerLen is the length of the header of the frame at the start of b, as
+// far as b tells it (at least 2).
+func headerLen(b []byte) int {
+	if len(b) < 2 {
+		return 2
+	}
+	n := 2
+	switch b[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b[1]&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// ErrPeerClosed is WaitMore's error when the client closed its side with a
+// frame cut short: the rest will not come.
+var ErrPeerClosed = errors.New("wsaccept: the client closed its side in the middle of a frame")
+
 // WaitMore waits until more has arrived than the last Peek saw, or the
-// connection has ended, failed or been closed; it reads nothing. It waits
-// as any network read does, in the runtime's poller.
+// connection has ended (ErrPeerClosed when the client closed its side
+// behind the bytes seen), failed or been closed; it reads nothing. It
+// waits as any network read does, in the runtime's poller.
 func (s *Socket) WaitMore() error {
 	bp := roundBufs.Get().(*[]byte)
 	defer roundBufs.Put(bp)
