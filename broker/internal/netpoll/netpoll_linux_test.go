@@ -56,21 +56,28 @@ func wantNoCall(t *testing.T, calls <-chan struct{}, what string) {
 	}
 }
 
-// TestWatchCallsOncePerArm: a watch calls back when its socket turns
-// readable, once until it is armed again, at once when armed with data
-// still unread, never once stopped, and it leaves with a closed socket.
-func TestWatchCallsOncePerArm(t *testing.T) {
+// watched is a poller, closed at the test's end, watching the server side
+// of a new TCP pair; its callbacks are sent on calls.
+func watched(t *testing.T) (p *Poller, client net.Conn, server *net.TCPConn, w *Watch, calls chan struct{}) {
+	t.Helper()
 	p, err := New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
-	client, server := pair(t)
-	calls := make(chan struct{}, 10)
-	w, err := p.Watch(rawOf(t, server), func() { calls <- struct{}{} })
-	if err != nil {
+	t.Cleanup(func() { p.Close() })
+	client, server = pair(t)
+	calls = make(chan struct{}, 10)
+	if w, err = p.Watch(rawOf(t, server), func() { calls <- struct{}{} }); err != nil {
 		t.Fatal(err)
 	}
+	return p, client, server, w, calls
+}
+
+// TestWatchCallsOncePerArm: a watch calls back when its socket turns
+// readable, once until it is armed again, at once when armed with data
+// still unread, never once stopped, and it leaves with a closed socket.
+func TestWatchCallsOncePerArm(t *testing.T) {
+	p, client, server, w, calls := watched(t)
 	wantNoCall(t, calls, "with nothing to read")
 	if _, err := client.Write([]byte("a")); err != nil {
 		t.Fatal(err)
@@ -145,17 +152,7 @@ func TestCloseStopsCallbacks(t *testing.T) {
 // owners read them another way) and new watches are refused. Before, its
 // watches waited for callbacks that never came.
 func TestFailedPollerCallsEveryWatchBack(t *testing.T) {
-	p, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	_, server := pair(t)
-	calls := make(chan struct{}, 10)
-	w, err := p.Watch(rawOf(t, server), func() { calls <- struct{}{} })
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, server, w, calls := watched(t)
 	p.closeOnce.Do(func() { p.file.Close() })
 	wantCall(t, calls, "when the poller failed")
 	if err := w.Arm(); !errors.Is(err, ErrClosed) {
