@@ -84,13 +84,6 @@ func (p *Poller) forget(w *Watch) {
 	p.mu.Unlock()
 }
 
-// Len is the number of watches registered.
-func (p *Poller) Len() int {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return len(p.watches)
-}
-
 // fire runs the callback of the watch with id, if it is still there.
 func (p *Poller) fire(id uint64) {
 	p.mu.RLock()

@@ -105,8 +105,8 @@ func TestWatchCallsOncePerArm(t *testing.T) {
 	wantCall(t, calls, "when the peer closed")
 
 	w.Stop()
-	if p.Len() != 0 {
-		t.Fatalf("%d watches after Stop", p.Len())
+	if n := watchCount(p); n != 0 {
+		t.Fatalf("%d watches after Stop", n)
 	}
 
 	// A closed socket leaves the poller; arming it fails.
@@ -161,4 +161,11 @@ func TestFailedPollerCallsEveryWatchBack(t *testing.T) {
 	if _, err := p.Watch(rawOf(t, server), func() {}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Watch after a failure: %v", err)
 	}
+}
+
+// watchCount is the number of watches registered with p.
+func watchCount(p *Poller) int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.watches)
 }

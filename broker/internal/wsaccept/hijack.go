@@ -79,8 +79,11 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	size := BufSize
 	var r io.Reader = c
 	n := brw.Reader.Buffered()
-	if w.Polled && w.Socket != nil && w.Socket.rc != nil && n == 0 {
-		size = polledReadSize // Socket.Pollable
+	if w.Socket != nil {
+		w.Socket.r, w.Socket.prefixed = c, n > 0
+		if w.Polled && w.Socket.Pollable() {
+			size = polledReadSize
+		}
 	}
 	if n > 0 {
 		b, _ := brw.Reader.Peek(n)
@@ -106,7 +109,6 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.Socket != nil {
 		// coder/websocket reads through the returned connection once the
 		// buffered bytes are read: through the Socket, for its budget.
-		w.Socket.r, w.Socket.prefixed = c, n > 0
 		return readsThrough{c, w.Socket}, bufio.NewReadWriter(br, bw), nil
 	}
 	return c, bufio.NewReadWriter(br, bw), nil
