@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,7 +34,7 @@ const exportLinesTrailer = "Presenced-Export-Lines"
 func (s *Server) importNDJSON(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	limit := s.cfg.Limits.MaxImportBytes
-	body := idleReader{r: &limitReader{r: r.Body, n: limit, limit: limit}, rc: rc}
+	body := &idleReader{r: &limitReader{r: r.Body, n: limit, limit: limit}, rc: rc}
 	// A node that begins to shut down stops the import where it is, a
 	// read of the body included, and says which lines it applied: the
 	// shutdown does not wait for the rest of a long file.
@@ -41,7 +42,7 @@ func (s *Server) importNDJSON(w http.ResponseWriter, r *http.Request) error {
 	defer cancel(nil)
 	stop := context.AfterFunc(s.draining, func() {
 		cancel(errShuttingDown)
-		_ = rc.SetReadDeadline(time.Now())
+		body.stop()
 	})
 	defer stop()
 	if r.URL.Query().Get("progress") != "1" {
@@ -167,15 +168,42 @@ func drainOverLimit(r *http.Request, rc *http.ResponseController, err error) boo
 	return err == io.EOF
 }
 
-// idleReader extends the connection's read deadline before every read.
+// idleReader extends the connection's read deadline before every read,
+// until stop ends every read at once. The two set the deadline under one
+// lock: a stop while no read is waiting (the import applying lines) would
+// otherwise be undone by the next read's deadline, and that read would
+// wait for the client for importIdle, holding up the node's shutdown.
 type idleReader struct {
 	r  io.Reader
-	rc *http.ResponseController
+	rc readDeadliner
+
+	mu sync.Mutex
+	// mu guards the following field and the deadline.
+	stopped bool
 }
 
-func (b idleReader) Read(p []byte) (int, error) {
+// readDeadliner is the part of http.ResponseController idleReader uses.
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
+func (b *idleReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return 0, os.ErrDeadlineExceeded
+	}
 	_ = b.rc.SetReadDeadline(time.Now().Add(importIdle))
+	b.mu.Unlock()
 	return b.r.Read(p)
+}
+
+// stop ends the read in progress and every later one.
+func (b *idleReader) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	_ = b.rc.SetReadDeadline(time.Now())
 }
 
 // exportNDJSON streams the membership as NDJSON in the import format, and
