@@ -25,7 +25,8 @@
 // sessions, kept alongside, count only while their node's lease does:
 //
 //	s.<user>.<session>   a session: node, incarnation, status, text, device,
-//	                     since, and expires while it lingers after Close
+//	                     since, and expires while it lingers after its
+//	                     node's Shutdown
 //	b.<user>.<source>    a backend source, which counts as a session;
 //	                     expires with its TTL
 //	m.<user>             a manual status (busy, away, offline = invisible)
@@ -78,14 +79,17 @@
 // dead node's go within seconds (see liveness.go). A node that cannot write
 // its lease and hears only a minority of the others, or cannot write for
 // longer than any election, reports itself unavailable until it can (see
-// availability.go). Time-based deletions (lingering sessions after the
-// grace period, source TTLs, manual expiry, leases) are made by a sweeper
-// on every node with a compare-and-set delete: one node wins, and the
-// winner of a lease deletion also deletes the dead node's sessions.
+// availability.go). Time-based deletions (sessions that linger after
+// their node's Shutdown, source TTLs, manual expiry, leases) are made by a
+// sweeper on every node with a compare-and-set delete: one node wins, and
+// the winner of a lease deletion also deletes the dead node's sessions.
 // Session.Close keeps the session for Grace (default 5s) so a reconnect in
-// time shows no offline/online pair; Shutdown does the same for every open
-// session and deletes the lease, so users who reconnect to another node
-// during a rolling restart never appear offline. See sweeper.go and lease.go.
+// time shows no offline/online pair: the node holds it unwritten and
+// deletes it when the grace is over, and a reconnect of the same device to
+// the node takes it over (grace.go). Shutdown writes every session it
+// holds, open or in its grace, with the expiry of its grace and deletes the
+// lease, so users who reconnect to another node during a rolling restart
+// never appear offline. See sweeper.go, grace.go and lease.go.
 //
 // # NATS subjects
 //

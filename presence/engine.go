@@ -58,6 +58,11 @@ type Engine struct {
 	own      map[string]*Session
 	inst     string // this incarnation
 	leaseRev uint64
+	// The closed sessions of own in their grace, unwritten (grace.go):
+	// by user, and in the order their grace ends.
+	held      map[string][]*Session
+	heldOrder []*Session
+	heldN     int
 
 	// orphans are the orphaned sessions found so far, by key; only the
 	// lease loop uses it (see orphans.go).
@@ -75,7 +80,7 @@ const (
 
 // kicks wake background goroutines early. Each has room for one signal.
 type kicks struct {
-	sweep, autoAway chan struct{}
+	sweep, autoAway, grace chan struct{}
 }
 
 func kick(c chan struct{}) {
@@ -100,8 +105,9 @@ func New(cfg Config) (*Engine, error) {
 		ready: make(chan struct{}),
 		quit:  make(chan struct{}),
 		stop:  make(chan struct{}),
-		kicks: kicks{make(chan struct{}, 1), make(chan struct{}, 1)},
+		kicks: kicks{make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}, 1)},
 		own:   make(map[string]*Session),
+		held:  make(map[string][]*Session),
 		inst:  newID(),
 	}
 	e.x.gapCap = cfg.LeaseRefresh
@@ -174,6 +180,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	e.state = stateRunning
 	e.goLoop(e.leaseLoop)
 	e.goLoop(e.sweepLoop)
+	e.goLoop(e.graceLoop)
 	e.goLoop(e.sourceLoop)
 	e.goLoop(e.heartbeatLoop)
 	if e.cfg.AutoAway > 0 {
@@ -329,9 +336,9 @@ func (e *Engine) running() error {
 
 // Shutdown stops the node gracefully: its open sessions enter the grace
 // period (so users who reconnect to another node in time never appear
-// offline), its lease is deleted once every session's grace is written, and
-// every goroutine ends. Sessions still lingering expire through the
-// sweepers of the other nodes.
+// offline) and those in their grace keep what is left of it, its lease is
+// deleted once every session's grace is written, and every goroutine ends.
+// Sessions still lingering expire through the sweepers of the other nodes.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.lifeMu.Lock()
 	if e.state != stateRunning {
@@ -386,6 +393,8 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	e.ownMu.Lock()
 	clear(e.own)
+	clear(e.held)
+	e.heldOrder, e.heldN = nil, 0
 	e.ownMu.Unlock()
 	if _, err := e.deleteKey(ctx, leaseKey(e.cfg.NodeID), leaseRev); err != nil && !isWrongSeq(err) {
 		errs = append(errs, fmt.Errorf("presence: delete lease: %w", err))

@@ -8,9 +8,9 @@ import (
 )
 
 // A session this node stored and no longer holds open is an orphan: its
-// close could not be written (the stream had no leader for longer than the
-// close may wait), or its creation was stored although it reported an
-// error. Nothing else ever removes it: it carries no expiry, and this
+// deletion at the end of its grace failed (the stream had no leader for
+// longer than the delete may wait), or its creation was stored although it
+// reported an error. Nothing else ever removes it: it carries no expiry, and this
 // node's lease stays alive, so its user would show online for as long as
 // the node runs. After every lease refresh, which proves the stream takes
 // writes, the node looks for its orphans; one found at the same revision

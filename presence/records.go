@@ -139,8 +139,10 @@ type sessionRecord struct {
 	// Since is when this session's status began, carried over from an
 	// earlier entry; zero means "the time this entry was stored".
 	Since time.Time `json:"since,omitzero"`
-	// Expires is set on a closing session (grace period) and on a backend
-	// source with a TTL. The sweeper deletes the key once it is due.
+	// Expires is set on a session whose node shut down in its grace period
+	// (a session closed on a running node is held by the node, unwritten:
+	// see grace.go) and on a backend source with a TTL. The sweeper deletes
+	// the key once it is due.
 	Expires time.Time `json:"expires,omitzero"`
 	// Auto marks a session the owning node turned away for inactivity.
 	Auto bool `json:"auto,omitempty"`

@@ -48,6 +48,11 @@ type Session struct {
 	rev        uint64    // revision of the last write
 	lastActive time.Time
 	closed     bool
+
+	// graceUntil, guarded by e.ownMu, is when the grace of a session
+	// closed on this node ends while the node holds it unwritten
+	// (grace.go); zero otherwise.
+	graceUntil time.Time
 }
 
 func validSessionStatus(s protocol.Status) bool {
@@ -75,6 +80,9 @@ func (e *Engine) Connect(ctx context.Context, info SessionInfo) (*Session, error
 	}
 	if len(info.Device) > MaxDeviceLen || len(info.Client) > MaxDeviceLen {
 		return nil, invalid("device or client longer than %d bytes", MaxDeviceLen)
+	}
+	if s, err := e.takeOver(ctx, info); s != nil || err != nil {
+		return s, err
 	}
 	id := newID()
 	s := &Session{
@@ -138,10 +146,9 @@ func (s *Session) Touch() {
 }
 
 // Close ends the session. It keeps counting for the grace period, so a
-// reconnect in time shows no offline/online pair; then a sweeper deletes
-// it. The session stays among the node's own until its grace is written,
-// so that a Shutdown meanwhile waits for that write before it deletes the
-// node's lease.
+// reconnect in time shows no offline/online pair; then this node deletes
+// it (see grace.go). Close writes nothing: the session's record stays as
+// it is through the grace.
 func (s *Session) Close(ctx context.Context) error {
 	s.mu.Lock()
 	closed := s.closed
@@ -152,39 +159,45 @@ func (s *Session) Close(ctx context.Context) error {
 	if err := s.e.running(); err != nil {
 		return err // after Kill nothing is written
 	}
+	if s.e.cfg.Grace >= 0 {
+		return s.hold(ctx)
+	}
 	defer func() {
 		s.e.ownMu.Lock()
 		delete(s.e.own, s.id)
 		s.e.ownMu.Unlock()
 	}()
-	if s.e.cfg.Grace < 0 {
-		if err := s.acquire(ctx); err != nil {
-			return err
-		}
-		defer s.release()
-		s.mu.Lock()
-		already := s.closed
-		s.closed = true
-		s.mu.Unlock()
-		if already {
-			return nil
-		}
-		_, err := s.e.deleteKey(ctx, s.key, 0)
-		return err
-	}
-	return s.linger(ctx, s.e.clock.Now().Add(s.e.cfg.Grace))
-}
-
-// linger rewrites the session with an expiry, unchanged otherwise.
-func (s *Session) linger(ctx context.Context, until time.Time) error {
 	if err := s.acquire(ctx); err != nil {
 		return err
 	}
 	defer s.release()
 	s.mu.Lock()
-	if s.closed {
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	_, err := s.e.deleteKey(ctx, s.key, 0)
+	return err
+}
+
+// linger rewrites the session with an expiry, unchanged otherwise: until,
+// or the end of its grace for a session closed in this node's grace
+// (Shutdown writes every session it holds so).
+func (s *Session) linger(ctx context.Context, until time.Time) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	end, inGrace := s.e.unhold(s)
+	s.mu.Lock()
+	if s.closed && !inGrace {
 		s.mu.Unlock()
 		return nil
+	}
+	if inGrace {
+		until = end
 	}
 	s.closed = true
 	eff := s.effective()
@@ -200,9 +213,20 @@ func (s *Session) linger(ctx context.Context, until time.Time) error {
 	return s.store(ctx, until)
 }
 
-// rewrite stores the session again as it is (after the lease was lost).
+// rewrite stores the session again as it is (after the lease or the
+// stream was lost), a session in this node's grace included.
 func (s *Session) rewrite(ctx context.Context) error {
-	return s.put(ctx, func() {})
+	if err := s.e.running(); err != nil {
+		return err
+	}
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	if s.e.inGrace(s) {
+		return s.store(ctx, time.Time{})
+	}
+	return s.putLocked(ctx, func() {})
 }
 
 func (s *Session) acquire(ctx context.Context) error {
@@ -233,6 +257,11 @@ func (s *Session) put(ctx context.Context, change func()) error {
 		return err
 	}
 	defer s.release()
+	return s.putLocked(ctx, change)
+}
+
+// putLocked is put for a caller that holds the write slot.
+func (s *Session) putLocked(ctx context.Context, change func()) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -37,7 +37,7 @@ type Stats struct {
 func (e *Engine) Stats() Stats {
 	st := e.x.stats()
 	e.ownMu.Lock()
-	st.OwnSessions = len(e.own)
+	st.OwnSessions = len(e.own) - e.heldN
 	e.ownMu.Unlock()
 	e.srcWatch.mu.Lock()
 	st.SourceKicks = e.srcWatch.kicks

@@ -1,0 +1,226 @@
+package presence
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A session closed on a running node is held by that node through its
+// grace, unwritten: its record stays as the session left it, counting
+// through the node's lease like the node's open sessions, and once the
+// grace is over the node deletes it (graceLoop). A reconnect of the same
+// user from the same device and client to this node within the grace takes
+// the closed session over (takeOver): the new connection continues it, and
+// nothing is written unless its status or text differs from the record. So
+// a reconnect storm, every client at once, costs the store nothing, where
+// each reconnect used to cost three writes: the old session's expiry, the
+// new session, and the old one's deletion.
+//
+// What the grace promises holds as before. A node stopped with SIGTERM
+// writes each session it holds with the expiry it has (Shutdown, linger),
+// and the sweepers of the other nodes delete it then. A node that writes
+// its sessions again (its lease or the stream was lost) writes those in
+// their grace too. A node that dies instead takes them with its open
+// sessions: they stop counting when its lease lapses, up to a lease TTL
+// after their grace would have ended.
+
+// hold closes the session into this node's grace.
+func (s *Session) hold(ctx context.Context) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	e := s.e
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
+	if e.own[s.id] != s {
+		return nil // Shutdown wrote it and let it go
+	}
+	s.graceUntil = e.clock.Now().Add(e.cfg.Grace)
+	e.held[s.user] = append(e.held[s.user], s)
+	e.heldOrder = append(e.heldOrder, s)
+	e.heldN++
+	if len(e.heldOrder) == 1 {
+		kick(e.kicks.grace) // the loop sleeps until a session is held
+	}
+	return nil
+}
+
+// unhold takes s out of this node's grace and returns when its grace
+// ends, if it was in one.
+func (e *Engine) unhold(s *Session) (time.Time, bool) {
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
+	end := s.graceUntil
+	if end.IsZero() {
+		return time.Time{}, false
+	}
+	e.unholdLocked(s)
+	return end, true
+}
+
+// unholdLocked takes a session in grace out of it; e.ownMu is held.
+func (e *Engine) unholdLocked(s *Session) {
+	s.graceUntil = time.Time{}
+	e.heldN--
+	hs := e.held[s.user]
+	for i, h := range hs {
+		if h == s {
+			hs = append(hs[:i], hs[i+1:]...)
+			break
+		}
+	}
+	if len(hs) == 0 {
+		delete(e.held, s.user)
+	} else {
+		e.held[s.user] = hs
+	}
+	// heldOrder lets go of s when its turn comes (dueGrace).
+}
+
+// inGrace reports whether s is closed and in this node's grace.
+func (e *Engine) inGrace(s *Session) bool {
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
+	return !s.graceUntil.IsZero()
+}
+
+// takeOver continues a session of info's user closed on this node from
+// the same device and client, in its grace, as a new Session with the
+// same id; nil if there is none. It writes the session only if its status
+// or text changes.
+func (e *Engine) takeOver(ctx context.Context, info SessionInfo) (*Session, error) {
+	e.ownMu.Lock()
+	var old *Session
+	for _, h := range e.held[info.User] {
+		if h.info.Device == info.Device && h.info.Client == info.Client {
+			old = h // the latest closed
+		}
+	}
+	e.ownMu.Unlock()
+	if old == nil || e.Available() != nil {
+		return nil, nil // a new session, or the reason why none can be
+	}
+	if err := old.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer old.release()
+	e.ownMu.Lock()
+	if old.graceUntil.IsZero() {
+		e.ownMu.Unlock()
+		return nil, nil // its grace ended meanwhile
+	}
+	e.unholdLocked(old)
+	old.mu.Lock()
+	s := &Session{
+		e: e, id: old.id, user: old.user, key: old.key, info: old.info,
+		write:  make(chan struct{}, 1),
+		status: old.status, text: old.text, auto: old.auto, since: old.since, rev: old.rev,
+		lastActive: e.clock.Now(),
+	}
+	old.mu.Unlock()
+	e.own[s.id] = s
+	e.ownMu.Unlock()
+	if s.status == info.Status && s.text == "" && !s.auto {
+		return s, nil // the record says it all already
+	}
+	if err := s.put(ctx, func() { s.status, s.text, s.auto = info.Status, "", false }); err != nil {
+		// As a Connect that failed: not this node's any more (a record
+		// written all the same is an orphan, see orphans.go).
+		e.ownMu.Lock()
+		if e.own[s.id] == s {
+			delete(e.own, s.id)
+		}
+		e.ownMu.Unlock()
+		return nil, err
+	}
+	return s, nil
+}
+
+// graceLoop deletes the sessions this node holds once their grace is over.
+func (e *Engine) graceLoop() {
+	for {
+		due, next := e.dueGrace(e.clock.Now())
+		for _, s := range due {
+			select {
+			case <-e.quit:
+				return // Shutdown writes what is still held
+			default:
+			}
+			e.endGrace(s)
+		}
+		wait := e.cfg.Grace // nothing held: until hold kicks
+		if !next.IsZero() {
+			wait = next.Sub(e.clock.Now())
+		}
+		if !e.sleep(wait, e.kicks.grace) {
+			return
+		}
+	}
+}
+
+// dueGrace pops the held sessions whose grace is over at now, and returns
+// when the next one's ends (zero: none held). Every grace is as long, so
+// heldOrder is in the order they end.
+func (e *Engine) dueGrace(now time.Time) ([]*Session, time.Time) {
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
+	var due []*Session
+	for len(e.heldOrder) > 0 {
+		s := e.heldOrder[0]
+		if !s.graceUntil.IsZero() {
+			if s.graceUntil.After(now) {
+				return due, s.graceUntil
+			}
+			due = append(due, s)
+		}
+		e.heldOrder[0] = nil
+		e.heldOrder = e.heldOrder[1:]
+	}
+	e.heldOrder = nil
+	return due, time.Time{}
+}
+
+// endGrace deletes a held session whose grace is over, unless it was taken
+// over or written meanwhile. A delete the store refuses leaves the session
+// to the orphan check (orphans.go), which deletes it a grace later.
+func (e *Engine) endGrace(s *Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
+	defer cancel()
+	if err := s.acquire(ctx); err != nil {
+		// Its write slot is taken for that long by a write the store
+		// does not answer: try again later.
+		e.ownMu.Lock()
+		if !s.graceUntil.IsZero() {
+			e.heldOrder = append(e.heldOrder, s)
+		}
+		e.ownMu.Unlock()
+		return
+	}
+	defer s.release()
+	e.ownMu.Lock()
+	if s.graceUntil.IsZero() {
+		e.ownMu.Unlock()
+		return
+	}
+	e.unholdLocked(s)
+	if e.own[s.id] == s {
+		delete(e.own, s.id)
+	}
+	e.ownMu.Unlock()
+	dctx, dcancel := context.WithTimeout(ctx, e.cfg.LeaseRefresh/2)
+	_, err := e.deleteKey(dctx, s.key, s.Rev())
+	dcancel()
+	if err != nil && !isWrongSeq(err) {
+		e.log.Warn("presence: a session's grace ended and it was not deleted; the orphan check will", zap.String("key", s.key), zap.Error(err))
+	}
+}

@@ -1,0 +1,209 @@
+package presence
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presenced/presenced/protocol"
+)
+
+// sessionWrites counts the entries stored for user's sessions, deletions
+// included, over the bucket's kept history.
+func sessionWrites(t *testing.T, e *Engine, user string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := e.bucket().Watch(ctx, "s."+user+".*", jetstream.IncludeHistory())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	n := 0
+	for en := range w.Updates() {
+		if en == nil {
+			return n
+		}
+		n++
+	}
+	t.Fatal("watch ended before the stored entries were read")
+	return 0
+}
+
+// TestReconnectInGraceWritesNothing closes a session and connects the same
+// user from the same device within the grace period, as every client does
+// in a reconnect storm: the session's record says the same before and
+// after, so nothing is written, neither when the session closes, nor when
+// it is taken over, nor when the grace ends.
+func TestReconnectInGraceWritesNothing(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	a := v.engine("a")
+	ctx := ctxT(t)
+	info := SessionInfo{User: "u", Device: "phone", Client: "app/2"}
+	s1, err := a.Connect(ctx, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.sync(a)
+	if n := sessionWrites(t, a, "u"); n != 1 {
+		t.Fatalf("after connecting: %d session writes, want 1", n)
+	}
+	if err := s1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.pass(2*time.Second, a)
+	s2, err := a.Connect(ctx, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.pass(6*time.Second, a) // past the end of s1's grace
+	if n := sessionWrites(t, a, "u"); n != 1 {
+		t.Fatalf("after a reconnect within the grace: %d session writes, want 1", n)
+	}
+	if st := a.Status("u").Status; st != protocol.StatusOnline {
+		t.Fatalf("u is %s, want online", st)
+	}
+	if d := groupDeltas(a, "g"); len(d) != 1 {
+		t.Fatalf("deltas = %+v, want one online", d)
+	}
+	if st := a.Stats(); st.OwnSessions != 1 || st.Sessions != 1 {
+		t.Fatalf("own sessions %d, sessions %d; want 1 and 1", st.OwnSessions, st.Sessions)
+	}
+	// The session taken over is the new connection's: it changes, and
+	// it ends with its own grace.
+	if err := s2.SetStatus(ctx, protocol.StatusBusy, "call"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.SetStatus(ctx, protocol.StatusAway, ""); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("the closed session's SetStatus = %v, want ErrSessionClosed", err)
+	}
+	waitStatus(t, a, "u", protocol.StatusBusy)
+	if err := s2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.pass(4*time.Second, a)
+	if st := a.Status("u").Status; st != protocol.StatusBusy {
+		t.Fatalf("within the grace: %s, want busy", st)
+	}
+	v.pass(2*time.Second, a)
+	waitStatus(t, a, "u", protocol.StatusOffline)
+	if st := a.Stats(); st.OwnSessions != 0 || st.Sessions != 0 {
+		t.Fatalf("own sessions %d, sessions %d after the grace; want none", st.OwnSessions, st.Sessions)
+	}
+}
+
+// TestReconnectInGraceWritesWhatChanged takes over a session whose record
+// differs from what the new connection asks: it is written once, with the
+// status that began, and its since is the new status's.
+func TestReconnectInGraceWritesWhatChanged(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	a := v.engine("a")
+	ctx := ctxT(t)
+	info := SessionInfo{User: "u", Device: "web"}
+	s1, err := a.Connect(ctx, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.SetStatus(ctx, protocol.StatusBusy, "call"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusBusy)
+	if err := s1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.pass(time.Second, a)
+	if _, err := a.Connect(ctx, info); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	if st := a.Status("u"); st.Text != "" {
+		t.Fatalf("text %q after the reconnect, want none", st.Text)
+	}
+	v.pass(6*time.Second, a)
+	if n := sessionWrites(t, a, "u"); n != 3 {
+		t.Fatalf("%d session writes, want 3 (connect, busy, the reconnect)", n)
+	}
+	if st := a.Status("u").Status; st != protocol.StatusOnline {
+		t.Fatalf("after the grace: %s, want online", st)
+	}
+	// Another device is a session of its own.
+	if _, err := a.Connect(ctx, SessionInfo{User: "u", Device: "phone"}); err != nil {
+		t.Fatal(err)
+	}
+	v.sync(a)
+	if st := a.Stats(); st.OwnSessions != 2 {
+		t.Fatalf("own sessions %d, want 2", st.OwnSessions)
+	}
+}
+
+// TestShutdownWritesTheGraceLeft shuts a node down while one of its
+// sessions is in its grace, unwritten: the session is written with the
+// expiry it had, so the other nodes keep its user until then, and no
+// longer.
+func TestShutdownWritesTheGraceLeft(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	a := v.engine("a")
+	b := v.engine("b")
+	ctx := ctxT(t)
+	s, err := a.Connect(ctx, SessionInfo{User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b, "u", protocol.StatusOnline)
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.pass(3*time.Second, a, b)
+	if err := a.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.sync(b)
+	if st := b.Status("u").Status; st != protocol.StatusOnline {
+		t.Fatalf("after the shutdown, within the grace: %s", st)
+	}
+	// The grace ends 5 s after the close, 2 s from now; b sweeps it then,
+	// not 5 s after the shutdown.
+	v.pass(3*time.Second, b)
+	waitStatus(t, b, "u", protocol.StatusOffline)
+	if off := offlines(b, "g"); off["u"] != 1 {
+		t.Fatalf("u went offline %d times, want once", off["u"])
+	}
+}
+
+// TestLeaseLostInGraceKeepsTheSession makes a node lose its lease while
+// one of its sessions is in its grace: the node writes its sessions again,
+// that one included, so its user stays online through the grace and goes
+// offline at its end.
+func TestLeaseLostInGraceKeepsTheSession(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	a := v.engine("a")
+	ctx := ctxT(t)
+	s, err := a.Connect(ctx, SessionInfo{User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The lease goes (an operator's purge, a store that lost it).
+	if err := a.bucket().Delete(ctx, leaseKey("a")); err != nil {
+		t.Fatal(err)
+	}
+	v.pass(3*time.Second, a) // the lease loop takes it back
+	if got := a.Stats().LeasesLost; got == 0 {
+		t.Fatal("the lease loss went unnoticed")
+	}
+	if st := a.Status("u").Status; st != protocol.StatusOnline {
+		t.Fatalf("within the grace, after the lease came back: %s", st)
+	}
+	v.pass(3*time.Second, a)
+	waitStatus(t, a, "u", protocol.StatusOffline)
+}
