@@ -9,11 +9,18 @@ import (
 	"time"
 )
 
-// BufSize is the size of the read and write buffers a WebSocket keeps for
-// its life. net/http hands a hijacked connection 4 KiB of each; frames of a
-// presence session are small, and Socket sends a larger frame in one write
-// all the same.
+// BufSize is the size of the read buffer a WebSocket keeps for its life,
+// and of its write buffer when it has no Socket. net/http hands a hijacked
+// connection 4 KiB of each; frames of a presence session are small.
 const BufSize = 512
+
+// writeBufSize is the write buffer of a WebSocket with a Socket, which
+// sends a frame larger than the buffer in one write all the same. It is
+// larger than any control frame (2 + 125 bytes), so the library's own
+// frames never fill it, and no frame fills it exactly: a frame of up to 125
+// payload bytes takes at most 127, one of 126 or more at least 130. So a
+// full buffer always has the rest of its frame behind it (see Socket).
+const writeBufSize = 128
 
 // SmallBuffers wraps the ResponseWriter given to websocket.Accept: its
 // Hijack returns small buffers instead of net/http's, which would otherwise
@@ -66,7 +73,9 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	var out io.Writer = c
+	wsize := BufSize
 	if w.Socket != nil {
+		wsize = writeBufSize
 		w.Socket.attach(c)
 		out = w.Socket
 	}
@@ -95,16 +104,23 @@ func (w SmallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		c.Close()
 		return nil, nil, err
 	}
-	bw := bufio.NewWriterSize(out, BufSize)
+	bw := bufio.NewWriterSize(out, wsize)
 	if w.Socket != nil && w.Socket.upgrade {
-		// As net/http writes it.
+		// As net/http writes it; the Socket sends it ahead of the first
+		// frame (it is larger than the write buffer).
 		h := w.Header()
 		if _, ok := h["Date"]; !ok {
 			h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 		}
-		_, _ = bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-		_ = h.Write(bw)
-		_, _ = bw.WriteString("\r\n")
+		s := w.Socket
+		s.mu.Lock()
+		s.keep(nil)
+		b := bytes.NewBuffer(*s.held)
+		b.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+		_ = h.Write(b)
+		b.WriteString("\r\n")
+		*s.held, s.heldUpgrade = b.Bytes(), true
+		s.mu.Unlock()
 	}
 	if w.Socket != nil {
 		// coder/websocket reads through the returned connection once the

@@ -21,28 +21,34 @@ import (
 //
 // coder/websocket writes a frame's header into its buffered writer, then
 // the payload, and flushes the buffer when the frame is complete. A
-// payload longer than what is left of the BufSize buffer makes the buffer
-// flush first, full, in the middle of the frame; without help every frame
-// of 508 bytes or more would cost two write syscalls, go out in two TCP
-// segments and wake the reader twice. Socket keeps such a full buffer back
-// and sends it with the next write, which is the rest of the frame: the
-// payload written past the empty buffer, or the frame's final flush. Both
-// go out together in one writev. A write of less than a full buffer ends a
-// frame, so nothing waits behind the library's write lock: the library's
-// own frames (pongs, close frames) are sent at once, and a frame of exactly
-// BufSize bytes, the one case a full buffer ends a frame, is sent by
-// WriteFrame's Flush. A write that fails fails every later one, as the
-// buffered writer's own error does, so that no frame follows a cut-off one.
+// payload longer than what is left of the buffer (writeBufSize) makes the
+// buffer flush first, full, in the middle of the frame; without help such
+// a frame would cost two write syscalls, go out in two TCP segments and
+// wake the reader twice. Socket keeps such a full buffer back and sends it
+// with the next write, which is the rest of the frame: the payload written
+// past the empty buffer, or the frame's final flush. Both go out together
+// in one writev. A write of less than a full buffer ends a frame, and no
+// frame ends with a full buffer of its own (see writeBufSize), so nothing
+// waits behind the library's write lock: the library's own frames (pongs,
+// close frames) and frames it is given directly are sent at once.
+// WriteFrame's Flush sends what might be held all the same. A 101 held
+// back (SmallBuffers.HoldUpgrade) leaves with the first frame, in the same
+// writev. A write that fails fails every later one, as the buffered
+// writer's own error does, so that no frame follows a cut-off one.
 type Socket struct {
 	mu sync.Mutex
 	// mu guards the following fields. Writes come under coder/websocket's
 	// write lock, Flush outside it.
 	conn net.Conn // as hijacked: deadlines and Close go here
 	w    net.Conn // conn without the wrappers that write through, for writev
-	held *[]byte  // a full buffer kept back, or nil
-	err  error    // the first failed write
+	// held is what is kept back for the rest of its frame: a full buffer,
+	// the 101 (SmallBuffers.HoldUpgrade), or the 101 and a full buffer;
+	// or nil.
+	held *[]byte
+	err  error // the first failed write
 
-	upgrade bool // a 101 held back for the first frame (SmallBuffers.HoldUpgrade)
+	upgrade     bool // a 101 held back for the first frame (SmallBuffers.HoldUpgrade)
+	heldUpgrade bool // held is the 101 alone
 
 	// The read side (read.go), set by Hijack before the connection is
 	// read and fixed after.
@@ -105,22 +111,30 @@ func (s *Socket) Write(p []byte) (int, error) {
 	if s.err != nil {
 		return 0, s.err
 	}
-	if len(p) == BufSize && s.held == nil {
+	if len(p) == writeBufSize && (s.held == nil || s.heldUpgrade) {
 		// A full buffer, flushed in the middle of a frame and used again
 		// as soon as this returns: keep a copy for the rest of the frame.
-		s.held = gathered.Get().(*[]byte)
-		*s.held = append((*s.held)[:0], p...)
+		s.keep(p)
+		s.heldUpgrade = false
 		return len(p), nil
 	}
 	if s.held == nil {
 		return s.fail(s.w.Write(p))
 	}
-	// The rest of the frame: it leaves with the full buffer kept back.
+	// The rest of the frame: it leaves with what is kept back.
 	held := len(*s.held)
 	bufs := net.Buffers{*s.held, p}
 	n, err := bufs.WriteTo(s.w)
 	s.dropHeld()
 	return s.fail(max(int(n)-held, 0), err)
+}
+
+// keep appends p to what is kept back.
+func (s *Socket) keep(p []byte) {
+	if s.held == nil {
+		s.held = gathered.Get().(*[]byte)
+	}
+	*s.held = append(*s.held, p...)
 }
 
 // Flush sends what is kept back.
@@ -141,7 +155,7 @@ func (s *Socket) Flush() error {
 func (s *Socket) dropHeld() {
 	*s.held = (*s.held)[:0]
 	gathered.Put(s.held)
-	s.held = nil
+	s.held, s.heldUpgrade = nil, false
 }
 
 // fail records err, the first failed write, for every later one.

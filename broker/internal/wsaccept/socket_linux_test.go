@@ -54,9 +54,9 @@ func TestFrameInOneSegment(t *testing.T) {
 	if _, ok := a.sock.Conn().(syscall.Conn); !ok {
 		t.Fatalf("hijacked connection %T has no file descriptor", a.sock.Conn())
 	}
-	// 508 bytes and a 4-byte header fill the buffer exactly: the frame's
-	// final flush is a full buffer, sent by WriteFrame's Flush.
-	for _, size := range []int{10, BufSize - 10, BufSize - 4, BufSize, 1000, 7000, 16000} {
+	// Around the write buffer's size: the header and the payload's start
+	// fill it, and the rest of the frame follows it in the same writev.
+	for _, size := range []int{10, 124, 125, 126, 127, 128, 200, 252, 254, 256, 380, 1000, 7000, 16000} {
 		frame := bytes.Repeat([]byte{'x'}, size)
 		frame[0], frame[size-1] = 'a', 'z'
 		before := segsOut(t, a.sock.Conn())
