@@ -28,9 +28,58 @@ type wsConns struct {
 	mu sync.Mutex
 	// mu guards the following fields.
 	m       map[*wsConn]struct{}
-	byUser  map[string]map[*wsConn]struct{} // by the user acted for
-	byToken map[string]map[*wsConn]struct{} // by the API token authenticated with
+	byUser  map[string]connSet // by the user acted for
+	byToken map[string]connSet // by the API token authenticated with
 	closed  bool
+}
+
+// connSet is a set of connections: a slice while it is small (a user or a
+// token has one connection, most often: 8 bytes instead of a map of its
+// own, 120), a map past smallConnSet.
+type connSet struct {
+	few  []*wsConn
+	many map[*wsConn]struct{}
+}
+
+const smallConnSet = 8
+
+func (s connSet) add(c *wsConn) connSet {
+	switch {
+	case s.many != nil:
+		s.many[c] = struct{}{}
+	case len(s.few) < smallConnSet:
+		if !slices.Contains(s.few, c) {
+			s.few = append(s.few, c)
+		}
+	default:
+		s.many = make(map[*wsConn]struct{}, 2*smallConnSet)
+		for _, o := range s.few {
+			s.many[o] = struct{}{}
+		}
+		s.many[c] = struct{}{}
+		s.few = nil
+	}
+	return s
+}
+
+func (s connSet) remove(c *wsConn) connSet {
+	if s.many != nil {
+		delete(s.many, c)
+	} else if i := slices.Index(s.few, c); i >= 0 {
+		s.few = slices.Delete(s.few, i, i+1)
+	}
+	return s
+}
+
+func (s connSet) len() int { return len(s.few) + len(s.many) }
+
+func (s connSet) list() []*wsConn {
+	out := make([]*wsConn, 0, s.len())
+	out = append(out, s.few...)
+	for c := range s.many {
+		out = append(out, c)
+	}
+	return out
 }
 
 func (cs *wsConns) add(c *wsConn) bool {
@@ -41,8 +90,8 @@ func (cs *wsConns) add(c *wsConn) bool {
 	}
 	if cs.m == nil {
 		cs.m = map[*wsConn]struct{}{}
-		cs.byUser = map[string]map[*wsConn]struct{}{}
-		cs.byToken = map[string]map[*wsConn]struct{}{}
+		cs.byUser = map[string]connSet{}
+		cs.byToken = map[string]connSet{}
 	}
 	cs.m[c] = struct{}{}
 	c.mu.Lock()
@@ -79,46 +128,39 @@ func (cs *wsConns) setPrincipal(c *wsConn, p Principal) {
 	}
 }
 
-func addTo(by map[string]map[*wsConn]struct{}, key string, c *wsConn) {
+func addTo(by map[string]connSet, key string, c *wsConn) {
 	if key == "" {
 		return
 	}
-	set := by[key]
-	if set == nil {
-		set = map[*wsConn]struct{}{}
+	by[key] = by[key].add(c)
+}
+
+func delFrom(by map[string]connSet, key string, c *wsConn) {
+	set, ok := by[key]
+	if !ok {
+		return
+	}
+	if set = set.remove(c); set.len() == 0 {
+		delete(by, key)
+	} else {
 		by[key] = set
 	}
-	set[c] = struct{}{}
 }
 
-func delFrom(by map[string]map[*wsConn]struct{}, key string, c *wsConn) {
-	if set := by[key]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(by, key)
-		}
-	}
-}
-
-func (cs *wsConns) of(by func() map[string]map[*wsConn]struct{}, key string) []*wsConn {
+func (cs *wsConns) of(by func() map[string]connSet, key string) []*wsConn {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	set := by()[key]
-	out := make([]*wsConn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	return out
+	return by()[key].list()
 }
 
 // ofUser returns the connections acting for user.
 func (cs *wsConns) ofUser(user string) []*wsConn {
-	return cs.of(func() map[string]map[*wsConn]struct{} { return cs.byUser }, user)
+	return cs.of(func() map[string]connSet { return cs.byUser }, user)
 }
 
 // ofToken returns the connections authenticated with token id.
 func (cs *wsConns) ofToken(id string) []*wsConn {
-	return cs.of(func() map[string]map[*wsConn]struct{} { return cs.byToken }, id)
+	return cs.of(func() map[string]connSet { return cs.byToken }, id)
 }
 
 func (cs *wsConns) all() []*wsConn {

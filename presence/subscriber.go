@@ -94,7 +94,7 @@ func (x *index) newSubscriber(cfg SubscriberConfig) *Subscriber {
 	}
 	s := &Subscriber{
 		x: x, max: cfg.Queue, notify: make(chan struct{}, 1), ready: cfg.Ready,
-		groups: make(map[string]bool), countRefs: make(map[string]uint8),
+		groups: make(map[string]bool), // countRefs and users: on first use
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -220,6 +220,9 @@ func (s *Subscriber) leaveLocked(g *group) {
 
 func (s *Subscriber) addCountRef(g *group, ref uint8) {
 	old := s.countRefs[g.id]
+	if s.countRefs == nil {
+		s.countRefs = make(map[string]uint8)
+	}
 	s.countRefs[g.id] = old | ref
 	if old == 0 {
 		g.countSubs = append(g.countSubs, s)
