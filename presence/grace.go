@@ -26,24 +26,21 @@ import (
 // sessions: they stop counting when its lease lapses, up to a lease TTL
 // after their grace would have ended.
 
-// hold closes the session into this node's grace.
-func (s *Session) hold(ctx context.Context) error {
-	if err := s.acquire(ctx); err != nil {
-		return err
-	}
-	defer s.release()
+// hold closes the session into this node's grace. It needs no write slot,
+// so it cannot fail: a write of the session in flight ends as it would
+// have, and whoever deletes or writes the session next takes the slot and
+// reads its last revision. Closing and holding happen under e.ownMu, so
+// that linger sees a session either open or held.
+func (s *Session) hold() {
+	e := s.e
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
 	s.mu.Lock()
 	already := s.closed
 	s.closed = true
 	s.mu.Unlock()
-	if already {
-		return nil
-	}
-	e := s.e
-	e.ownMu.Lock()
-	defer e.ownMu.Unlock()
-	if e.own[s.id] != s {
-		return nil // Shutdown wrote it and let it go
+	if already || e.own[s.id] != s {
+		return // closed before, or written by Shutdown and let go
 	}
 	s.graceUntil = e.clock.Now().Add(e.cfg.Grace)
 	e.held[s.user] = append(e.held[s.user], s)
@@ -52,20 +49,6 @@ func (s *Session) hold(ctx context.Context) error {
 	if len(e.heldOrder) == 1 {
 		kick(e.kicks.grace) // the loop sleeps until a session is held
 	}
-	return nil
-}
-
-// unhold takes s out of this node's grace and returns when its grace
-// ends, if it was in one.
-func (e *Engine) unhold(s *Session) (time.Time, bool) {
-	e.ownMu.Lock()
-	defer e.ownMu.Unlock()
-	end := s.graceUntil
-	if end.IsZero() {
-		return time.Time{}, false
-	}
-	e.unholdLocked(s)
-	return end, true
 }
 
 // unholdLocked takes a session in grace out of it; e.ownMu is held.

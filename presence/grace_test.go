@@ -207,3 +207,32 @@ func TestLeaseLostInGraceKeepsTheSession(t *testing.T) {
 	v.pass(3*time.Second, a)
 	waitStatus(t, a, "u", protocol.StatusOffline)
 }
+
+// TestCloseWhileAWriteWaits closes a session while a write of it waits
+// for the store (its write slot taken): the close still takes, at once,
+// and the session ends with its grace. A close that waited for the slot
+// would fail when its caller gave up, and leave the session open, its
+// user online for as long as the node runs.
+func TestCloseWhileAWriteWaits(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	a := v.engine("a")
+	ctx := ctxT(t)
+	s, err := a.Connect(ctx, SessionInfo{User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	s.write <- struct{}{} // a write the store has not answered yet
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.Close(cctx); err != nil {
+		t.Fatalf("close while a write waits: %v", err)
+	}
+	<-s.write // the write ends
+	v.pass(6*time.Second, a)
+	waitStatus(t, a, "u", protocol.StatusOffline)
+	if st := a.Stats(); st.OwnSessions != 0 {
+		t.Fatalf("%d own sessions after the grace, want none", st.OwnSessions)
+	}
+}

@@ -160,7 +160,8 @@ func (s *Session) Close(ctx context.Context) error {
 		return err // after Kill nothing is written
 	}
 	if s.e.cfg.Grace >= 0 {
-		return s.hold(ctx)
+		s.hold()
+		return nil
 	}
 	defer func() {
 		s.e.ownMu.Lock()
@@ -190,18 +191,23 @@ func (s *Session) linger(ctx context.Context, until time.Time) error {
 		return err
 	}
 	defer s.release()
-	end, inGrace := s.e.unhold(s)
+	e := s.e
+	e.ownMu.Lock() // with s.mu: as hold
+	inGrace := !s.graceUntil.IsZero()
+	if inGrace {
+		until = s.graceUntil
+		e.unholdLocked(s)
+	}
 	s.mu.Lock()
 	if s.closed && !inGrace {
 		s.mu.Unlock()
+		e.ownMu.Unlock()
 		return nil
-	}
-	if inGrace {
-		until = end
 	}
 	s.closed = true
 	eff := s.effective()
 	s.mu.Unlock()
+	e.ownMu.Unlock()
 	// Keep the since, so that lingering changes nothing but the expiry.
 	since, err := s.e.nextSince(ctx, s, eff, eff)
 	if err != nil {
