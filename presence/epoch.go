@@ -160,6 +160,9 @@ func (e *Engine) resetOnce(ctx context.Context) error {
 		e.counts.resumesBefore.Add(f.Resumes())
 	}
 	e.x.reset()
+	if err := e.dropHeld(ctx, false); err != nil {
+		return err
+	}
 	if err := e.load(ctx); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,13 +19,14 @@ import (
 // each reconnect used to cost three writes: the old session's expiry, the
 // new session, and the old one's deletion.
 //
-// What the grace promises holds as before. A node stopped with SIGTERM
-// writes each session it holds with the expiry it has (Shutdown, linger),
-// and the sweepers of the other nodes delete it then. A node that writes
-// its sessions again (its lease or the stream was lost) writes those in
-// their grace too. A node that dies instead takes them with its open
+// A node stopped with SIGTERM writes each session it holds with the expiry
+// it has (Shutdown, linger), and the sweepers of the other nodes delete it
+// then, as before. A node that dies instead takes them with its open
 // sessions: they stop counting when its lease lapses, up to a lease TTL
-// after their grace would have ended.
+// after their grace would have ended. A node that lost its lease (stalled,
+// cut off) or the stream lets them go (dropHeld): they stopped counting
+// with the lease, and writing them again with the node's open sessions
+// would bring their users back online for the rest of their grace.
 
 // hold closes the session into this node's grace. It needs no write slot,
 // so it cannot fail: a write of the session in flight ends as it would
@@ -70,11 +72,53 @@ func (e *Engine) unholdLocked(s *Session) {
 	// heldOrder lets go of s when its turn comes (dueGrace).
 }
 
-// inGrace reports whether s is closed and in this node's grace.
-func (e *Engine) inGrace(s *Session) bool {
+// dropHeld ends the grace of every session this node holds, without
+// waiting for its end: the node lost its lease, or the stream. With del
+// set (the lease), each is deleted first with a compare-and-set on its
+// revision, so that the lease taken back does not make it count again
+// (the node that deleted the lease has most often deleted it already); one
+// whose deletion fails stays held, and the error is returned before the
+// lease is taken back.
+func (e *Engine) dropHeld(ctx context.Context, del bool) error {
 	e.ownMu.Lock()
-	defer e.ownMu.Unlock()
-	return !s.graceUntil.IsZero()
+	var hs []*Session
+	for _, list := range e.held {
+		hs = append(hs, list...)
+	}
+	e.ownMu.Unlock()
+	for _, s := range hs {
+		if err := e.dropOne(ctx, s, del); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) dropOne(ctx context.Context, s *Session, del bool) error {
+	if err := s.acquire(ctx); err != nil {
+		return err
+	}
+	defer s.release()
+	e.ownMu.Lock()
+	held := !s.graceUntil.IsZero()
+	e.ownMu.Unlock()
+	if !held {
+		return nil
+	}
+	if del {
+		if _, err := e.deleteKey(ctx, s.key, s.Rev()); err != nil && !isWrongSeq(err) {
+			return fmt.Errorf("presence: deleting a session in its grace: %w", err)
+		}
+	}
+	e.ownMu.Lock()
+	if !s.graceUntil.IsZero() {
+		e.unholdLocked(s)
+		if e.own[s.id] == s {
+			delete(e.own, s.id)
+		}
+	}
+	e.ownMu.Unlock()
+	return nil
 }
 
 // takeOver continues a session of info's user closed on this node from

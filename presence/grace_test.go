@@ -176,36 +176,57 @@ func TestShutdownWritesTheGraceLeft(t *testing.T) {
 	}
 }
 
-// TestLeaseLostInGraceKeepsTheSession makes a node lose its lease while
-// one of its sessions is in its grace: the node writes its sessions again,
-// that one included, so its user stays online through the grace and goes
-// offline at its end.
-func TestLeaseLostInGraceKeepsTheSession(t *testing.T) {
+// TestLeaseLostInGraceEndsTheSession makes a node lose its lease while
+// one of its sessions is in its grace, as a node stalled past its lease's
+// TTL does: the session stopped counting with the lease, so its user went
+// offline, and must stay offline when the node takes its lease back and
+// writes its open sessions again. Before, it was written again with them,
+// and its user came back online for the rest of the grace.
+func TestLeaseLostInGraceEndsTheSession(t *testing.T) {
 	v := newEnv(t)
 	v.addMember("g", "u")
+	v.addMember("g", "w")
 	a := v.engine("a")
 	ctx := ctxT(t)
 	s, err := a.Connect(ctx, SessionInfo{User: "u"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.Connect(ctx, SessionInfo{User: "w"}); err != nil {
+		t.Fatal(err)
+	}
 	waitStatus(t, a, "u", protocol.StatusOnline)
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The lease goes (an operator's purge, a store that lost it).
+	// The lease goes (a node that stalled past its TTL finds it so).
 	if err := a.bucket().Delete(ctx, leaseKey("a")); err != nil {
 		t.Fatal(err)
 	}
+	waitStatus(t, a, "u", protocol.StatusOffline)
 	v.pass(3*time.Second, a) // the lease loop takes it back
 	if got := a.Stats().LeasesLost; got == 0 {
 		t.Fatal("the lease loss went unnoticed")
 	}
-	if st := a.Status("u").Status; st != protocol.StatusOnline {
-		t.Fatalf("within the grace, after the lease came back: %s", st)
-	}
+	waitStatus(t, a, "w", protocol.StatusOnline) // the open session, written again
 	v.pass(3*time.Second, a)
-	waitStatus(t, a, "u", protocol.StatusOffline)
+	if d := groupDeltas(a, "g"); countUser(d, "u", protocol.StatusOffline) != 1 || countUser(d, "u", protocol.StatusOnline) != 1 {
+		t.Fatalf("u's deltas %+v: want online, then offline once", d)
+	}
+	if st := a.Stats(); st.OwnSessions != 1 {
+		t.Fatalf("%d own sessions, want 1 (w's)", st.OwnSessions)
+	}
+}
+
+// countUser counts user's deltas to status.
+func countUser(ds []Delta, user string, status protocol.Status) int {
+	n := 0
+	for _, d := range ds {
+		if d.User == user && d.Status == status {
+			n++
+		}
+	}
+	return n
 }
 
 // TestCloseWhileAWriteWaits closes a session while a write of it waits

@@ -116,6 +116,11 @@ func (e *Engine) refreshLease(ctx context.Context) error {
 		e.resets.request("the epoch key is gone")
 		return ErrResetting
 	}
+	// Sessions in their grace stopped counting with the lease: let them go
+	// first (a failure is tried again with the next refresh).
+	if err := e.dropHeld(ctx, true); err != nil {
+		return err
+	}
 	e.log.Warn("presence: lease lost; taking it back and writing this node's sessions again")
 	e.counts.leasesLost.Add(1)
 	if _, err := e.putLease(ctx); err != nil {

@@ -219,20 +219,10 @@ func (s *Session) linger(ctx context.Context, until time.Time) error {
 	return s.store(ctx, until)
 }
 
-// rewrite stores the session again as it is (after the lease or the
-// stream was lost), a session in this node's grace included.
+// rewrite stores an open session again as it is (after the lease or the
+// stream was lost); a closed one gives ErrSessionClosed (see dropHeld).
 func (s *Session) rewrite(ctx context.Context) error {
-	if err := s.e.running(); err != nil {
-		return err
-	}
-	if err := s.acquire(ctx); err != nil {
-		return err
-	}
-	defer s.release()
-	if s.e.inGrace(s) {
-		return s.store(ctx, time.Time{})
-	}
-	return s.putLocked(ctx, func() {})
+	return s.put(ctx, func() {})
 }
 
 func (s *Session) acquire(ctx context.Context) error {
@@ -263,11 +253,6 @@ func (s *Session) put(ctx context.Context, change func()) error {
 		return err
 	}
 	defer s.release()
-	return s.putLocked(ctx, change)
-}
-
-// putLocked is put for a caller that holds the write slot.
-func (s *Session) putLocked(ctx context.Context, change func()) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
