@@ -218,36 +218,57 @@ func (e *Engine) dueGrace(now time.Time) ([]*Session, time.Time) {
 }
 
 // endGrace deletes a held session whose grace is over, unless it was taken
-// over or written meanwhile. A delete the store refuses leaves the session
-// to the orphan check (orphans.go), which deletes it a grace later.
+// over or written meanwhile. The session stays held until its deletion is
+// stored: a delete the store does not take (an election, a node that has
+// just come back from a stall) is tried again an eighth of a lease refresh
+// later, as the sweeper's are, at the head of the queue.
 func (e *Engine) endGrace(s *Session) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseTTL)
 	defer cancel()
 	if err := s.acquire(ctx); err != nil {
 		// Its write slot is taken for that long by a write the store
 		// does not answer: try again later.
-		e.ownMu.Lock()
-		if !s.graceUntil.IsZero() {
-			e.heldOrder = append(e.heldOrder, s)
-		}
-		e.ownMu.Unlock()
+		e.retryGrace(s)
 		return
 	}
 	defer s.release()
-	e.ownMu.Lock()
-	if s.graceUntil.IsZero() {
-		e.ownMu.Unlock()
+	if !e.inGrace(s) {
 		return
 	}
-	e.unholdLocked(s)
-	if e.own[s.id] == s {
-		delete(e.own, s.id)
-	}
-	e.ownMu.Unlock()
 	dctx, dcancel := context.WithTimeout(ctx, e.cfg.LeaseRefresh/2)
 	_, err := e.deleteKey(dctx, s.key, s.Rev())
 	dcancel()
 	if err != nil && !isWrongSeq(err) {
-		e.log.Warn("presence: a session's grace ended and it was not deleted; the orphan check will", zap.String("key", s.key), zap.Error(err))
+		e.log.Warn("presence: a session's grace ended and its deletion failed; trying again", zap.String("key", s.key), zap.Error(err))
+		e.retryGrace(s)
+		return
 	}
+	e.ownMu.Lock()
+	if !s.graceUntil.IsZero() {
+		e.unholdLocked(s)
+		if e.own[s.id] == s {
+			delete(e.own, s.id)
+		}
+	}
+	e.ownMu.Unlock()
+}
+
+// inGrace reports whether s is closed and in this node's grace.
+func (e *Engine) inGrace(s *Session) bool {
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
+	return !s.graceUntil.IsZero()
+}
+
+// retryGrace puts a held session whose grace is over back at the head of
+// the queue, due again shortly.
+func (e *Engine) retryGrace(s *Session) {
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
+	if s.graceUntil.IsZero() {
+		return
+	}
+	s.graceUntil = e.clock.Now().Add(e.cfg.LeaseRefresh / 8)
+	e.heldOrder = append([]*Session{s}, e.heldOrder...)
+	kick(e.kicks.grace) // the loop's next wake may be later
 }

@@ -3,9 +3,12 @@ package presence
 import (
 	"context"
 	"errors"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presenced/presenced/protocol"
@@ -257,3 +260,76 @@ func TestCloseWhileAWriteWaits(t *testing.T) {
 		t.Fatalf("%d own sessions after the grace, want none", st.OwnSessions)
 	}
 }
+
+// TestGraceEndTriedAgain ends a session's grace while its node cannot
+// reach the store: the deletion fails, and is tried again shortly after,
+// so that its user goes offline once the store is back, not a grace later
+// through the orphan check (an outside test saw offline 11 s after the
+// close instead of 5, after the node came back from a stall).
+func TestGraceEndTriedAgain(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	// The node's connection, through a dialer that fails while the link
+	// is down (the client keeps trying, and its requests time out).
+	var down atomic.Bool
+	dial := dialerFunc(func(network, address string) (net.Conn, error) {
+		if down.Load() {
+			return nil, errors.New("link down")
+		}
+		return net.Dial(network, address)
+	})
+	nc, err := nats.Connect(v.srv.ClientURL(), nats.SetCustomDialer(dial),
+		nats.MaxReconnects(-1), nats.ReconnectWait(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	cfg := v.configOn("a", nc)
+	cfg.LeaseTTL, cfg.LeaseRefresh = 8*time.Second, 4*time.Second // the lease outlasts the test
+	a := v.start(cfg)
+	ctx := ctxT(t)
+	s, err := a.Connect(ctx, SessionInfo{User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	end := a.clock.Now().Add(a.cfg.Grace)
+	down.Store(true)
+	id, err := nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.srv.DisconnectClientByID(id); err != nil {
+		t.Fatal(err)
+	}
+	v.clock.Advance(6 * time.Second) // the grace ends; the delete cannot be stored
+	waitFor(t, "the failed deletion to be tried again", func() bool {
+		a.ownMu.Lock()
+		defer a.ownMu.Unlock()
+		return s.graceUntil.After(end)
+	})
+	down.Store(false)
+	waitFor(t, "the node's connection", nc.IsConnected)
+	v.clock.Advance(time.Second)
+	// Read the store, not a's index: a's watch resumes after the drop in
+	// its own time.
+	kv, err := v.js.KeyValue(ctx, a.cfg.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the session deleted", func() bool {
+		_, err := kv.Get(ctx, s.key)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	if st := a.Stats(); st.OwnSessions != 0 {
+		t.Fatalf("%d own sessions, want none", st.OwnSessions)
+	}
+}
+
+// dialerFunc is a nats.CustomDialer.
+type dialerFunc func(network, address string) (net.Conn, error)
+
+func (f dialerFunc) Dial(network, address string) (net.Conn, error) { return f(network, address) }
