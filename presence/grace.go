@@ -99,10 +99,7 @@ func (e *Engine) dropOne(ctx context.Context, s *Session, del bool) error {
 		return err
 	}
 	defer s.release()
-	e.ownMu.Lock()
-	held := !s.graceUntil.IsZero()
-	e.ownMu.Unlock()
-	if !held {
+	if !e.inGrace(s) {
 		return nil
 	}
 	if del {
@@ -110,14 +107,7 @@ func (e *Engine) dropOne(ctx context.Context, s *Session, del bool) error {
 			return fmt.Errorf("presence: deleting a session in its grace: %w", err)
 		}
 	}
-	e.ownMu.Lock()
-	if !s.graceUntil.IsZero() {
-		e.unholdLocked(s)
-		if e.own[s.id] == s {
-			delete(e.own, s.id)
-		}
-	}
-	e.ownMu.Unlock()
+	e.letGo(s)
 	return nil
 }
 
@@ -243,14 +233,21 @@ func (e *Engine) endGrace(s *Session) {
 		e.retryGrace(s)
 		return
 	}
+	e.letGo(s)
+}
+
+// letGo takes a held session out of its grace and out of this node's
+// sessions: it is deleted, or no longer counts.
+func (e *Engine) letGo(s *Session) {
 	e.ownMu.Lock()
-	if !s.graceUntil.IsZero() {
-		e.unholdLocked(s)
-		if e.own[s.id] == s {
-			delete(e.own, s.id)
-		}
+	defer e.ownMu.Unlock()
+	if s.graceUntil.IsZero() {
+		return
 	}
-	e.ownMu.Unlock()
+	e.unholdLocked(s)
+	if e.own[s.id] == s {
+		delete(e.own, s.id)
+	}
 }
 
 // inGrace reports whether s is closed and in this node's grace.
