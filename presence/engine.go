@@ -180,7 +180,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	e.state = stateRunning
 	e.goLoop(e.leaseLoop)
 	e.goLoop(e.sweepLoop)
-	e.goLoop(e.graceLoop)
+	if e.cfg.Grace > 0 { // a negative Grace holds nothing (Close deletes)
+		e.goLoop(e.graceLoop)
+	}
 	e.goLoop(e.sourceLoop)
 	e.goLoop(e.heartbeatLoop)
 	if e.cfg.AutoAway > 0 {

@@ -333,3 +333,26 @@ func TestGraceEndTriedAgain(t *testing.T) {
 type dialerFunc func(network, address string) (net.Conn, error)
 
 func (f dialerFunc) Dial(network, address string) (net.Conn, error) { return f(network, address) }
+
+// TestNoGraceLeavesTheLoopsAsleep runs a node with no grace (a negative
+// Grace: a closed session is deleted at once): its background loops sleep
+// between passes. The grace loop of such a node had nothing to wait for
+// and spun, a core busy for as long as the node ran.
+func TestNoGraceLeavesTheLoopsAsleep(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u")
+	cfg := v.config("a")
+	cfg.Grace = -1
+	a := v.start(cfg)
+	ctx := ctxT(t)
+	s, err := a.Connect(ctx, SessionInfo{User: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOnline)
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, "u", protocol.StatusOffline) // at once
+	v.pass(time.Second, a)                        // fails while a loop never sleeps
+}
