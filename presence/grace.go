@@ -151,13 +151,7 @@ func (e *Engine) takeOver(ctx context.Context, info SessionInfo) (*Session, erro
 		return s, nil // the record says it all already
 	}
 	if err := s.put(ctx, func() { s.status, s.text, s.auto = info.Status, "", false }); err != nil {
-		// As a Connect that failed: not this node's any more (a record
-		// written all the same is an orphan, see orphans.go).
-		e.ownMu.Lock()
-		if e.own[s.id] == s {
-			delete(e.own, s.id)
-		}
-		e.ownMu.Unlock()
+		e.disown(s) // as a Connect that failed
 		return nil, err
 	}
 	return s, nil
@@ -245,9 +239,7 @@ func (e *Engine) letGo(s *Session) {
 		return
 	}
 	e.unholdLocked(s)
-	if e.own[s.id] == s {
-		delete(e.own, s.id)
-	}
+	e.disownLocked(s)
 }
 
 // inGrace reports whether s is closed and in this node's grace.

@@ -96,12 +96,26 @@ func (e *Engine) Connect(ctx context.Context, info SessionInfo) (*Session, error
 	e.own[id] = s
 	e.ownMu.Unlock()
 	if err := s.put(ctx, nil); err != nil {
-		e.ownMu.Lock()
-		delete(e.own, id)
-		e.ownMu.Unlock()
+		e.disown(s)
 		return nil, err
 	}
 	return s, nil
+}
+
+// disown removes s from the node's own sessions, unless another Session
+// has taken its id over since. A session whose creation failed or that
+// was deleted is no longer the node's; a record of it stored all the same
+// is an orphan (orphans.go).
+func (e *Engine) disown(s *Session) {
+	e.ownMu.Lock()
+	defer e.ownMu.Unlock()
+	e.disownLocked(s)
+}
+
+func (e *Engine) disownLocked(s *Session) {
+	if e.own[s.id] == s {
+		delete(e.own, s.id)
+	}
 }
 
 // ID is the session id, unique across nodes.
@@ -163,11 +177,7 @@ func (s *Session) Close(ctx context.Context) error {
 		s.hold()
 		return nil
 	}
-	defer func() {
-		s.e.ownMu.Lock()
-		delete(s.e.own, s.id)
-		s.e.ownMu.Unlock()
-	}()
+	defer s.e.disown(s)
 	if err := s.acquire(ctx); err != nil {
 		return err
 	}
