@@ -27,8 +27,8 @@ type Options struct {
 	ClusterPort int
 	// Routes are route URLs of the other cluster members.
 	Routes []string
-	// NoAdvertise keeps the server from telling the others its own route
-	// address: they reach it only by the Routes they were given.
+	// NoAdvertise keeps the others from dialing the server on its own
+	// route address: they reach it only by the Routes they were given.
 	NoAdvertise bool
 	// MaxStore bounds JetStream's file storage, in bytes (default: what
 	// nats-server derives from the disk's free space).
@@ -68,7 +68,15 @@ func StartWith(t testing.TB, o Options) *server.Server {
 			opts.Cluster.Port = -1
 		}
 		opts.Routes = server.RoutesFromStr(joinComma(o.Routes))
-		opts.Cluster.NoAdvertise = o.NoAdvertise
+		if o.NoAdvertise {
+			// A server tells the others of each peer it meets, and they
+			// dial a peer they have no route to yet at the address it
+			// advertises, by default its own port: around the proxy of
+			// a cut cluster. One where nothing listens fails that dial
+			// (once: a route learned this way is not dialed again).
+			opts.Cluster.Advertise = unreachable
+			opts.Cluster.NoAdvertise = true
+		}
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
@@ -85,6 +93,10 @@ func StartWith(t testing.TB, o Options) *server.Server {
 	})
 	return s
 }
+
+// unreachable is a loopback address on which nothing listens: port 1 is
+// privileged, and no service of this machine or CI takes it.
+const unreachable = "127.0.0.1:1"
 
 // Connect opens a client connection to s, closed by t.Cleanup.
 func Connect(t testing.TB, s *server.Server) *nats.Conn {
