@@ -1,17 +1,21 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/presenced/presenced/membership"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,11 +34,13 @@ type authenticator struct {
 	// JWT claims checked besides the signature and exp.
 	audience, issuer string
 	maxLife          time.Duration
+	parser           *jwt.Parser
 	verified         jwtCache
 }
 
 func newAuthenticator(store *membership.Store, cfg Config) (*authenticator, error) {
 	a := &authenticator{store: store, audience: cfg.JWTAudience, issuer: cfg.JWTIssuer, maxLife: cfg.JWTMaxLifetime}
+	a.parser = a.newParser()
 	secret, pemKeys := cfg.JWTSecret, cfg.JWTPublicKeys
 	if secret != "" {
 		if len(secret) < 32 {
@@ -101,12 +107,9 @@ func (a *authenticator) verifyJWT(raw string) (Principal, error) {
 	return Principal{UserID: u.ID, Scopes: []string{membership.ScopeConnect}, Expires: v.expires}, nil
 }
 
-// parseJWT checks raw's signature and claims.
-func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
-	if testHookParseJWT != nil {
-		testHookParseJWT()
-	}
-	var claims strictClaims
+// newParser is the JWT parser of a's rules, made once: a parser's options
+// are fixed, and making them cost a connecting client allocations.
+func (a *authenticator) newParser() *jwt.Parser {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{"HS256", "RS256", "ES256"}),
 		jwt.WithExpirationRequired(),
@@ -121,7 +124,16 @@ func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
 	if a.issuer != "" {
 		opts = append(opts, jwt.WithIssuer(a.issuer))
 	}
-	_, err := jwt.ParseWithClaims(raw, &claims, a.keyFor, opts...)
+	return jwt.NewParser(opts...)
+}
+
+// parseJWT checks raw's signature and claims.
+func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
+	if testHookParseJWT != nil {
+		testHookParseJWT()
+	}
+	var claims strictClaims
+	_, err := a.parser.ParseWithClaims(raw, &claims, a.keyFor)
 	if err == nil && a.maxLife > 0 {
 		from := time.Now()
 		if claims.IssuedAt != nil {
@@ -141,26 +153,118 @@ func (a *authenticator) parseJWT(raw string) (verifiedJWT, error) {
 }
 
 // strictClaims are the registered claims with RFC 7519's types: exp, iat
-// and nbf are JSON numbers. jwt.NumericDate also reads a number sent as a
-// string, which no conforming issuer sends.
+// and nbf are JSON numbers (jwt.NumericDate also reads a number sent as a
+// string, which no conforming issuer sends), iss, sub and jti strings, aud
+// a string or an array of them; a claim named twice is refused. Other
+// claims are skipped.
 type strictClaims struct{ jwt.RegisteredClaims }
 
+// UnmarshalJSON reads the claims in one pass over their tokens. Reading
+// them with encoding/json took three (the dates' kinds, the claims, each
+// date again as a json.Number): more than half of a token's check, and
+// the deep reflection grew the stack of every connecting client's
+// goroutine.
 func (c *strictClaims) UnmarshalJSON(b []byte) error {
-	var dates struct {
-		Exp, Iat, Nbf json.RawMessage
+	dec := jsontext.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return errors.New("the claims are not a JSON object")
 	}
-	if err := json.Unmarshal(b, &dates); err != nil {
-		return err
-	}
-	for _, d := range []struct {
-		name string
-		raw  json.RawMessage
-	}{{"exp", dates.Exp}, {"iat", dates.Iat}, {"nbf", dates.Nbf}} {
-		if len(d.raw) > 0 && d.raw[0] != '-' && (d.raw[0] < '0' || d.raw[0] > '9') && string(d.raw) != "null" {
-			return fmt.Errorf("the %s claim is %s, not a number", d.name, d.raw)
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		switch name := tok.String(); name {
+		case "iss":
+			c.Issuer, err = claimString(dec, name)
+		case "sub":
+			c.Subject, err = claimString(dec, name)
+		case "jti":
+			c.ID, err = claimString(dec, name)
+		case "aud":
+			c.Audience, err = claimAudience(dec)
+		case "exp":
+			c.ExpiresAt, err = claimDate(dec, name)
+		case "iat":
+			c.IssuedAt, err = claimDate(dec, name)
+		case "nbf":
+			c.NotBefore, err = claimDate(dec, name)
+		default:
+			err = dec.SkipValue()
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return json.Unmarshal(b, &c.RegisteredClaims)
+	if _, err := dec.ReadToken(); err != nil { // the object's end
+		return err
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return errors.New("the claims are followed by more JSON")
+	}
+	return nil
+}
+
+// claimString reads a string claim.
+func claimString(dec *jsontext.Decoder, name string) (string, error) {
+	tok, err := dec.ReadToken()
+	switch {
+	case err != nil:
+		return "", err
+	case tok.Kind() != '"':
+		return "", fmt.Errorf("the %s claim is not a string", name)
+	}
+	return tok.String(), nil
+}
+
+// claimAudience reads aud: a string, an array of strings, or null.
+func claimAudience(dec *jsontext.Decoder) (jwt.ClaimStrings, error) {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil, nil
+	case '"':
+		return jwt.ClaimStrings{tok.String()}, nil
+	case '[':
+	default:
+		return nil, errors.New("the aud claim is neither a string nor an array of strings")
+	}
+	aud := jwt.ClaimStrings{}
+	for dec.PeekKind() != ']' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		if tok.Kind() != '"' {
+			return nil, errors.New("the aud claim holds something other than a string")
+		}
+		aud = append(aud, tok.String())
+	}
+	_, err = dec.ReadToken()
+	return aud, err
+}
+
+// claimDate reads a NumericDate claim: a JSON number of seconds, or null.
+func claimDate(dec *jsontext.Decoder, name string) (*jwt.NumericDate, error) {
+	tok, err := dec.ReadToken()
+	switch {
+	case err != nil:
+		return nil, err
+	case tok.Kind() == 'n':
+		return nil, nil
+	case tok.Kind() != '0':
+		return nil, fmt.Errorf("the %s claim is %s, not a number", name, tok)
+	}
+	f, err := strconv.ParseFloat(tok.String(), 64)
+	if err != nil || math.Abs(f) > 1<<53 {
+		return nil, fmt.Errorf("the %s claim %s is out of range", name, tok)
+	}
+	// As jwt.NumericDate reads one, the fraction kept to the nanosecond.
+	whole, frac := math.Modf(f)
+	return jwt.NewNumericDate(time.Unix(int64(whole), int64(frac*1e9))), nil
 }
 
 // testHookParseJWT, set by tests only, runs at every full check of a JWT.

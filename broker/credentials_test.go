@@ -1,7 +1,9 @@
 package broker_test
 
 import (
+	"encoding/base64"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -154,4 +156,49 @@ func TestJWTDatesMustBeNumbers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestJWTClaimsReadStrictly: the claims are read in one pass of their own
+// (see strictClaims). A claim named twice means one user to a reader that
+// keeps the first and another to one that keeps the last: refused. So is
+// a registered claim of the wrong type, or a date no clock reaches; claims
+// of an issuer's own, of any shape, are skipped.
+func TestJWTClaimsReadStrictly(t *testing.T) {
+	s := startServer(t, "")
+	seedTeam(t, s)
+	exp := time.Now().Add(30 * time.Minute).Unix()
+	tests := []struct {
+		name   string
+		claims string
+		want   int
+	}{
+		{"plain", `{"sub":"a","exp":%d}`, http.StatusOK},
+		{"claims of the issuer's own", `{"sub":"a","exp":%d,"name":{"given":["A",1,null,true]},"jti":"j1","aud":["x","y"],"iss":"i"}`, http.StatusOK},
+		{"sub named twice", `{"sub":"nobody","exp":%d,"sub":"a"}`, http.StatusUnauthorized},
+		{"sub a number", `{"sub":1,"exp":%d}`, http.StatusUnauthorized},
+		{"aud holding a number", `{"sub":"a","exp":%d,"aud":["x",1]}`, http.StatusUnauthorized},
+		{"aud an object", `{"sub":"a","exp":%d,"aud":{}}`, http.StatusUnauthorized},
+		{"nbf past any clock", `{"sub":"a","exp":%d,"nbf":1e300}`, http.StatusUnauthorized},
+		{"the claims an array", `[{"sub":"a","exp":%d}]`, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := signRawJWT(t, fmt.Sprintf(tt.claims, exp))
+			if st := rcGet(t, s, "a", tok, "/api/v1/users.getStatus", nil); st != tt.want {
+				t.Fatalf("users.getStatus: %d, want %d", st, tt.want)
+			}
+		})
+	}
+}
+
+// signRawJWT signs claims, a JSON text as it is, with the test secret.
+func signRawJWT(t *testing.T, claims string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	signing := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(claims))
+	sig, err := jwt.SigningMethodHS256.Sign(signing, []byte(testJWTSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + enc.EncodeToString(sig)
 }

@@ -35,6 +35,7 @@ func TestJWTCacheExpires(t *testing.T) {
 // cached verdict a reconnecting client's token gets.
 func BenchmarkJWTCheck(b *testing.B) {
 	a := &authenticator{secret: []byte("bench-jwt-secret-bench-jwt-secret-0123")}
+	a.parser = a.newParser()
 	raw, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Subject: "pb-u000123", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)), IssuedAt: jwt.NewNumericDate(time.Now()),
 	}).SignedString(a.secret)
