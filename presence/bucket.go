@@ -95,15 +95,21 @@ func (e *Engine) otherStorage(ctx context.Context) bool {
 // isWrongSeq reports a failed compare-and-set.
 func isWrongSeq(err error) bool { return jskv.WrongSequence(err) }
 
-// deleteKey places a delete marker on key and returns its revision. With
-// lastRev > 0 it only does so if key is still at that revision.
-func (e *Engine) deleteKey(ctx context.Context, key string, lastRev uint64) (uint64, error) {
-	m := nats.NewMsg(subjectOf(e.cfg.Bucket, key))
+// deleteMsg is the delete marker of key in bucket, with a compare-and-set
+// on lastRev unless it is 0.
+func deleteMsg(bucket, key string, lastRev uint64) *nats.Msg {
+	m := nats.NewMsg(subjectOf(bucket, key))
 	m.Header.Set("KV-Operation", "DEL")
 	if lastRev > 0 {
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(lastRev, 10))
 	}
-	ack, err := e.cfg.JetStream.PublishMsg(ctx, m)
+	return m
+}
+
+// deleteKey places a delete marker on key and returns its revision. With
+// lastRev > 0 it only does so if key is still at that revision.
+func (e *Engine) deleteKey(ctx context.Context, key string, lastRev uint64) (uint64, error) {
+	ack, err := e.cfg.JetStream.PublishMsg(ctx, deleteMsg(e.cfg.Bucket, key, lastRev))
 	if err != nil {
 		return 0, err
 	}

@@ -236,10 +236,8 @@ func (s *Session) rewrite(ctx context.Context) error {
 }
 
 func (s *Session) acquire(ctx context.Context) error {
-	select {
-	case s.write <- struct{}{}:
+	if s.tryAcquire() {
 		return nil
-	default:
 	}
 	s.waiting.Add(1)
 	defer s.waiting.Add(-1)
@@ -248,6 +246,16 @@ func (s *Session) acquire(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// tryAcquire takes the session's write slot if it is free.
+func (s *Session) tryAcquire() bool {
+	select {
+	case s.write <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 
