@@ -57,5 +57,15 @@ func SetStatsHook(f func()) { testHookStats = f }
 // claims (not at a use of a cached verdict); nil removes it.
 func SetParseJWTHook(f func()) { testHookParseJWT = f }
 
+// SetSessionStoredHook runs f with the user of every new WebSocket once its
+// session is stored, before the connection is registered; nil removes it.
+func SetSessionStoredHook(f func(user string)) {
+	if f == nil {
+		testHookSessionStored.Store(nil)
+		return
+	}
+	testHookSessionStored.Store(&f)
+}
+
 // WebSockets is the number of WebSocket sessions the node holds.
 func (s *Server) WebSockets() int { return s.conns.len() }

@@ -268,6 +268,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			User: p.UserID, Device: clip(q.Get("device"), 64), Client: clip(q.Get("client"), 64),
 		})
 		cancel()
+		if h := testHookSessionStored.Load(); err == nil && h != nil {
+			(*h)(p.UserID)
+		}
 		if err != nil {
 			s.log.Warn("session not created", zap.Error(err))
 			if storeUnavailable(err) || s.unavailable() != nil {
@@ -301,6 +304,20 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.connections.Inc()
+	// A credential revoked, or a user deleted, since the check above found
+	// no connection to close: the session's write can wait out an election
+	// of the store's leader, for seconds. A revocation applied from now on
+	// finds this connection; one applied before, the check again finds.
+	if err := s.stillValid(r.Context(), wsCredential(r)); err != nil {
+		s.log.Info("a WebSocket's credential stopped being valid while its session was stored", zap.Error(err))
+		code := protocol.CloseUnauthorized
+		if errors.Is(err, membership.ErrTokenExpired) {
+			code = protocol.CloseTokenExpired
+		}
+		wc.cleanup()
+		_ = c.Close(websocket.StatusCode(code), protocol.CloseText(code))
+		return
+	}
 	// The client hears hello as soon as its session is stored, before its
 	// own online change goes out to its groups (which takes long in a
 	// group of 10,000) and without waiting for a pooled goroutine.
@@ -317,6 +334,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// buffers, goes away; the connection lives on in one small reader.
 	go wc.run()
 }
+
+// stillValid checks an accepted credential again: nil unless it is known
+// to be revoked, expired, or its user deleted or deactivated. A store that
+// cannot tell now is no reason to drop a connection it has just admitted:
+// the change, once the store applies it, finds the connection registered.
+func (s *Server) stillValid(ctx context.Context, credential string) error {
+	_, err := s.auth.authenticate(ctx, credential)
+	if errors.Is(err, membership.ErrUnauthorized) || errors.Is(err, membership.ErrTokenExpired) {
+		return err
+	}
+	return nil
+}
+
+// testHookSessionStored, set by tests only, runs once a new WebSocket's
+// session is stored, before the connection is registered.
+var testHookSessionStored atomic.Pointer[func(user string)]
 
 func clip(s string, n int) string {
 	if len(s) > n {

@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/broker/compat/ddp"
 	"github.com/presenced/presenced/broker/compat/ddp/ddptest"
 	"github.com/presenced/presenced/membership"
+	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
 )
 
@@ -187,4 +189,47 @@ func TestLoginDeadline(t *testing.T) {
 	if code := d.Closed(); code != 4002 {
 		t.Fatalf("closed after logout with %d, want 4002", code)
 	}
+}
+
+// revokingPresence revokes a token once a session of its user is stored,
+// as a revocation applied while Connect waited out an election would be:
+// the broker's change feed closes the connections that logged in with it
+// (CloseWhere), and the login is not done yet.
+type revokingPresence struct {
+	ddp.Presence
+	b    *bed
+	user string
+}
+
+func (p *revokingPresence) Connect(ctx context.Context, info presence.SessionInfo) (*presence.Session, error) {
+	s, err := p.Presence.Connect(ctx, info)
+	if err != nil || info.User != p.user {
+		return s, err
+	}
+	tok, ok := p.b.store.Index().TokenByHash(membership.HashToken(p.b.tokens[p.user]))
+	if !ok {
+		p.b.t.Fatal("no token")
+	}
+	if _, err := p.b.store.RevokeToken(ctx, tok.ID); err != nil {
+		p.b.t.Fatal(err)
+	}
+	p.b.handler.CloseWhere(func(c membership.Credential) bool { return c.TokenID == tok.ID })
+	return s, nil
+}
+
+// TestLoginRevokedWhileTheSessionIsStored: a token revoked between the
+// login's check of it and the end of the session's write found no logged
+// in connection to close, and the login succeeded with it. It must be
+// refused, and the session it began must end.
+func TestLoginRevokedWhileTheSessionIsStored(t *testing.T) {
+	p := &revokingPresence{user: alice}
+	b := newBed(t, func(c *ddp.Config) { p.Presence = c.Presence; c.Presence = p })
+	p.b = b
+	c := ddptest.Dial(t, b.url+"/websocket", nil)
+	c.Connect()
+	res, _ := c.Call("login", msg{"resume": b.tokens[alice]})
+	if got := ddptest.ErrorOf(res); got != errLoggedOut || res["result"] != nil {
+		t.Fatalf("login with a token revoked meanwhile: %s, want error %s", res.JSON(), errLoggedOut)
+	}
+	b.status(alice, protocol.StatusOffline)
 }

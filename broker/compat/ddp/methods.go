@@ -141,6 +141,13 @@ func (c *conn) login(ctx context.Context, params []json.RawMessage) reply {
 	c.mu.Lock()
 	c.cred, c.loggedIn = cred, true
 	c.mu.Unlock()
+	// A token revoked, or its user deleted or deactivated, while the
+	// session was stored (an election of the store's leader holds Connect
+	// for seconds) found this connection not yet logged in (CloseWhere):
+	// check it again now that a revocation finds it.
+	if err := c.stillValid(ctx, token); err != nil {
+		return reply{err: err, docs: append(docs, c.logout().docs...)}
+	}
 	c.armExpiry()
 	expires := cred.Expires
 	if expires.IsZero() {
@@ -150,6 +157,26 @@ func (c *conn) login(ctx context.Context, params []json.RawMessage) reply {
 		result: loginResult{ID: u.ID, Token: token, TokenExpires: jsDate{expires.UnixMilli()}, Type: "resume"},
 		docs:   docs,
 	}
+}
+
+// stillValid checks a login's token again: the error a login with it
+// now gets, or nil. A store that cannot tell now is no reason to undo a
+// login it has just allowed: the revocation, once applied, finds the
+// connection logged in.
+func (c *conn) stillValid(ctx context.Context, token string) *meteorError {
+	cred, err := c.h.cfg.Auth(ctx, token)
+	switch {
+	case errors.Is(err, membership.ErrTokenExpired):
+		return errSessionExpired
+	case errors.Is(err, membership.ErrUnauthorized):
+		return errLoggedOut
+	case err != nil:
+		return nil
+	}
+	if u, ok := c.h.cfg.Users.User(cred.UserID); !ok || !u.Active {
+		return errLoggedOut
+	}
+	return nil
 }
 
 // userFields is the user's own document that Meteor publishes to a
