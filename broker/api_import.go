@@ -22,6 +22,10 @@ import (
 // a stalled client may not.
 const importIdle = 2 * time.Minute
 
+// exportCatchUpWait bounds the wait of an export for this node's index to
+// apply what the store holds: longer than an election of its leader.
+const exportCatchUpWait = 15 * time.Second
+
 // exportLinesTrailer is the trailer that ends a complete export with its
 // number of lines: an export without it was cut short.
 const exportLinesTrailer = "Presenced-Export-Lines"
@@ -213,8 +217,16 @@ func (s *Server) exportNDJSON(w http.ResponseWriter, r *http.Request) error {
 		// The whole membership: for those who may see all of it.
 		return &apiError{http.StatusForbidden, codeForbidden, "the export is for admins and tokens bound to no user"}
 	}
-	if err := s.store.Err(); err != nil {
-		// A backup of an index behind its bucket would miss what it lags.
+	// A backup of an index behind its bucket would miss what it lags: a
+	// watch being resumed, or one that has not yet delivered what another
+	// node acknowledged a moment ago.
+	err := s.store.Err()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), exportCatchUpWait)
+		err = s.store.CaughtUp(ctx)
+		cancel()
+	}
+	if err != nil {
 		s.log.Warn("export refused", zap.Error(err))
 		return &apiError{http.StatusServiceUnavailable, codeUnavailable, "the membership index is catching up with the store, retry"}
 	}

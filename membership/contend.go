@@ -38,10 +38,11 @@ func (s *Store) find(ctx context.Context, key string, has func() bool) bool {
 	return has()
 }
 
-// caughtUp waits until the index has applied everything the bucket's
-// stream held when its leader was asked: a check of the whole index (who
-// holds a seq) then sees every write acknowledged before it.
-func (s *Store) caughtUp(ctx context.Context) error {
+// CaughtUp waits until the index has applied everything the bucket's
+// stream held when its leader was asked: a read of the whole index (who
+// holds a seq, an export) then sees every write acknowledged before it,
+// through any node.
+func (s *Store) CaughtUp(ctx context.Context) error {
 	st, err := s.kv.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("membership: bucket status: %w", err)

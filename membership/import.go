@@ -153,7 +153,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, progress func(ImportRep
 	// wrote before the import began, or a line would take their records
 	// for new ones and fail to create them.
 	cctx, cancel := context.WithTimeout(ctx, importBatchTimeout)
-	err := s.caughtUp(cctx)
+	err := s.CaughtUp(cctx)
 	cancel()
 	if err != nil {
 		return im.rep, im.stop(err)
@@ -714,7 +714,7 @@ func (im *importer) flush(ctx context.Context) error {
 // the batch gives, so no number handed out from now on is one of them; one
 // handed out before and not yet stored still escapes this check.
 func (im *importer) dropTakenSeqs(ctx context.Context) error {
-	if err := im.s.caughtUp(ctx); err != nil {
+	if err := im.s.CaughtUp(ctx); err != nil {
 		return err
 	}
 	gone := map[string]error{} // key of a new user or group → why it fails
