@@ -36,6 +36,9 @@ type authenticator struct {
 	maxLife          time.Duration
 	parser           *jwt.Parser
 	verified         jwtCache
+	// fresh holds checks back after a stall of the process until the
+	// index caught up (nil: never).
+	fresh *freshness
 }
 
 func newAuthenticator(store *membership.Store, cfg Config) (*authenticator, error) {
@@ -71,6 +74,7 @@ func (a *authenticator) authenticate(ctx context.Context, credential string) (Pr
 	if credential == "" {
 		return Principal{}, fmt.Errorf("%w: %w", membership.ErrUnauthorized, errNoCredential)
 	}
+	a.fresh.wait(ctx)
 	if strings.Count(credential, ".") == 2 && (a.secret != nil || len(a.keys) > 0) {
 		if p, err := a.verifyJWT(credential); err == nil || errors.Is(err, membership.ErrTokenExpired) {
 			return p, err

@@ -67,5 +67,9 @@ func SetSessionStoredHook(f func(user string)) {
 	testHookSessionStored.Store(&f)
 }
 
+// MarkStalled makes the node act as after a stall of its process: the
+// next credential is checked once its membership index caught up.
+func (s *Server) MarkStalled() { s.auth.fresh.stalled.Store(s.auth.fresh.now()) }
+
 // WebSockets is the number of WebSocket sessions the node holds.
 func (s *Server) WebSockets() int { return s.conns.len() }

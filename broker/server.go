@@ -149,6 +149,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.auth, err = newAuthenticator(s.store, s.cfg); err != nil {
 		return err
 	}
+	s.auth.fresh = newFreshness(s.store.CaughtUp, s.log)
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return err
 	}
@@ -196,6 +197,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.ddp.Store(rt)
 	s.quit = make(chan struct{})
 	go s.pinger(s.quit)
+	go s.auth.fresh.run(s.quit)
 	s.registerMetrics()
 	if err := s.startHTTP(); err != nil {
 		return err
