@@ -58,6 +58,9 @@ type Engine struct {
 	own      map[string]*Session
 	inst     string // this incarnation
 	leaseRev uint64
+	// unwritten are the sessions whose rewrite after the lease was taken
+	// back failed (see rewrite).
+	unwritten []*Session
 	// The closed sessions of own in their grace, unwritten (grace.go):
 	// by user, and in the order their grace ends.
 	held      map[string][]*Session

@@ -399,3 +399,49 @@ func BenchmarkGraceEnd(b *testing.B) {
 	b.ReportMetric(float64(took.Milliseconds())/float64(b.N), "ms/2000")
 	b.ReportMetric(float64(took.Microseconds())/float64(b.N*n), "µs/session")
 }
+
+// TestLeaseRetakenRewritesEverySession: a node whose lease lapsed (a stop
+// of its process, found from outside) takes it back and writes its open
+// sessions again, since the other nodes deleted them with the lease. A
+// rewrite that failed (its write waited past the refresh's deadline) was
+// not tried again: its user read offline on every node while connected
+// (12 s and more after SIGCONT, until the session's next write). It must
+// be written at a later lease refresh.
+func TestLeaseRetakenRewritesEverySession(t *testing.T) {
+	v := newEnv(t)
+	v.addMember("g", "u1")
+	v.addMember("g", "u2")
+	a := v.engine("a")
+	ctx := ctxT(t)
+	s1, err := a.Connect(ctx, SessionInfo{User: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := a.Connect(ctx, SessionInfo{User: "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.sync(a)
+	// What another node does with a lease that lapsed: it deletes the
+	// lease and the node's sessions.
+	for _, key := range []string{leaseKey("a"), s1.key, s2.key} {
+		if err := a.bucket().Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.sync(a)
+	// s1's write slot is taken past the refresh's deadline, as by a write
+	// the store is slow to answer.
+	if err := s1.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.pass(a.cfg.LeaseRefresh, a) // the lease is taken back, s1's rewrite fails
+	if st := a.Status("u2").Status; st != protocol.StatusOnline {
+		t.Fatalf("u2 is %s after the lease was taken back, want online", st)
+	}
+	s1.release()
+	v.pass(2*a.cfg.LeaseRefresh, a)
+	if st := a.Status("u1").Status; st != protocol.StatusOnline {
+		t.Fatalf("u1 is %s two lease refreshes after its rewrite failed, want online", st)
+	}
+}

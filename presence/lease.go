@@ -57,6 +57,7 @@ func (e *Engine) leaseLoop() {
 			e.avail.leaseWritten(now)
 			wait = e.cfg.LeaseRefresh
 			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.LeaseRefresh/2)
+			e.rewriteUnwritten(ctx)
 			e.dropOrphans(ctx)
 			cancel()
 			continue
@@ -126,12 +127,44 @@ func (e *Engine) refreshLease(ctx context.Context) error {
 	if _, err := e.putLease(ctx); err != nil {
 		return err
 	}
-	for _, s := range e.ownSessions() {
+	e.rewrite(ctx, e.ownSessions())
+	return nil
+}
+
+// rewrite writes sessions again after the lease was taken back: the
+// other nodes deleted them with it. One whose write fails (the refresh's
+// deadline passed while the store was slow to take the writes), or whose
+// write slot is taken (a write the store has not answered, which would
+// hold the others back past the deadline), is tried again after each
+// lease refresh until it is written or closed: left deleted, its user
+// read offline on every node while connected.
+func (e *Engine) rewrite(ctx context.Context, ss []*Session) {
+	var failed []*Session
+	for _, s := range ss {
+		if !s.tryAcquire() {
+			failed = append(failed, s)
+			continue
+		}
+		s.release()
 		if err := s.rewrite(ctx); err != nil && !errors.Is(err, ErrSessionClosed) {
-			e.log.Warn("presence: writing a session again failed", zap.String("session", s.id), zap.Error(err))
+			e.log.Warn("presence: writing a session again failed; trying again after the next lease refresh",
+				zap.String("session", s.id), zap.Error(err))
+			failed = append(failed, s)
 		}
 	}
-	return nil
+	e.ownMu.Lock()
+	e.unwritten = failed
+	e.ownMu.Unlock()
+}
+
+// rewriteUnwritten tries again the sessions whose rewrite failed.
+func (e *Engine) rewriteUnwritten(ctx context.Context) {
+	e.ownMu.Lock()
+	ss := e.unwritten
+	e.ownMu.Unlock()
+	if len(ss) > 0 {
+		e.rewrite(ctx, ss)
+	}
 }
 
 func (e *Engine) ownSessions() []*Session {
