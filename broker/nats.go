@@ -151,7 +151,10 @@ func (s *Server) startNATS() (*server.Server, error) {
 		return nil, fmt.Errorf("broker: nats-server: %w", err)
 	}
 	fatal := make(chan string, 1)
-	ns.SetLoggerV2(natsLogger{l: s.log.Named("nats").Sugar(), fatal: fatal}, false, false, false)
+	// At debug level nats-server's own debug lines come too: among them
+	// every raft election, step by step.
+	debug := s.log.Core().Enabled(zap.DebugLevel)
+	ns.SetLoggerV2(natsLogger{l: s.log.Named("nats").Sugar(), fatal: fatal}, debug, false, false)
 	ns.Start()
 	// A listener that cannot bind (a port taken) is reported through the
 	// logger only, and the server is then never ready: fail at once, with
