@@ -92,3 +92,30 @@ func stepDown(ctx context.Context, n *Network, urls []string, stream, preferred 
 		return nil
 	})
 }
+
+// newLeaderAfter polls, through the first of urls that answers, until a
+// server other than old leads stream, and returns how long after from that
+// was first seen. A poll waits 250 ms for its answer, and polls are 50 ms
+// apart: the figure is up to 300 ms late.
+func newLeaderAfter(ctx context.Context, n *Network, urls []string, stream, old string, from time.Time) (time.Duration, error) {
+	err := withJetStream(ctx, n, urls, func(_ *nats.Conn, js jetstream.JetStream) error {
+		for {
+			qctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+			s, err := js.Stream(qctx, stream)
+			if err == nil {
+				var info *jetstream.StreamInfo
+				if info, err = s.Info(qctx); err == nil && info.Cluster != nil &&
+					info.Cluster.Leader != "" && info.Cluster.Leader != old {
+					cancel()
+					return nil
+				}
+			}
+			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	return time.Since(from), err
+}
