@@ -33,6 +33,8 @@ type Options struct {
 	// MaxStore bounds JetStream's file storage, in bytes (default: what
 	// nats-server derives from the disk's free space).
 	MaxStore int64
+	// Configure, if set, changes the server's options last.
+	Configure func(*server.Options)
 }
 
 // Start runs a JetStream-enabled nats-server and returns it once it is ready.
@@ -77,6 +79,9 @@ func StartWith(t testing.TB, o Options) *server.Server {
 			opts.Cluster.Advertise = unreachable
 			opts.Cluster.NoAdvertise = true
 		}
+	}
+	if o.Configure != nil {
+		o.Configure(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
