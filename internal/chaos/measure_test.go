@@ -112,3 +112,25 @@ func TestGood(t *testing.T) {
 		}
 	}
 }
+
+func TestConvergeDeadline(t *testing.T) {
+	t0 := time.Now()
+	for _, c := range []struct {
+		name      string
+		storeBack time.Duration // 0: not measured
+		want      time.Duration
+	}{
+		{"embedded NATS: the goal as it is", 0, convergeGoal},
+		{"an external election within the goal", 4 * time.Second, convergeGoal},
+		{"an external election that leaves less than the recovery", 9 * time.Second, 11 * time.Second},
+		{"an external election past the goal", 15400 * time.Millisecond, 17400 * time.Millisecond},
+	} {
+		ph := phase{from: t0}
+		if c.storeBack > 0 {
+			ph.storeBack = t0.Add(c.storeBack)
+		}
+		if got, _ := convergeDeadline(ph); got != c.want {
+			t.Errorf("%s: deadline %v, want %v", c.name, got, c.want)
+		}
+	}
+}
