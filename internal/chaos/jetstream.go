@@ -93,29 +93,50 @@ func stepDown(ctx context.Context, n *Network, urls []string, stream, preferred 
 	})
 }
 
-// newLeaderAfter polls, through the first of urls that answers, until a
-// server other than old leads stream, and returns how long after from that
-// was first seen. A poll waits 250 ms for its answer, and polls are 50 ms
-// apart: the figure is up to 300 ms late.
-func newLeaderAfter(ctx context.Context, n *Network, urls []string, stream, old string, from time.Time) (time.Duration, error) {
-	err := withJetStream(ctx, n, urls, func(_ *nats.Conn, js jetstream.JetStream) error {
-		for {
-			qctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-			s, err := js.Stream(qctx, stream)
-			if err == nil {
-				var info *jetstream.StreamInfo
-				if info, err = s.Info(qctx); err == nil && info.Cluster != nil &&
-					info.Cluster.Leader != "" && info.Cluster.Leader != old {
-					cancel()
-					return nil
+// election is what watchElection saw: how long after the fault a new
+// leader led the stream, or why none was seen.
+type election struct {
+	took time.Duration
+	err  error
+}
+
+func (el election) String() string {
+	if el.err != nil {
+		return fmt.Sprintf("presence stream: no new leader seen in %s: %v", secs(el.took), el.err)
+	}
+	return fmt.Sprintf("presence stream led again %s after the kill", secs(el.took))
+}
+
+// watchElection polls, in a goroutine of its own and for at most 30 s,
+// through the first of urls that answers, until a server other than old
+// leads stream, and then sends how long after from that was first seen. A
+// poll waits 250 ms for its answer, and polls are 50 ms apart: the figure
+// is up to 300 ms late.
+func watchElection(ctx context.Context, n *Network, urls []string, stream, old string, from time.Time) <-chan election {
+	out := make(chan election, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		err := withJetStream(ctx, n, urls, func(_ *nats.Conn, js jetstream.JetStream) error {
+			for {
+				qctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+				s, err := js.Stream(qctx, stream)
+				if err == nil {
+					var info *jetstream.StreamInfo
+					if info, err = s.Info(qctx); err == nil && info.Cluster != nil &&
+						info.Cluster.Leader != "" && info.Cluster.Leader != old {
+						cancel()
+						return nil
+					}
 				}
+				cancel()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				time.Sleep(50 * time.Millisecond)
 			}
-			cancel()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	})
-	return time.Since(from), err
+		})
+		out <- election{took: time.Since(from), err: err}
+	}()
+	return out
 }

@@ -28,24 +28,13 @@ func externalLeaderKill(ctx context.Context, e *Env, row *Row) error {
 			urls = append(urls, s.URL)
 		}
 	}
-	type election struct {
-		took time.Duration
-		err  error
-	}
-	elected := make(chan election, 1)
-	go func(from time.Time) {
-		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		took, err := newLeaderAfter(ectx, e.Net, urls, presenceStream, srv.Name, from)
-		elected <- election{took, err}
-	}(ph.from)
+	elected := watchElection(ctx, e.Net, urls, presenceStream, srv.Name, ph.from)
 	e.settle(ctx, &ph, 20*time.Second, 30*time.Second)
-	if el := <-elected; el.err != nil {
-		row.note("presence stream: no new leader seen in %s: %v", secs(el.took), el.err)
-	} else {
+	el := <-elected
+	if el.err == nil {
 		ph.storeBack = ph.from.Add(el.took)
-		row.note("presence stream led again %s after the kill", secs(el.took))
 	}
+	row.note("%s", el)
 	row.Offline = "-"
 	e.judgeFalse(row, "", ph.from, ph.to)
 	e.judgeConverge(row, "", ph)

@@ -28,7 +28,7 @@ func killLeader(ctx context.Context, e *Env, row *Row) error {
 		return fmt.Errorf("no node leads %s (%s)", presenceStream, describeLeaders(l))
 	}
 	row.note("killed %s; leaders: %s", victim.Name, describeLeaders(l))
-	elected := make(chan string, 1)
+	var elected <-chan election
 	err = e.killNode(ctx, row, victim, func(from time.Time) {
 		// How long the presence stream took no writes: the offline of
 		// the victim's users cannot come sooner.
@@ -36,14 +36,7 @@ func killLeader(ctx context.Context, e *Env, row *Row) error {
 		for _, n := range e.others(victim) {
 			urls = append(urls, "nats://"+n.IP+":4222")
 		}
-		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		took, err := newLeaderAfter(ectx, e.Net, urls, presenceStream, victim.Name, from)
-		if err != nil {
-			elected <- fmt.Sprintf("presence stream: no new leader seen in %s: %v", secs(took), err)
-			return
-		}
-		elected <- fmt.Sprintf("presence stream led again %s after the kill", secs(took))
+		elected = watchElection(ctx, e.Net, urls, presenceStream, victim.Name, from)
 	})
 	row.note("%s", <-elected)
 	return err
@@ -97,7 +90,7 @@ func (e *Env) pickFollower(ctx context.Context, row *Row) (*Node, error) {
 }
 
 // killNode kills -9 victim, whose users then stay away, and measures.
-// afterKill, if set, runs in a goroutine of its own from the kill on.
+// afterKill, if set, is called right after the kill; it must not block.
 func (e *Env) killNode(ctx context.Context, row *Row, victim *Node, afterKill func(from time.Time)) error {
 	survivors := e.others(victim)
 	ph := phase{majority: survivors, faulted: e.Users.On(victim)}
@@ -106,7 +99,7 @@ func (e *Env) killNode(ctx context.Context, row *Row, victim *Node, afterKill fu
 	}
 	ph.from = e.Cluster.Kill(victim)
 	if afterKill != nil {
-		go afterKill(ph.from)
+		afterKill(ph.from)
 	}
 	probe := e.probeMembershipWrite(ctx, survivors[0], ph.from.Add(time.Second))
 	e.settle(ctx, &ph, 16*time.Second, 30*time.Second)
