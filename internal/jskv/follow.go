@@ -297,8 +297,27 @@ func (f *Follower) apply(e jetstream.KeyValueEntry) {
 // nats.go's watch handler waits on a full Updates channel, and stopping
 // the watch does not free it: a stopped watch nobody reads would keep its
 // subscription's goroutine, and the entries it holds, for good.
+//
+// A watch whose subscription was closed before nats.go handed it out (its
+// context ended, or its connection closed, as the consumer was created)
+// never closes Updates: the handler that would was set too late. Its Stop
+// says so, and reading what is there is enough: the subscription's
+// goroutine hands over at most the message it was delivering, two sends
+// (the entry and the end of the initial load) that an emptied channel
+// takes without waiting.
 func stopWatch(w jetstream.KeyWatcher) {
-	_ = w.Stop()
+	if err := w.Stop(); errors.Is(err, nats.ErrBadSubscription) || errors.Is(err, nats.ErrConnectionClosed) {
+		for {
+			select {
+			case _, ok := <-w.Updates():
+				if ok {
+					continue
+				}
+			default:
+			}
+			return
+		}
+	}
 	for range w.Updates() {
 	}
 }

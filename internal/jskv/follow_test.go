@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -76,11 +77,15 @@ func (k *faultyKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (je
 		if !k.lagging {
 			return w, nil
 		}
-		b := &brokenWatch{KeyWatcher: w, out: make(chan jetstream.KeyValueEntry, 1)}
+		b := newBrokenWatch(w, 1)
 		b.out <- nil
+		go func() {
+			<-b.stopped
+			close(b.out)
+		}()
 		return b, nil
 	}
-	b := &brokenWatch{KeyWatcher: w, out: make(chan jetstream.KeyValueEntry)}
+	b := newBrokenWatch(w, 0)
 	go func() {
 		for e := range w.Updates() {
 			b.out <- e
@@ -88,19 +93,35 @@ func (k *faultyKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (je
 				break // the initial load is done: break down
 			}
 		}
-		if !k.stall {
-			close(b.out)
+		if k.stall {
+			<-b.stopped
+			for range w.Updates() { // what the silent watch held
+			}
 		}
+		close(b.out)
 	}()
 	return b, nil
 }
 
+// brokenWatch delivers what its KeyValue says it does, and closes its
+// Updates once stopped, as a watch from nats.go does.
 type brokenWatch struct {
 	jetstream.KeyWatcher
-	out chan jetstream.KeyValueEntry
+	out     chan jetstream.KeyValueEntry
+	stop    sync.Once
+	stopped chan struct{}
+}
+
+func newBrokenWatch(w jetstream.KeyWatcher, buffer int) *brokenWatch {
+	return &brokenWatch{KeyWatcher: w, out: make(chan jetstream.KeyValueEntry, buffer), stopped: make(chan struct{})}
 }
 
 func (b *brokenWatch) Updates() <-chan jetstream.KeyValueEntry { return b.out }
+
+func (b *brokenWatch) Stop() error {
+	b.stop.Do(func() { close(b.stopped) })
+	return b.KeyWatcher.Stop()
+}
 
 // follow starts a Follower with a short check interval and records what
 // it applies.
@@ -839,6 +860,53 @@ func TestFollowStopLeavesNoWatchBehind(t *testing.T) {
 	}
 	// The watches' subscription goroutines end.
 	waitGoroutines(t, "the watches' goroutines gone", func() bool { return len(goroutines(deliver, "")) == before })
+}
+
+// closedEarlyKV hands out a first watch that stalls after its initial
+// load. The creation of every later one is answered only as its context
+// ends, with a watch whose subscription that end closed before nats.go
+// set the handler that closes Updates: its Stop says the subscription is
+// invalid, and its Updates never closes. nats.go hands out such a watch
+// when the context of WatchAll ends just as the consumer is created (3 in
+// 116 and 3 in 846 watches so made, with -race on two busy cores).
+type closedEarlyKV struct {
+	jetstream.KeyValue
+	created atomic.Int32
+}
+
+func (k *closedEarlyKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if k.created.Add(1) == 1 {
+		return (&faultyKV{KeyValue: k.KeyValue, stall: true}).WatchAll(ctx, opts...)
+	}
+	<-ctx.Done()
+	return closedEarlyWatch{make(chan jetstream.KeyValueEntry, 256)}, nil
+}
+
+type closedEarlyWatch struct{ updates chan jetstream.KeyValueEntry }
+
+func (w closedEarlyWatch) Updates() <-chan jetstream.KeyValueEntry { return w.updates }
+func (w closedEarlyWatch) Stop() error                             { return nats.ErrBadSubscription }
+
+// TestFollowStopWhileResumingLeavesNothingBehind stops a follower while an
+// attempt to resume its watch waits, and the attempt then gets a watch
+// whose subscription is already closed. The follower stops that watch and
+// read its Updates until they closed, which they never do: the goroutine
+// waited for good (goleak in the broker's tests, CI on 74e7bc0).
+func TestFollowStopWhileResumingLeavesNothingBehind(t *testing.T) {
+	kv, st := bucket(t)
+	k := &closedEarlyKV{KeyValue: kv}
+	f, _ := follow(t, k, st)
+	if _, err := kv.Put(ctxT(t), "k", []byte("v")); err != nil { // the stalled watch misses it
+		t.Fatal(err)
+	}
+	waitGoroutines(t, "an attempt to resume the watch", func() bool {
+		f.Check()
+		return k.created.Load() > 1
+	})
+	f.Stop()
+	waitGoroutines(t, "no watch left being stopped", func() bool {
+		return len(goroutines("jskv.stopWatch", "")) == 0
+	})
 }
 
 // goroutines are the IDs of the goroutines with fn on their stack, in a
