@@ -310,12 +310,12 @@ func stopWatch(w jetstream.KeyWatcher) {
 		for {
 			select {
 			case _, ok := <-w.Updates():
-				if ok {
-					continue
+				if !ok {
+					return
 				}
 			default:
+				return
 			}
-			return
 		}
 	}
 	for range w.Updates() {
