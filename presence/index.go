@@ -205,7 +205,7 @@ func (x *index) applyLocked(en entry) {
 	case kindSession, kindSource:
 		if en.op == opPut {
 			var rec sessionRecord
-			if err := json.Unmarshal(en.value, &rec); err == nil && rec.Status.Valid() {
+			if err := decodeSessionRecord(en.value, &rec); err == nil && rec.Status.Valid() {
 				x.putSession(en, kind, a, b, rec)
 				break
 			}
