@@ -1,10 +1,18 @@
 package broker_test
 
 import (
+	"cmp"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/presenced/presenced/protocol"
 )
 
 // TestIdleConnectionKeepsNoContext: an idle WebSocket keeps no context of
@@ -67,5 +75,122 @@ func TestIdleConnectionKeepsNoContext(t *testing.T) {
 	if held > 0 {
 		t.Fatalf("%d idle connections keep %d bytes in %d objects of a context their reader cancels only at the end",
 			conns, held, objects)
+	}
+}
+
+// BenchmarkIdleConnectionHeap measures the heap an idle subscribed
+// WebSocket keeps on the server: 200 connections, each of its own user,
+// subscribed to its group of 22 (every member online), after the other
+// members' online changes reached them. Every allocation made while they
+// connect is recorded (MemProfileRate 1); what is still in use after three
+// collections, in stacks of the server's code, is divided among them. With
+// -v it lists the largest allocation sites.
+//
+//	go test ./broker -run '^$' -bench IdleConnectionHeap -benchtime 1x -v
+func BenchmarkIdleConnectionHeap(b *testing.B) {
+	const warm, conns, groups = 20, 200, 10
+	s := startServer(b, "")
+	lines := importLines(groups + 2*(warm+conns))
+	req, err := http.NewRequest("POST", s.URL+"/v1/import", strings.NewReader(ndjson(lines)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.Admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("import: %s", resp.Status)
+	}
+	for g := range groups {
+		waitMembers(b, s, fmt.Sprintf("g%d", g), (warm+conns)/groups)
+	}
+	var clients []*wsClient
+	dial := func(u int) {
+		c := mustDial(b, s, userJWT(b, fmt.Sprintf("u%d", u), time.Hour))
+		if f := c.reply(protocol.ClientFrame{Op: protocol.OpSubscribe, Group: fmt.Sprintf("g%d", u%groups)}); f.Op != protocol.OpSnapshot {
+			b.Fatalf("subscribe: %+v", f)
+		}
+		clients = append(clients, c)
+	}
+	// quiet reads every client's frames until none came for 300 ms.
+	quiet := func() {
+		for last := time.Now(); time.Since(last) < 300*time.Millisecond; {
+			got := false
+			for _, c := range clients {
+				select {
+				case <-c.frames:
+					got = true
+				default:
+				}
+			}
+			if got {
+				last = time.Now()
+			} else {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	for u := range warm {
+		dial(u)
+	}
+	quiet()
+	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+	runtime.MemProfileRate = 1
+	for u := warm; u < warm+conns; u++ {
+		dial(u)
+	}
+	quiet()
+	for range 3 {
+		runtime.GC()
+	}
+	var recs []runtime.MemProfileRecord
+	n, _ := runtime.MemProfile(nil, false)
+	for {
+		recs = make([]runtime.MemProfileRecord, n+50)
+		var ok bool
+		if n, ok = runtime.MemProfile(recs, false); ok {
+			recs = recs[:n]
+			break
+		}
+	}
+	bySite := map[string]int64{}
+	var held int64
+	for _, r := range recs {
+		if r.InUseBytes() == 0 {
+			continue
+		}
+		server, site := false, ""
+		frames := runtime.CallersFrames(r.Stack())
+		for {
+			f, more := frames.Next()
+			if strings.Contains(f.Function, "broker_test.") {
+				server = false
+				break
+			}
+			if site == "" && !strings.HasPrefix(f.Function, "runtime.") && !strings.HasPrefix(f.Function, "internal/") {
+				site = f.Function
+			}
+			server = server || strings.HasPrefix(f.Function, "github.com/presenced/presenced/") || f.Function == "net/http.(*conn).serve"
+			if !more {
+				break
+			}
+		}
+		if server {
+			held += r.InUseBytes()
+			bySite[site] += r.InUseBytes()
+		}
+	}
+	sites := slices.SortedFunc(maps.Keys(bySite), func(a, b string) int { return cmp.Compare(bySite[b], bySite[a]) })
+	for _, site := range sites[:min(len(sites), 25)] {
+		b.Logf("%6d B per connection  %s", bySite[site]/conns, site)
+	}
+	b.ReportMetric(float64(held)/conns, "B/conn")
+	b.ReportMetric(0, "ns/op")
+	for _, c := range clients {
+		_ = c.c.CloseNow()
 	}
 }
