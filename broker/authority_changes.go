@@ -131,10 +131,7 @@ func (wc *wsConn) recheckAccess() {
 // recheckAccessLocked is recheckAccess with flushMu held.
 func (wc *wsConn) recheckAccessLocked() {
 	wc.mu.Lock()
-	subscribed := make([]string, 0, len(wc.groups))
-	for g := range wc.groups {
-		subscribed = append(subscribed, g)
-	}
+	subscribed := wc.groups.IDs()
 	counted, all := slices.Clone(wc.counts), wc.countsAll
 	wc.mu.Unlock()
 
@@ -153,7 +150,7 @@ func (wc *wsConn) recheckAccessLocked() {
 
 	wc.mu.Lock()
 	for _, g := range lost {
-		delete(wc.groups, g)
+		wc.groups.Delete(g)
 	}
 	wc.counts = slices.DeleteFunc(wc.counts, func(g string) bool { return slices.Contains(lostCounts, g) })
 	if all {

@@ -291,7 +291,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		sess:       sess,
 		limiter:    rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), int(2*s.cfg.Limits.OpsPerSecond)),
 		subLimiter: rate.NewLimiter(rate.Limit(s.cfg.Limits.OpsPerSecond), s.cfg.Limits.MaxSubscriptions),
-		groups:     map[string]bool{},
 	}
 	wc.lastRead.Store(time.Now().UnixNano())
 	wc.sub = s.engine.NewSubscriber(presence.SubscriberConfig{
@@ -392,10 +391,10 @@ type wsConn struct {
 
 	mu sync.Mutex
 	// mu guards the following fields.
-	p          Principal       // replaced by refresh
-	groups     map[string]bool // subscribed group → counts only
-	counts     []string        // the groups of the count watch (watch_counts)
-	countsAll  bool            // the count watch covers every group (admins, observers)
+	p          Principal         // replaced by refresh
+	groups     presence.GroupSet // subscribed group → counts only
+	counts     []string          // the groups of the count watch (watch_counts)
+	countsAll  bool              // the count watch covers every group (admins, observers)
 	expiry     *time.Timer
 	closing    bool
 	violations int
@@ -675,7 +674,7 @@ func (wc *wsConn) batchFrame(b presence.Batch) []byte {
 	// is not written after it: the connection's own state says what it
 	// still subscribes to and counts.
 	wc.mu.Lock()
-	_, subscribed := wc.groups[b.Group]
+	_, subscribed := wc.groups.Get(b.Group)
 	counted := b.CountsOnly && (wc.countsAll || slices.Contains(wc.counts, b.Group))
 	wc.mu.Unlock()
 	if !subscribed && !counted {
@@ -779,8 +778,8 @@ func (wc *wsConn) handle(ctx context.Context, f protocol.ClientFrame) error {
 		return wc.subscribe(ctx, f)
 	case protocol.OpUnsubscribe:
 		wc.mu.Lock()
-		_, ok := wc.groups[f.Group]
-		delete(wc.groups, f.Group)
+		_, ok := wc.groups.Get(f.Group)
+		wc.groups.Delete(f.Group)
 		wc.mu.Unlock()
 		if !ok {
 			return fail(protocol.CodeNotFound, "not subscribed to "+f.Group)
@@ -963,8 +962,8 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 		testHookMayWatch()
 	}
 	wc.mu.Lock()
-	_, already := wc.groups[f.Group]
-	full := !already && len(wc.groups) >= wc.s.cfg.Limits.MaxSubscriptions
+	_, already := wc.groups.Get(f.Group)
+	full := !already && wc.groups.Len() >= wc.s.cfg.Limits.MaxSubscriptions
 	wc.mu.Unlock()
 	if full {
 		return wc.write(ctx, protocol.AppendError(nil, f.ID, protocol.CodeTooManySubscriptions, "subscription limit reached"))
@@ -980,8 +979,8 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	// batches of groups the connection does not have, and one may be
 	// queued the moment the registration is made.
 	wc.mu.Lock()
-	prevCounts, had := wc.groups[f.Group]
-	wc.groups[f.Group] = f.CountsOnly
+	prevCounts, had := wc.groups.Get(f.Group)
+	wc.groups.Set(f.Group, f.CountsOnly)
 	wc.mu.Unlock()
 	opts := presence.SubscribeOptions{CountsOnly: f.CountsOnly, FromRev: f.Rev, Epoch: f.Epoch}
 	if f.Rev > 0 {
@@ -994,9 +993,9 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	if err != nil {
 		wc.mu.Lock()
 		if had {
-			wc.groups[f.Group] = prevCounts
+			wc.groups.Set(f.Group, prevCounts)
 		} else {
-			delete(wc.groups, f.Group)
+			wc.groups.Delete(f.Group)
 		}
 		wc.mu.Unlock()
 		code := protocol.CodeInternal
@@ -1011,7 +1010,7 @@ func (wc *wsConn) subscribe(ctx context.Context, f protocol.ClientFrame) error {
 	if !wc.mayWatch(f.Group) {
 		wc.sub.Unsubscribe(f.Group)
 		wc.mu.Lock()
-		delete(wc.groups, f.Group)
+		wc.groups.Delete(f.Group)
 		wc.mu.Unlock()
 		return wc.writeLocked(ctx, protocol.AppendError(nil, f.ID, protocol.CodeForbidden, "not a member of this group"))
 	}

@@ -67,7 +67,7 @@ type Subscriber struct {
 	ready  func()
 
 	// index.mu guards the following fields.
-	groups    map[string]bool  // subscribed groups: counts only?
+	groups    GroupSet         // subscribed groups: counts only?
 	countRefs map[string]uint8 // why s is in a group's countSubs: refSub|refWatch
 	watchAll  bool
 	users     map[string]bool // watched users (see userwatch.go)
@@ -94,7 +94,7 @@ func (x *index) newSubscriber(cfg SubscriberConfig) *Subscriber {
 	}
 	s := &Subscriber{
 		x: x, max: cfg.Queue, notify: make(chan struct{}, 1), ready: cfg.Ready,
-		groups: make(map[string]bool), // countRefs and users: on first use
+		// groups, countRefs and users: on first use
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -163,7 +163,7 @@ func (s *Subscriber) Subscribe(group string, o SubscribeOptions) (Initial, error
 	}
 	g := x.groupLocked(group)
 	s.leaveLocked(g)
-	s.groups[group] = o.CountsOnly
+	s.groups.Set(group, o.CountsOnly)
 	if o.CountsOnly {
 		s.addCountRef(g, refSub)
 		return x.snapshotLocked(group, true), nil
@@ -208,10 +208,10 @@ func (s *Subscriber) Unsubscribe(group string) {
 
 // leaveLocked removes s's subscription (not its count watch) of g.
 func (s *Subscriber) leaveLocked(g *group) {
-	if _, ok := s.groups[g.id]; !ok {
+	if _, ok := s.groups.Get(g.id); !ok {
 		return
 	}
-	delete(s.groups, g.id)
+	s.groups.Delete(g.id)
 	if i := slices.Index(g.subs, s); i >= 0 {
 		g.subs = slices.Delete(g.subs, i, i+1)
 	}
@@ -345,6 +345,7 @@ func (s *Subscriber) Next(ctx context.Context) ([]Batch, error) {
 			s.mu.Unlock()
 			return mergeRuns(out), nil
 		}
+		s.release()
 		s.mu.Unlock()
 		select {
 		case <-s.notify:
@@ -364,6 +365,7 @@ func (s *Subscriber) TryNext() ([]Batch, error) {
 		return nil, s.err
 	}
 	if len(s.queue) == 0 {
+		s.release()
 		s.mu.Unlock()
 		return nil, nil
 	}
@@ -372,6 +374,12 @@ func (s *Subscriber) TryNext() ([]Batch, error) {
 	s.mu.Unlock()
 	return mergeRuns(out), nil
 }
+
+// release drops the queue's arrays once it is empty, s.mu held: the caller
+// of Next or TryNext is done with what the last call returned, and an idle
+// subscriber then keeps neither the arrays nor the batches in them (a
+// merged batch's changes are its own).
+func (s *Subscriber) release() { s.queue, s.spare = nil, nil }
 
 // mergeRuns joins, group by group, the delta batches queued for one
 // subscriber into one: a subscriber that fell behind (its writes wait on a
@@ -507,7 +515,7 @@ func (x *index) detachLocked(s *Subscriber) {
 	}
 	delete(x.fan.all, s)
 	x.fan.subscribers--
-	for id := range s.groups {
+	for _, id := range s.groups.IDs() {
 		if g := x.groups[id]; g != nil {
 			s.leaveLocked(g)
 			x.maybeDropGroup(g)
