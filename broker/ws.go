@@ -230,7 +230,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("%w: %w", errUnavailable, err))
 		return
 	}
-	p, err := s.auth.authenticate(r.Context(), wsCredential(r))
+	// The token's check (JSON decoding by reflection) runs deeper than the
+	// rest of a handshake: on a worker, whose stack has grown already, it
+	// spares each new connection's goroutine growing its stack for it.
+	var (
+		p   Principal
+		err error
+	)
+	s.ops.do(make(chan struct{}, 1), func() { p, err = s.auth.authenticate(r.Context(), wsCredential(r)) })
 	if err != nil {
 		s.metrics.authFailures.WithLabelValues("websocket").Inc()
 		s.writeError(w, r, err)
