@@ -42,16 +42,7 @@ func TestIdleConnectionKeepsNoContext(t *testing.T) {
 	for range 3 {
 		runtime.GC()
 	}
-	var recs []runtime.MemProfileRecord
-	n, _ := runtime.MemProfile(nil, false)
-	for {
-		recs = make([]runtime.MemProfileRecord, n+50)
-		var ok bool
-		if n, ok = runtime.MemProfile(recs, false); ok {
-			recs = recs[:n]
-			break
-		}
-	}
+	recs := memProfile()
 	var held, objects int64
 	for _, r := range recs {
 		if r.InUseBytes() == 0 {
@@ -82,9 +73,9 @@ func TestIdleConnectionKeepsNoContext(t *testing.T) {
 // WebSocket keeps on the server: 200 connections, each of its own user,
 // subscribed to its group of 22 (every member online), after the other
 // members' online changes reached them. Every allocation made while they
-// connect is recorded (MemProfileRate 1); what is still in use after three
-// collections, in stacks of the server's code, is divided among them. With
-// -v it lists the largest allocation sites.
+// connect is recorded (MemProfileRate 1); what the server's code holds
+// after three collections, less what it held before they connected, is
+// divided among them. With -v it lists the largest allocation sites.
 //
 //	go test ./broker -run '^$' -bench IdleConnectionHeap -benchtime 1x -v
 func BenchmarkIdleConnectionHeap(b *testing.B) {
@@ -140,26 +131,40 @@ func BenchmarkIdleConnectionHeap(b *testing.B) {
 	quiet()
 	defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
 	runtime.MemProfileRate = 1
+	before := serverHeap()
 	for u := warm; u < warm+conns; u++ {
 		dial(u)
 	}
 	quiet()
+	bySite := serverHeap()
+	var held int64
+	for site, n := range before {
+		bySite[site] -= n
+	}
+	for _, n := range bySite {
+		held += n
+	}
+	sites := slices.SortedFunc(maps.Keys(bySite), func(a, b string) int { return cmp.Compare(bySite[b], bySite[a]) })
+	for _, site := range sites[:min(len(sites), 25)] {
+		b.Logf("%6d B per connection  %s", bySite[site]/conns, site)
+	}
+	b.ReportMetric(float64(held)/conns, "B/conn")
+	b.ReportMetric(0, "ns/op")
+	for _, c := range clients {
+		_ = c.c.CloseNow()
+	}
+}
+
+// serverHeap returns, after three collections, the bytes in use by
+// allocation site (the first function outside the runtime) of what the
+// server's code allocated: stacks through this module or a server
+// connection's goroutine, and not through the test's clients.
+func serverHeap() map[string]int64 {
 	for range 3 {
 		runtime.GC()
 	}
-	var recs []runtime.MemProfileRecord
-	n, _ := runtime.MemProfile(nil, false)
-	for {
-		recs = make([]runtime.MemProfileRecord, n+50)
-		var ok bool
-		if n, ok = runtime.MemProfile(recs, false); ok {
-			recs = recs[:n]
-			break
-		}
-	}
 	bySite := map[string]int64{}
-	var held int64
-	for _, r := range recs {
+	for _, r := range memProfile() {
 		if r.InUseBytes() == 0 {
 			continue
 		}
@@ -180,17 +185,20 @@ func BenchmarkIdleConnectionHeap(b *testing.B) {
 			}
 		}
 		if server {
-			held += r.InUseBytes()
 			bySite[site] += r.InUseBytes()
 		}
 	}
-	sites := slices.SortedFunc(maps.Keys(bySite), func(a, b string) int { return cmp.Compare(bySite[b], bySite[a]) })
-	for _, site := range sites[:min(len(sites), 25)] {
-		b.Logf("%6d B per connection  %s", bySite[site]/conns, site)
-	}
-	b.ReportMetric(float64(held)/conns, "B/conn")
-	b.ReportMetric(0, "ns/op")
-	for _, c := range clients {
-		_ = c.c.CloseNow()
+	return bySite
+}
+
+// memProfile returns the records of the heap profile.
+func memProfile() []runtime.MemProfileRecord {
+	n, _ := runtime.MemProfile(nil, false)
+	for {
+		recs := make([]runtime.MemProfileRecord, n+50)
+		var ok bool
+		if n, ok = runtime.MemProfile(recs, false); ok {
+			return recs[:n]
+		}
 	}
 }
