@@ -94,6 +94,8 @@ func readSessionRecord(b []byte, r *sessionRecord) bool {
 	if len(b) < 2 || b[0] != '{' {
 		return false
 	}
+	// strs are the string fields, at their index in sessionFields.
+	strs := [...]*string{&r.User, &r.Session, &r.Node, &r.Inst, nil, &r.Text, &r.Device, &r.Client}
 	i, next := 1, 0
 	if b[i] == '}' {
 		return i+1 == len(b)
@@ -127,30 +129,18 @@ func readSessionRecord(b []byte, r *sessionRecord) bool {
 				return false
 			}
 			switch sessionFields[f] {
-			case "user":
-				r.User = string(v)
-			case "session":
-				r.Session = string(v)
-			case "node":
-				r.Node = string(v)
-			case "inst":
-				r.Inst = string(v)
 			case "status":
 				r.Status = internStatus(v)
-			case "text":
-				r.Text = string(v)
-			case "device":
-				r.Device = string(v)
-			case "client":
-				r.Client = string(v)
-			case "since":
-				if r.Since.UnmarshalJSON(b[i:j]) != nil {
+			case "since", "expires":
+				t := &r.Since
+				if sessionFields[f] == "expires" {
+					t = &r.Expires
+				}
+				if t.UnmarshalJSON(b[i:j]) != nil {
 					return false
 				}
-			case "expires":
-				if r.Expires.UnmarshalJSON(b[i:j]) != nil {
-					return false
-				}
+			default:
+				*strs[f] = string(v)
 			}
 			i = j
 		}
