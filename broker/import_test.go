@@ -50,7 +50,7 @@ type importAnswer struct {
 }
 
 // postImport sends body to /v1/import through the validating client.
-func postImport(t *testing.T, s *testServer, body string, progress bool) importAnswer {
+func postImport(t testing.TB, s *testServer, body string, progress bool) importAnswer {
 	t.Helper()
 	u := s.URL + "/v1/import"
 	if progress {
@@ -69,7 +69,7 @@ func postImport(t *testing.T, s *testServer, body string, progress bool) importA
 	return readImportAnswer(t, resp, progress)
 }
 
-func readImportAnswer(t *testing.T, resp *http.Response, progress bool) importAnswer {
+func readImportAnswer(t testing.TB, resp *http.Response, progress bool) importAnswer {
 	t.Helper()
 	a := importAnswer{status: resp.StatusCode}
 	if resp.StatusCode != http.StatusOK || !progress {

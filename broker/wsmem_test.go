@@ -3,7 +3,6 @@ package broker_test
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"runtime"
@@ -81,20 +80,8 @@ func TestIdleConnectionKeepsNoContext(t *testing.T) {
 func BenchmarkIdleConnectionHeap(b *testing.B) {
 	const warm, conns, groups = 20, 200, 10
 	s := startServer(b, "")
-	lines := importLines(groups + 2*(warm+conns))
-	req, err := http.NewRequest("POST", s.URL+"/v1/import", strings.NewReader(ndjson(lines)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.Admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b.Fatalf("import: %s", resp.Status)
+	if a := postImport(b, s, ndjson(importLines(groups+2*(warm+conns))), false); a.status != http.StatusOK {
+		b.Fatalf("import: %d %+v", a.status, a.err)
 	}
 	for g := range groups {
 		waitMembers(b, s, fmt.Sprintf("g%d", g), (warm+conns)/groups)
