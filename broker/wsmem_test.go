@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presenced/presenced/broker"
 	"github.com/presenced/presenced/protocol"
 )
 
@@ -71,15 +72,19 @@ func TestIdleConnectionKeepsNoContext(t *testing.T) {
 // BenchmarkIdleConnectionHeap measures the heap an idle subscribed
 // WebSocket keeps on the server: 200 connections, each of its own user,
 // subscribed to its group of 22 (every member online), after the other
-// members' online changes reached them. Every allocation made while they
-// connect is recorded (MemProfileRate 1); what the server's code holds
-// after three collections, less what it held before they connected, is
-// divided among them. With -v it lists the largest allocation sites.
+// members' online changes reached them and the server's pinger found them
+// silent. Every allocation made while they connect is recorded
+// (MemProfileRate 1); what the server's code holds after three
+// collections, less what it held before they connected, is divided among
+// them. With -v it lists the largest allocation sites.
 //
 //	go test ./broker -run '^$' -bench IdleConnectionHeap -benchtime 1x -v
 func BenchmarkIdleConnectionHeap(b *testing.B) {
 	const warm, conns, groups = 20, 200, 10
-	s := startServer(b, "")
+	// The pinger trims the queues of connections silent for a third of
+	// the idle timeout: a second here.
+	const idle = 3 * time.Second
+	s := startServer(b, "", func(c *broker.Config) { c.Limits.IdleTimeout = idle })
 	if a := postImport(b, s, ndjson(importLines(groups+2*(warm+conns))), false); a.status != http.StatusOK {
 		b.Fatalf("import: %d %+v", a.status, a.err)
 	}
@@ -123,6 +128,7 @@ func BenchmarkIdleConnectionHeap(b *testing.B) {
 		dial(u)
 	}
 	quiet()
+	time.Sleep(idle * 2 / 3) // silent for idle/3, and seen so by the pinger
 	bySite := serverHeap()
 	var held int64
 	for site, n := range before {

@@ -105,8 +105,9 @@ func (wc *wsConn) flush() {
 }
 
 // pinger pings connections that have been silent for a third of the idle
-// timeout and closes those that do not answer, from one goroutine for all
-// connections plus a bounded number of pings in flight.
+// timeout (trimming their subscribers' queues) and closes those that do
+// not answer, from one goroutine for all connections plus a bounded number
+// of pings in flight.
 func (s *Server) pinger(quit <-chan struct{}) {
 	idle := s.cfg.Limits.IdleTimeout
 	t := time.NewTicker(idle / 3)
@@ -123,6 +124,7 @@ func (s *Server) pinger(quit <-chan struct{}) {
 			if wc.lastRead.Load() > cutoff {
 				continue
 			}
+			wc.sub.Trim()
 			select {
 			case sem <- struct{}{}:
 			case <-quit:

@@ -345,7 +345,6 @@ func (s *Subscriber) Next(ctx context.Context) ([]Batch, error) {
 			s.mu.Unlock()
 			return mergeRuns(out), nil
 		}
-		s.release()
 		s.mu.Unlock()
 		select {
 		case <-s.notify:
@@ -365,7 +364,6 @@ func (s *Subscriber) TryNext() ([]Batch, error) {
 		return nil, s.err
 	}
 	if len(s.queue) == 0 {
-		s.release()
 		s.mu.Unlock()
 		return nil, nil
 	}
@@ -375,11 +373,19 @@ func (s *Subscriber) TryNext() ([]Batch, error) {
 	return mergeRuns(out), nil
 }
 
-// release drops the queue's arrays once it is empty, s.mu held: the caller
-// of Next or TryNext is done with what the last call returned, and an idle
-// subscriber then keeps neither the arrays nor the batches in them (a
-// merged batch's changes are its own).
-func (s *Subscriber) release() { s.queue, s.spare = nil, nil }
+// Trim gives back what an idle subscriber's queue holds: its two arrays
+// and the batches last delivered in them (a merged batch's changes are its
+// own). A busy subscriber keeps them, to queue without allocating; the
+// server trims those whose client has been silent a while. The slice the
+// last Next or TryNext returned stays valid.
+func (s *Subscriber) Trim() {
+	s.mu.Lock()
+	if len(s.queue) == 0 {
+		s.queue = nil
+	}
+	s.spare = nil
+	s.mu.Unlock()
+}
 
 // mergeRuns joins, group by group, the delta batches queued for one
 // subscriber into one: a subscriber that fell behind (its writes wait on a

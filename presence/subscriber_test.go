@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -659,4 +660,42 @@ func TestHasRun(t *testing.T) {
 			t.Fatalf("%d batches with counts of one group: a run found", n)
 		}
 	}
+}
+
+// TestTrimKeepsWhatWasReturned: a trimmed subscriber holds no queue
+// array, the batches TryNext returned before stay as they were, and it
+// queues again afterwards.
+func TestTrimKeepsWhatWasReturned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFeeder(t, -1, 100)
+		f.lease("n", "i")
+		f.member("g", "u1")
+		f.x.markLoaded()
+		s := f.x.newSubscriber(SubscriberConfig{})
+		defer s.Close()
+		if _, err := s.Subscribe("g", SubscribeOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		f.session("u1", "s", "n", "i", protocol.StatusOnline)
+		got, err := s.TryNext()
+		if len(got) != 1 || err != nil {
+			t.Fatalf("TryNext = %v %v", got, err)
+		}
+		before := got[0]
+		s.Trim()
+		s.mu.Lock()
+		held := cap(s.queue) + cap(s.spare)
+		s.mu.Unlock()
+		if held != 0 {
+			t.Fatalf("a trimmed subscriber holds queue arrays with room for %d batches", held)
+		}
+		f.session("u1", "s", "n", "i", protocol.StatusAway)
+		if !reflect.DeepEqual(got[0], before) {
+			t.Fatalf("the batch returned before Trim changed: %+v, was %+v", got[0], before)
+		}
+		next, err := s.TryNext()
+		if len(next) != 1 || err != nil || next[0].Changes[0].Status != protocol.StatusAway {
+			t.Fatalf("TryNext after Trim = %+v %v", next, err)
+		}
+	})
 }
