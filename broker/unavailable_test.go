@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,8 +112,16 @@ func TestConnectDuringAnElection(t *testing.T) {
 			t.Fatalf("dial during a %s election: %v after %s", election, err, time.Since(start).Round(time.Millisecond))
 		}
 		defer c.Close()
-		if s.Engine().Status("a").Status != protocol.StatusOnline {
-			t.Fatalf("a is %s after its hello", s.Engine().Status("a").Status)
+		// The hello says the session is stored; the node's index applies it
+		// a moment later, and the connection answers its ops only then. So
+		// a's own subscription, not a read of the index right after the
+		// hello, is where a must be online.
+		snap, err := c.Subscribe(ctx, "team")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := slices.IndexFunc(snap.Members, func(m protocol.Member) bool { return m.User == "a" }); i < 0 || snap.Members[i].Status != protocol.StatusOnline {
+			t.Fatalf("a's own snapshot of team after its hello: %+v", snap.Members)
 		}
 	})
 	t.Run("outlasts", func(t *testing.T) {
