@@ -345,6 +345,7 @@ func (s *Subscriber) Next(ctx context.Context) ([]Batch, error) {
 			s.mu.Unlock()
 			return mergeRuns(out), nil
 		}
+		s.drained()
 		s.mu.Unlock()
 		select {
 		case <-s.notify:
@@ -364,6 +365,7 @@ func (s *Subscriber) TryNext() ([]Batch, error) {
 		return nil, s.err
 	}
 	if len(s.queue) == 0 {
+		s.drained()
 		s.mu.Unlock()
 		return nil, nil
 	}
@@ -371,6 +373,16 @@ func (s *Subscriber) TryNext() ([]Batch, error) {
 	s.queue, s.spare = s.spare[:0], out
 	s.mu.Unlock()
 	return mergeRuns(out), nil
+}
+
+// drained, with s.mu held and the queue empty, lets go of the batches
+// last delivered: the caller of Next or TryNext is done with them, and a
+// merged batch's changes are its own. The arrays stay, for the next
+// batches to queue without allocating, until Trim.
+func (s *Subscriber) drained() {
+	clear(s.queue[:cap(s.queue)])
+	clear(s.spare[:cap(s.spare)])
+	s.spare = s.spare[:0]
 }
 
 // Trim gives back what an idle subscriber's queue holds: its two arrays
