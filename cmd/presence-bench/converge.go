@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync/atomic"
@@ -66,60 +65,6 @@ func (s *convergeState) set(u int, present bool) {
 	}
 }
 
-// The server writes every member as {"user":"…","status":"…",…} with rev
-// and removed after the text (protocol.AppendMember). None of these keys
-// can occur inside a string value, whose quotes are escaped, so an entry
-// runs from its user key to the next one.
-var (
-	membersKey = []byte(`"members":[`)
-	changesKey = []byte(`"changes":[`)
-	memberKey  = []byte(`{"user":"`)
-	statusKey  = []byte(`","status":"`)
-	offline    = []byte(`offline"`)
-	revKey     = []byte(`,"rev":`)
-	removedKey = []byte(`,"removed":true`)
-)
-
-// scanMembers calls fn for every entry of b's members or changes array
-// with its user, whether the entry makes the user present (a status other
-// than offline, and not removed) and its rev (0 when it has none).
-func scanMembers(b []byte, fn func(user []byte, present bool, rev uint64)) {
-	i := bytes.Index(b, membersKey)
-	if i < 0 {
-		i = bytes.Index(b, changesKey)
-	}
-	if i < 0 {
-		return
-	}
-	rest := b[i:]
-	j := bytes.Index(rest, memberKey)
-	for j >= 0 {
-		rest = rest[j+len(memberKey):]
-		entry := rest
-		j = bytes.Index(rest, memberKey)
-		if j >= 0 {
-			entry = rest[:j]
-		}
-		end := bytes.IndexByte(entry, '"')
-		if end < 0 {
-			return
-		}
-		user, tail := entry[:end], entry[end:]
-		present := bytes.HasPrefix(tail, statusKey) && !bytes.HasPrefix(tail[len(statusKey):], offline) &&
-			!bytes.Contains(tail, removedKey)
-		var rev uint64
-		if k := bytes.Index(tail, revKey); k >= 0 {
-			for _, d := range tail[k+len(revKey):] {
-				if d < '0' || d > '9' {
-					break
-				}
-				rev = rev*10 + uint64(d-'0')
-			}
-		}
-		fn(user, present, rev)
-	}
-}
-
 // userIndex returns the index of the user whose id is prefix followed by
 // the index in decimal.
 func userIndex(prefix string, id []byte) (int, bool) {
@@ -159,20 +104,30 @@ func (w *worker) startConverge() {
 // c.rev moves to the frame's rev: changes at or below c.rev were applied
 // already (a snapshot replaces everything).
 func (w *worker) track(c *subConn, b []byte, op protocol.Op) {
-	s := c.conv
 	minRev := c.rev
 	if op == protocol.OpSnapshot {
-		s.reset()
+		c.conv.reset()
 		minRev = 0
 	}
-	scanMembers(b, func(user []byte, present bool, rev uint64) {
-		if minRev > 0 && rev != 0 && rev <= minRev {
-			return
-		}
-		if u, ok := userIndex(w.userPrefix, user); ok {
-			s.set(u, present)
-		}
-	})
+	eachEntry(b, true, func(e entry) { w.see(c, minRev, e) })
+	w.tracked(c)
+}
+
+// see applies one entry of a frame to what c sees; minRev is c's
+// revision before the frame.
+func (w *worker) see(c *subConn, minRev uint64, e entry) {
+	if minRev > 0 && e.rev != 0 && e.rev <= minRev {
+		return
+	}
+	if u, ok := userIndex(w.userPrefix, e.user); ok {
+		c.conv.set(u, e.present())
+	}
+}
+
+// tracked notes, after a frame, what c sees and when it first saw every
+// member present.
+func (w *worker) tracked(c *subConn) {
+	s := c.conv
 	s.seen.Store(int32(s.count))
 	if s.count == s.size && s.at.Load() == 0 {
 		s.at.Store(time.Now().UnixNano())

@@ -8,16 +8,17 @@ import (
 	"github.com/presenced/presenced/protocol"
 )
 
-// The scanner must read what the server's encoders write.
-func TestScanMembers(t *testing.T) {
-	type entry struct {
+// The scanner must read what the server's encoders write, and the same
+// members written otherwise.
+func TestEachEntry(t *testing.T) {
+	type member struct {
 		user    string
 		present bool
 		rev     uint64
 	}
-	scan := func(b []byte) []entry {
-		var got []entry
-		scanMembers(b, func(user []byte, present bool, rev uint64) { got = append(got, entry{string(user), present, rev}) })
+	scan := func(b []byte) []member {
+		var got []member
+		eachEntry(b, true, func(e entry) { got = append(got, member{string(e.user), e.present(), e.rev}) })
 		return got
 	}
 	delta := protocol.AppendDelta(nil, protocol.Delta{Group: "g1", Rev: 99, Online: 2, Total: 3, Changes: []protocol.Member{
@@ -28,22 +29,34 @@ func TestScanMembers(t *testing.T) {
 		{User: "pb-u5", Status: protocol.StatusOnline, Since: 5, Rev: 99, Removed: true},
 		{User: "pb-u6", Status: "dnd", Since: 6, Rev: 99},
 	}})
-	want := []entry{{"pb-u1", true, 90}, {"pb-u2", true, 91}, {"pb-u3", false, 92}, {"pb-u4", true, 93}, {"pb-u5", false, 99}, {"pb-u6", true, 99}}
+	want := []member{{"pb-u1", true, 90}, {"pb-u2", true, 91}, {"pb-u3", false, 92}, {"pb-u4", true, 93}, {"pb-u5", false, 99}, {"pb-u6", true, 99}}
 	if got := scan(delta); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("delta: got %v, want %v\n%s", got, want, delta)
 	}
 	snap := protocol.AppendSnapshot(nil, protocol.SnapshotHeader{ID: 1, Group: "g1", Rev: 7, Epoch: `"changes":[`, Online: 2, Total: 3},
 		[]protocol.Member{{User: "a", Status: protocol.StatusOnline, Since: 1}, {User: "b", Status: protocol.StatusOffline, Since: 1}})
-	if got, want := scan(snap), []entry{{"a", true, 0}, {"b", false, 0}}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := scan(snap), []member{{"a", true, 0}, {"b", false, 0}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("snapshot: got %v, want %v\n%s", got, want, snap)
 	}
 	resumed := protocol.AppendResumed(nil, protocol.Resumed{ID: 1, Group: "g1", Rev: 12, Epoch: "e", Changes: []protocol.Member{
 		{User: "c", Status: protocol.StatusAway, Rev: 12}}})
-	if got, want := scan(resumed), []entry{{"c", true, 12}}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := scan(resumed), []member{{"c", true, 12}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("resumed: got %v, want %v", got, want)
 	}
 	if got := scan(protocol.AppendSnapshot(nil, protocol.SnapshotHeader{ID: 1, Group: "g"}, nil)); len(got) != 0 {
 		t.Fatalf("empty snapshot: %v", got)
+	}
+	// Written otherwise: other field orders, spaces, unknown fields with
+	// nested values, escapes that end in a backslash.
+	other := []byte(` { "op" : "delta", "group":"g\"1", "extra": {"changes":[{"user":"no"}]},
+		"changes" : [ {"rev": 5, "text": "a\"b\\", "user":"x", "status":"away", "more": {"k": [1, "]}"]}} ,
+		{"user":"y","status":"offline","removed":false}, {"status":"busy","user":"z","removed":true,"rev":7} ] }`)
+	if got, want := scan(other), []member{{"x", true, 5}, {"y", false, 0}, {"z", false, 7}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("written otherwise: got %v, want %v", got, want)
+	}
+	// What it cannot read ends the scan, after the entries before it.
+	if got, want := scan([]byte(`{"changes":[{"user":"x","status":"away"},{"user":"y",`)), []member{{"x", true, 0}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("cut short: got %v, want %v", got, want)
 	}
 }
 
@@ -153,5 +166,29 @@ func TestTrackConvergence(t *testing.T) {
 	cv := mergeConverge([]reply{{Converge: r}, {Converge: r2}})
 	if cv.Subscribers != 6 || cv.Converged != 2 || cv.NotConverged != 4 || cv.Ended != 2 || cv.FewestSeen != 5 || cv.Times.Count != 2 {
 		t.Fatalf("merged %+v", cv)
+	}
+}
+
+// BenchmarkEachEntry reads a delta of 100 online members as join10k's
+// subscribers read every delta, for convergence and markers at once.
+func BenchmarkEachEntry(b *testing.B) {
+	changes := make([]protocol.Member, 100)
+	for i := range changes {
+		changes[i] = protocol.Member{User: fmt.Sprintf("pb-u%d", 1000+i), Status: protocol.StatusOnline,
+			Since: 1765152000000 + int64(i), Rev: 123456 + uint64(i)}
+	}
+	frame := protocol.AppendDelta(nil, protocol.Delta{Group: "pb-g0", Rev: 123555, Online: 100, Total: 10000, Changes: changes})
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		eachEntry(frame, false, func(e entry) {
+			if _, ok := marker(e.text); !ok && e.present() {
+				n++
+			}
+		})
+	}
+	if n != 100*b.N {
+		b.Fatalf("%d entries in %d scans", n, b.N)
 	}
 }

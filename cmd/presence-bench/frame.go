@@ -73,50 +73,19 @@ func parseHeader(b []byte) (frameHeader, error) {
 	return h, nil
 }
 
-// scanChanges calls fn for every member of b's changes array whose text is
-// a marker, with the member's user and the marker's sequence number.
-func scanChanges(b []byte, fn func(user []byte, seq int)) {
-	i := bytes.Index(b, []byte(`"changes":[`))
-	if i < 0 {
-		return
+// marker returns the sequence number of the change whose text is t, if t
+// is a marker.
+func marker(t []byte) (int, bool) {
+	num, ok := bytes.CutPrefix(t, []byte(markerPrefix))
+	if !ok || len(num) == 0 || len(num) > 12 {
+		return 0, false
 	}
-	rest := b[i:]
-	userKey := []byte(`{"user":"`)
-	textKey := []byte(`"text":"`)
-	for {
-		j := bytes.Index(rest, userKey)
-		if j < 0 {
-			return
+	n := 0
+	for _, d := range num {
+		if d < '0' || d > '9' {
+			return 0, false
 		}
-		rest = rest[j+len(userKey):]
-		end := bytes.IndexByte(rest, '"')
-		if end < 0 {
-			return
-		}
-		user := rest[:end]
-		rest = rest[end:]
-		// The text follows the status within the same member; a member
-		// whose text is empty or not a marker is skipped.
-		t := bytes.Index(rest, textKey)
-		if t < 0 {
-			return
-		}
-		if next := bytes.Index(rest, userKey); next >= 0 && next < t {
-			continue
-		}
-		rest = rest[t+len(textKey):]
-		if !bytes.HasPrefix(rest, []byte(markerPrefix)) {
-			continue
-		}
-		num := rest[len(markerPrefix):]
-		n, k := 0, 0
-		for k < len(num) && num[k] >= '0' && num[k] <= '9' && k < 12 {
-			n = n*10 + int(num[k]-'0')
-			k++
-		}
-		if k > 0 && k < len(num) && num[k] == '"' {
-			fn(user, n)
-		}
-		rest = num[k:]
+		n = n*10 + int(d-'0')
 	}
+	return n, true
 }

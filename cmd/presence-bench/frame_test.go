@@ -9,7 +9,7 @@ import (
 
 // The scanner must read what the server's encoders write: these frames
 // come from the protocol package's append functions.
-func TestScanChanges(t *testing.T) {
+func TestMarkers(t *testing.T) {
 	frame := protocol.AppendDelta(nil, protocol.Delta{Group: "g1", Rev: 99, Online: 2, Total: 3, Changes: []protocol.Member{
 		{User: "pb-u1", Status: protocol.StatusOnline, Text: markerText(7), Since: 1, Rev: 90},
 		{User: "pb-u2", Status: protocol.StatusBusy, Text: "", Since: 2, Rev: 91},
@@ -18,6 +18,13 @@ func TestScanChanges(t *testing.T) {
 		{User: "pb-u5", Status: protocol.StatusOnline, Text: markerText(123456), Since: 5, Rev: 99, Removed: true},
 	}})
 	var got []string
+	scanChanges := func(b []byte, fn func(user []byte, seq int)) {
+		eachEntry(b, false, func(e entry) {
+			if seq, ok := marker(e.text); ok {
+				fn(e.user, seq)
+			}
+		})
+	}
 	scanChanges(frame, func(user []byte, seq int) { got = append(got, fmt.Sprintf("%s=%d", user, seq)) })
 	want := []string{"pb-u1=7", "pb-u5=123456"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -523,16 +523,24 @@ func (w *worker) handle(c *subConn, b []byte) {
 		rev, ok := headerUint(b, "rev")
 		// A delta not above the connection's revision was applied
 		// already (the protocol's rule; the server sends none).
-		if c.conv != nil && (!ok || rev > c.rev) {
-			w.track(c, b, protocol.OpDelta)
-		}
+		tracking, minRev := c.conv != nil && (!ok || rev > c.rev), c.rev
 		if ok && rev > c.rev {
 			c.rev = rev
 		}
 		s := w.sched.Load()
 		now := time.Now().UnixNano()
 		var seen, delivered, stray uint64
-		scanChanges(b, func(user []byte, seq int) {
+		// One pass over the changes serves both the convergence and the
+		// markers of the changes this tool made.
+		eachEntry(b, false, func(e entry) {
+			if tracking {
+				w.see(c, minRev, e)
+			}
+			seq, ok := marker(e.text)
+			if !ok {
+				return
+			}
+			user := e.user
 			seen++
 			if s == nil || seq >= s.Count {
 				stray++
@@ -550,6 +558,9 @@ func (w *worker) handle(c *subConn, b []byte) {
 				c.mu.Unlock()
 			}
 		})
+		if tracking {
+			w.tracked(c)
+		}
 		w.changes.Add(seen)
 		if stray > 0 {
 			w.stray.Add(stray)
