@@ -32,7 +32,8 @@ func (c *frameCache) frame(b presence.Batch) []byte {
 	if b.Merged {
 		// One connection's own batch: it may have the revision and size
 		// of the group's shared batch, and no one else will ask for it.
-		return encodeBatch(b)
+		// (Connections encode theirs into pooled buffers: batchFrame.)
+		return appendBatch(make([]byte, 0, batchSize(b)), b)
 	}
 	c.mu.Lock()
 	e, ok := c.m[b.Group]
@@ -40,7 +41,7 @@ func (c *frameCache) frame(b presence.Batch) []byte {
 	if ok && e.rev == b.Rev && e.counts == b.CountsOnly && e.n == len(b.Changes) {
 		return e.frame
 	}
-	f := encodeBatch(b)
+	f := appendBatch(make([]byte, 0, batchSize(b)), b)
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= frameCacheMax {
 		c.m = map[string]cachedFrame{}
@@ -50,14 +51,19 @@ func (c *frameCache) frame(b presence.Batch) []byte {
 	return f
 }
 
-func encodeBatch(b presence.Batch) []byte {
+// batchSize is about the size of b's frame: enough for most.
+func batchSize(b presence.Batch) int { return 96 + len(b.Group) + 80*len(b.Changes) }
+
+// appendBatch appends b's frame to dst. The changes are encoded as they
+// are, without a slice of protocol.Member between: a merged batch (a
+// connection that fell behind) can hold thousands.
+func appendBatch(dst []byte, b presence.Batch) []byte {
 	if b.CountsOnly {
-		return protocol.AppendCounts(nil, 0, []protocol.GroupCount{{Group: b.Group, Online: b.Online, Total: b.Total, Rev: b.Rev}})
+		return protocol.AppendCounts(dst, 0, []protocol.GroupCount{{Group: b.Group, Online: b.Online, Total: b.Total, Rev: b.Rev}})
 	}
-	changes := make([]protocol.Member, len(b.Changes))
+	dst = protocol.AppendDeltaStart(dst, protocol.Delta{Group: b.Group, Rev: b.Rev, Online: b.Online, Total: b.Total})
 	for i, d := range b.Changes {
-		changes[i] = memberOf(d)
+		dst = protocol.AppendMember(dst, memberOf(d), i == 0)
 	}
-	return protocol.AppendDelta(make([]byte, 0, 96+80*len(changes)), protocol.Delta{
-		Group: b.Group, Rev: b.Rev, Online: b.Online, Total: b.Total, Changes: changes})
+	return protocol.AppendDeltaEnd(dst)
 }

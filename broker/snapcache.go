@@ -97,8 +97,3 @@ func (s *Server) appendSnapshot(dst []byte, id uint64, group string, snap presen
 	dst = s.snaps.appendMembers(dst, group, snap)
 	return protocol.AppendSnapshotEnd(dst)
 }
-
-// encodeSnapshot returns snap's frame in a buffer of its own.
-func (s *Server) encodeSnapshot(id uint64, group string, snap presence.Snapshot) []byte {
-	return s.appendSnapshot(make([]byte, 0, snapshotSize(group, snap)), id, group, snap)
-}

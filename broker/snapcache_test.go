@@ -63,7 +63,7 @@ func BenchmarkEncodeSnapshot100(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		snap.Rev++
-		if f := s.encodeSnapshot(1, snap.Group, snap); len(f) < 100*60 {
+		if f := s.appendSnapshot(make([]byte, 0, snapshotSize(snap.Group, snap)), 1, snap.Group, snap); len(f) < 100*60 {
 			b.Fatalf("frame of %d bytes", len(f))
 		}
 	}

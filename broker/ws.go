@@ -676,7 +676,9 @@ func (wc *wsConn) write(ctx context.Context, frame []byte) error {
 
 // batchFrame returns the frame of a batch, shared with every other
 // subscriber of the group, or nil for a group the client has since left.
-func (wc *wsConn) batchFrame(b presence.Batch) []byte {
+// A frame of the connection's own (a merged batch, a reset's snapshot) is
+// pooled: the caller gives it back to frameBufs once written.
+func (wc *wsConn) batchFrame(b presence.Batch) (frame []byte, pooled bool) {
 	// A batch queued before the connection lost the group (recheckAccess)
 	// is not written after it: the connection's own state says what it
 	// still subscribes to and counts.
@@ -685,14 +687,20 @@ func (wc *wsConn) batchFrame(b presence.Batch) []byte {
 	counted := b.CountsOnly && (wc.countsAll || slices.Contains(wc.counts, b.Group))
 	wc.mu.Unlock()
 	if !subscribed && !counted {
-		return nil
+		return nil, false
 	}
-	if b.Reset != nil {
+	switch {
+	case b.Reset != nil:
 		// The store was loaded again under a new epoch: a fresh snapshot,
 		// pushed without id, replaces what the client knows.
-		return wc.s.encodeSnapshot(0, b.Group, *b.Reset)
+		snap := *b.Reset
+		return wc.s.appendSnapshot(wc.s.frameBufs.get(snapshotSize(b.Group, snap)), 0, b.Group, snap), true
+	case b.Merged:
+		// The connection's own batch: it may have the revision and size
+		// of the group's shared batch, and no one else will ask for it.
+		return appendBatch(wc.s.frameBufs.get(batchSize(b)), b), true
 	}
-	return wc.s.frames.frame(b)
+	return wc.s.frames.frame(b), false
 }
 
 func memberOf(d presence.Delta) protocol.Member {

@@ -90,11 +90,15 @@ func (wc *wsConn) flush() {
 			return
 		}
 		for _, b := range batches {
-			frame := wc.batchFrame(b)
+			frame, pooled := wc.batchFrame(b)
 			if frame == nil {
 				continue
 			}
-			if err := wc.write(context.Background(), frame); err != nil {
+			err := wc.write(context.Background(), frame)
+			if pooled {
+				wc.s.frameBufs.put(frame)
+			}
+			if err != nil {
 				wc.close(protocol.CloseNormal)
 				return
 			}

@@ -97,15 +97,26 @@ func AppendSnapshot(dst []byte, h SnapshotHeader, members []Member) []byte {
 
 // AppendDelta appends a delta frame.
 func AppendDelta(dst []byte, d Delta) []byte {
+	dst = AppendDeltaStart(dst, d)
+	dst = appendMembers(dst, d.Changes)
+	return AppendDeltaEnd(dst)
+}
+
+// AppendDeltaStart appends a delta frame up to its changes array; it does
+// not read d.Changes. Add each change with AppendMember and finish with
+// AppendDeltaEnd: a server can then encode changes it holds in another
+// form without collecting them as Members first.
+func AppendDeltaStart(dst []byte, d Delta) []byte {
 	dst = append(dst, `{"op":"delta"`...)
 	dst = appendStringField(dst, "group", d.Group)
 	dst = appendUintField(dst, "rev", d.Rev)
 	dst = appendIntField(dst, "online", int64(d.Online))
 	dst = appendIntField(dst, "total", int64(d.Total))
-	dst = append(dst, `,"changes":[`...)
-	dst = appendMembers(dst, d.Changes)
-	return append(dst, ']', '}')
+	return append(dst, `,"changes":[`...)
 }
+
+// AppendDeltaEnd closes a delta frame begun with AppendDeltaStart.
+func AppendDeltaEnd(dst []byte) []byte { return append(dst, ']', '}') }
 
 // AppendResumed appends a resumed frame.
 func AppendResumed(dst []byte, r Resumed) []byte {
