@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -173,6 +174,29 @@ func BenchmarkStats100k(b *testing.B) {
 	for b.Loop() {
 		if st := x.stats(); st.Sessions != 100_000 {
 			b.Fatalf("%d sessions", st.Sessions)
+		}
+	}
+}
+
+// BenchmarkMergeRuns merges the queue of a subscriber that fell behind
+// while 1,000 members of its group came online, 25 in each of 40 windows
+// (join10k): one batch of the 1,000 changes comes out.
+func BenchmarkMergeRuns(b *testing.B) {
+	batches := make([]Batch, 40)
+	for i := range batches {
+		bt := Batch{Group: "pb-g0", Rev: uint64(20000 + 25*i + 24), Online: 25 * (i + 1), Total: 10000}
+		for k := range 25 {
+			bt.Changes = append(bt.Changes, Delta{User: "pb-u" + strconv.Itoa(25*i+k), Status: protocol.StatusOnline,
+				Since: time.UnixMilli(1765152000000), Rev: uint64(20000 + 25*i + k)})
+		}
+		batches[i] = bt
+	}
+	q := make([]Batch, len(batches))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(q, batches)
+		if out := mergeRuns(q); len(out) != 1 || len(out[0].Changes) != 1000 {
+			b.Fatalf("%d batches", len(out))
 		}
 	}
 }

@@ -492,6 +492,11 @@ func hasRun(q []Batch) bool {
 	return false
 }
 
+// seenSets are the sets of users mergeBatches has seen, kept between
+// merges: a subscriber that fell behind in a big group merges thousands of
+// changes at a time.
+var seenSets = sync.Pool{New: func() any { return map[string]struct{}{} }}
+
 // mergeBatches is the batch of run's batches of one group: the last
 // change of each user, in the order of those last changes, with the
 // counts and revision of the last batch.
@@ -500,7 +505,11 @@ func mergeBatches(q []Batch, run []int) Batch {
 	for _, i := range run {
 		n += len(q[i].Changes)
 	}
-	seen := make(map[string]struct{}, n)
+	seen := seenSets.Get().(map[string]struct{})
+	defer func() {
+		clear(seen)
+		seenSets.Put(seen)
+	}()
 	picks := make([]Delta, 0, n)
 	for k := len(run) - 1; k >= 0; k-- {
 		cs := q[run[k]].Changes
