@@ -260,6 +260,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		OriginPatterns:     patterns,
 		InsecureSkipVerify: anyOrigin,
 		CompressionMode:    websocket.CompressionDisabled,
+		// The pinger's pings are answered here (see pinger).
+		OnPongReceived: func(context.Context, []byte) { sock.OnPong() },
 	})
 	if err != nil {
 		return // Accept has answered the client
@@ -383,6 +385,7 @@ type wsConn struct {
 	queued   atomic.Bool  // waiting for a writer
 	flushMu  sync.Mutex   // held by the writer draining this connection
 	lastRead atomic.Int64 // unix nanoseconds of the last frame read
+	pinged   atomic.Int64 // unix nanoseconds of the pinger's last ping, or 0 (only the pinger writes it)
 
 	// An idle connection is read without a goroutine of its own when the
 	// server has a poller (see poll): watch tells when it has something

@@ -467,3 +467,71 @@ func waitWebSocketsWithin(t *testing.T, s *testServer, want int, d time.Duration
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestPingedIdleClient: the server pings an idle client, an empty ping
+// frame a third of the idle timeout into its silence, at most one ping
+// in flight; a client that answers stays for as long as it answers, one
+// that does not is closed as idle (4010) within the timeout and its
+// session let go.
+func TestPingedIdleClient(t *testing.T) {
+	const idle = 900 * time.Millisecond
+	s := startServer(t, "", func(c *broker.Config) { c.Limits.IdleTimeout = idle })
+	seedTeam(t, s)
+	base := s.WebSockets()
+	answering, silent := dialRaw(t, s, "a"), dialRaw(t, s, "b")
+	waitWebSockets(t, s, base+2)
+	start := time.Now()
+
+	// The silent client reads what comes and answers nothing.
+	closed := make(chan []byte, 1)
+	pingsToSilent := 0
+	go func() {
+		for {
+			op, payload, err := readFrame(silent.br)
+			if err != nil {
+				closed <- nil
+				return
+			}
+			switch op {
+			case 0x9:
+				pingsToSilent++
+			case 0x8:
+				closed <- payload
+				return
+			}
+		}
+	}()
+	pings := 0
+	for time.Since(start) < 4*idle {
+		_ = answering.conn.SetReadDeadline(time.Now().Add(idle))
+		op, payload, err := readFrame(answering.br)
+		if err != nil {
+			t.Fatalf("the answering client after %v: %v", time.Since(start), err)
+		}
+		switch op {
+		case 0x9:
+			if len(payload) != 0 {
+				t.Fatalf("ping with a payload of %d bytes", len(payload))
+			}
+			pings++
+			answering.write(clientFrame(0x8A, payload))
+		case 0x8:
+			t.Fatalf("the answering client was closed after %v: %q", time.Since(start), payload)
+		}
+	}
+	if pings < 3 {
+		t.Fatalf("%d pings in %v of silence, want one every third of %v", pings, 4*idle, idle)
+	}
+	select {
+	case payload := <-closed:
+		if len(payload) < 2 || binary.BigEndian.Uint16(payload) != protocol.CloseIdleTimeout {
+			t.Fatalf("the silent client was closed with %q, want %d", payload, protocol.CloseIdleTimeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the silent client was not closed")
+	}
+	if pingsToSilent != 1 {
+		t.Fatalf("%d pings to the client that answered none, want 1", pingsToSilent)
+	}
+	waitWebSockets(t, s, base+1)
+}

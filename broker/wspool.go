@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/presenced/presenced/broker/internal/wsaccept"
 	"github.com/presenced/presenced/presence"
 	"github.com/presenced/presenced/protocol"
 )
@@ -109,9 +110,13 @@ func (wc *wsConn) flush() {
 }
 
 // pinger pings connections that have been silent for a third of the idle
-// timeout (trimming their subscribers' queues) and closes those that do
-// not answer, from one goroutine for all connections plus a bounded number
-// of pings in flight.
+// timeout (trimming their subscribers' queues) and closes those that leave
+// a ping unanswered for two more thirds, from one goroutine for all
+// connections. A ping is a frame written without waiting (Socket.Ping),
+// and its pong is noted by the library's reader (Socket.OnPong); the
+// pinger looks again at its next rounds. Only a connection the Socket
+// cannot ping (TLS) is pinged through the library, which waits for the
+// pong on a goroutine of its own, a bounded number at a time.
 func (s *Server) pinger(quit <-chan struct{}) {
 	idle := s.cfg.Limits.IdleTimeout
 	t := time.NewTicker(idle / 3)
@@ -123,12 +128,36 @@ func (s *Server) pinger(quit <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-idle / 3).UnixNano()
+		now := time.Now()
+		cutoff := now.Add(-idle / 3).UnixNano()
 		for _, wc := range s.conns.all() {
-			if wc.lastRead.Load() > cutoff {
+			heard := max(wc.lastRead.Load(), wc.sock.LastPong())
+			if heard > cutoff {
 				continue
 			}
 			wc.sub.Trim()
+			if sent := wc.pinged.Load(); sent > heard {
+				// Unanswered: the ping went out one or two rounds ago
+				// (a round is a third of the idle timeout).
+				if now.UnixNano()-sent >= int64(idle/2) {
+					wc.close(protocol.CloseIdleTimeout)
+				}
+				continue
+			}
+			if wc.isClosing() {
+				continue
+			}
+			switch err := wc.sock.Ping(); {
+			case err == nil:
+				wc.pinged.Store(now.UnixNano())
+				continue
+			case errors.Is(err, wsaccept.ErrBusy):
+				continue // a frame is being written: the next round
+			case !errors.Is(err, wsaccept.ErrNoPing):
+				wc.close(protocol.CloseIdleTimeout) // the socket failed
+				continue
+			}
+			wc.pinged.Store(now.UnixNano())
 			select {
 			case sem <- struct{}{}:
 			case <-quit:

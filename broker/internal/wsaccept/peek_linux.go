@@ -53,3 +53,20 @@ func waitMore(rc syscall.RawConn, b []byte, seen int) error {
 	}
 	return err
 }
+
+// sendNow writes b to rc's socket in one attempt, without waiting for room:
+// EAGAIN when the socket's buffer is full.
+func sendNow(rc syscall.RawConn, b []byte) (n int, err error) {
+	cerr := rc.Write(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	if cerr != nil {
+		return 0, cerr
+	}
+	return n, err
+}

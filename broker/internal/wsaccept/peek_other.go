@@ -12,3 +12,6 @@ import (
 func peek(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }
 
 func waitMore(syscall.RawConn, []byte, int) error { return errors.ErrUnsupported }
+
+// sendNow is not needed where connections are pinged by the library.
+func sendNow(syscall.RawConn, []byte) (int, error) { return 0, errors.ErrUnsupported }

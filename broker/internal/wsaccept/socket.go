@@ -61,6 +61,8 @@ type Socket struct {
 	round             *[]byte
 	roundAt, roundEnd int
 	peeked            int // the bytes the last Peek saw, for WaitMore
+
+	pong atomic.Int64 // when the last pong arrived (OnPong), unix ns
 }
 
 // WriteThrough is implemented by a connection wrapper whose writes go

@@ -89,3 +89,80 @@ func TestFrameInOneSegment(t *testing.T) {
 		t.Fatalf("ping: %v", err)
 	}
 }
+
+// TestPing: Ping sends an empty ping frame between the connection's
+// frames, never in the middle of one or ahead of a held 101, and the
+// client's pong reaches OnPong through the library's reader.
+func TestPing(t *testing.T) {
+	type accepted struct {
+		ws   *websocket.Conn
+		sock *Socket
+	}
+	got := make(chan accepted, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sock := new(Socket)
+		ws, err := websocket.Accept(SmallBuffers{ResponseWriter: w, Socket: sock}, r,
+			&websocket.AcceptOptions{OnPongReceived: func(context.Context, []byte) { sock.OnPong() }})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		got <- accepted{ws, sock}
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseNow()
+	a := <-got
+	defer a.ws.CloseNow()
+	// The server's reader notes the pong; the client's answers the ping
+	// as it reads the frames around it.
+	go func() { _, _, _ = a.ws.Read(ctx) }()
+	if a.sock.LastPong() != 0 {
+		t.Fatal("a pong before any ping")
+	}
+	before := time.Now().UnixNano()
+	if err := a.sock.WriteFrame(a.ws, []byte("first"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.sock.Ping(); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if err := a.sock.WriteFrame(a.ws, []byte("second"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"first", "second"} {
+		if _, data, err := client.Read(ctx); err != nil || string(data) != want {
+			t.Fatalf("read %q, %v; want %q", data, err, want)
+		}
+	}
+	for a.sock.LastPong() < before {
+		if ctx.Err() != nil {
+			t.Fatal("the pong was not noted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A frame's start kept back (a full buffer) or the 101: not now.
+	a.sock.mu.Lock()
+	a.sock.keep([]byte{0x81})
+	a.sock.mu.Unlock()
+	if err := a.sock.Ping(); err != ErrBusy {
+		t.Fatalf("ping with a frame's start kept back: %v, want ErrBusy", err)
+	}
+	a.sock.mu.Lock()
+	a.sock.dropHeld()
+	a.sock.mu.Unlock()
+	// A failed socket fails the ping; one without a descriptor (TLS) is
+	// pinged by the library.
+	_ = a.sock.Conn().Close()
+	if err := a.sock.Ping(); err == nil {
+		t.Fatal("ping on a closed socket succeeded")
+	}
+	if err := new(Socket).Ping(); err != ErrNoPing {
+		t.Fatalf("ping without a descriptor: %v, want ErrNoPing", err)
+	}
+}
