@@ -21,36 +21,50 @@ func segsOut(t *testing.T, c net.Conn) uint32 {
 	return tcpinfo.Of(t, c).Data_segs_out
 }
 
-// TestFrameInOneSegment: a frame written through WriteFrame leaves the
-// server in one TCP segment (one write) and arrives whole. Before Socket, a
-// frame of 508 bytes or more left in two: the header and the payload's
-// first bytes from the 512-byte buffer, then the rest.
-func TestFrameInOneSegment(t *testing.T) {
-	type accepted struct {
-		ws   *websocket.Conn
-		sock *Socket
-	}
+// accepted is the server's side of a WebSocket accepted through a Socket.
+type accepted struct {
+	ws   *websocket.Conn
+	sock *Socket
+}
+
+// acceptPair accepts a WebSocket through a Socket (its pongs reported to
+// OnPong when pongs is set) and dials it; both close with the test.
+func acceptPair(ctx context.Context, t *testing.T, pongs bool) (accepted, *websocket.Conn) {
+	t.Helper()
 	got := make(chan accepted, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sock := new(Socket)
-		ws, err := websocket.Accept(SmallBuffers{ResponseWriter: w, Socket: sock}, r, nil)
+		var opts *websocket.AcceptOptions
+		if pongs {
+			opts = &websocket.AcceptOptions{OnPongReceived: func(context.Context, []byte) { sock.OnPong() }}
+		}
+		ws, err := websocket.Accept(SmallBuffers{ResponseWriter: w, Socket: sock}, r, opts)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		got <- accepted{ws, sock}
 	}))
-	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(srv.Close)
 	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client.SetReadLimit(1 << 20)
-	defer client.CloseNow()
+	t.Cleanup(func() { client.CloseNow() })
 	a := <-got
-	defer a.ws.CloseNow()
+	t.Cleanup(func() { a.ws.CloseNow() })
+	return a, client
+}
+
+// TestFrameInOneSegment: a frame written through WriteFrame leaves the
+// server in one TCP segment (one write) and arrives whole. Before Socket, a
+// frame of 508 bytes or more left in two: the header and the payload's
+// first bytes from the 512-byte buffer, then the rest.
+func TestFrameInOneSegment(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, client := acceptPair(ctx, t, false)
+	client.SetReadLimit(1 << 20)
 	if _, ok := a.sock.Conn().(syscall.Conn); !ok {
 		t.Fatalf("hijacked connection %T has no file descriptor", a.sock.Conn())
 	}
@@ -94,31 +108,9 @@ func TestFrameInOneSegment(t *testing.T) {
 // frames, never in the middle of one or ahead of a held 101, and the
 // client's pong reaches OnPong through the library's reader.
 func TestPing(t *testing.T) {
-	type accepted struct {
-		ws   *websocket.Conn
-		sock *Socket
-	}
-	got := make(chan accepted, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sock := new(Socket)
-		ws, err := websocket.Accept(SmallBuffers{ResponseWriter: w, Socket: sock}, r,
-			&websocket.AcceptOptions{OnPongReceived: func(context.Context, []byte) { sock.OnPong() }})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		got <- accepted{ws, sock}
-	}))
-	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.CloseNow()
-	a := <-got
-	defer a.ws.CloseNow()
+	a, client := acceptPair(ctx, t, true)
 	// The server's reader notes the pong; the client's answers the ping
 	// as it reads the frames around it.
 	go func() { _, _, _ = a.ws.Read(ctx) }()
