@@ -80,12 +80,6 @@ func marker(t []byte) (int, bool) {
 	if !ok || len(num) == 0 || len(num) > 12 {
 		return 0, false
 	}
-	n := 0
-	for _, d := range num {
-		if d < '0' || d > '9' {
-			return 0, false
-		}
-		n = n*10 + int(d-'0')
-	}
-	return n, true
+	n, end := digitsAt(num, 0)
+	return int(n), end == len(num)
 }

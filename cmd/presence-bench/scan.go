@@ -207,13 +207,7 @@ func scanObject(b []byte, i int, e *entry) int {
 		case "text":
 			e.text = unquote(val)
 		case "rev":
-			e.rev = 0
-			for _, d := range val {
-				if d < '0' || d > '9' {
-					break
-				}
-				e.rev = e.rev*10 + uint64(d-'0')
-			}
+			e.rev, _ = digitsAt(val, 0)
 		case "removed":
 			e.removed = string(val) == "true"
 		}
